@@ -1,0 +1,150 @@
+"""A registry of array backends: one array library on one device, chosen by name.
+
+Precedence: an explicit name, then ``NNX_BACKEND`` (and ``NNX_DEVICE``), then ``"numpy"``.
+A backend is imported on first use; an unknown or unusable one raises, never falls back.
+This package knows nothing about nnx, so any Array API code can use it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from backends._backend import Backend, BackendError
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "BackendStatus",
+    "available",
+    "get_backend",
+    "load",
+    "register",
+    "registered",
+    "set_backend",
+    "use_backend",
+]
+
+Factory = Callable[[Any], Backend]
+ENTRY_POINT_GROUP = "nnx.backends"
+
+# name -> "module:function" (imported on first use) or a factory callable.
+_FACTORIES: dict[str, str | Factory] = {
+    "numpy": "backends.numpy_backend:make",
+    "array_api_strict": "backends.array_api_strict_backend:make",
+    "torch": "backends.torch_backend:make",
+    "cupy": "backends.cupy_backend:make",
+}
+_entry_points_read = False
+_instances: dict[tuple[str, str | None], Backend] = {}
+_selected: Backend | None = None
+
+
+def register(name: str, factory: Factory | str, *, replace: bool = False) -> None:
+    """Add a backend: ``factory(device)`` returns a :class:`Backend` or raises BackendError."""
+    if not name.isidentifier():
+        raise ValueError(f"register: expected a lowercase identifier as name, got name={name!r}.")
+    _read_entry_points()
+    if name in _FACTORIES and not replace:
+        raise ValueError(f"register: backend {name!r} exists; pass replace=True to override it.")
+    _FACTORIES[name] = factory
+    for key in [key for key in _instances if key[0] == name]:
+        del _instances[key]
+
+
+def registered() -> list[str]:
+    """Names of every registered backend, built-in and from entry points."""
+    _read_entry_points()
+    return list(_FACTORIES)
+
+
+def _read_entry_points() -> None:
+    global _entry_points_read
+    if _entry_points_read:
+        return
+    _entry_points_read = True
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        _FACTORIES.setdefault(entry.name, entry.value)
+
+
+def load(name: str | None = None, device: Any = None) -> Backend:
+    """The backend called ``name`` on ``device`` (defaults from NNX_BACKEND / NNX_DEVICE)."""
+    source = "argument"
+    if name is None:
+        name, source = os.environ.get("NNX_BACKEND") or "numpy", "NNX_BACKEND"
+        if device is None:
+            device = os.environ.get("NNX_DEVICE") or None
+    names = registered()
+    if name not in names:
+        raise ValueError(
+            f"Unknown backend {name!r} from {source}. Available: {', '.join(names)}. "
+            "Set NNX_BACKEND to one of these or call backends.register()."
+        )
+    key = (name, None if device is None else str(device))
+    if key not in _instances:
+        _instances[key] = _resolve_factory(name)(device)
+    return _instances[key]
+
+
+def _resolve_factory(name: str) -> Factory:
+    factory = _FACTORIES[name]
+    if callable(factory):
+        return factory
+    module_name, _, attr = factory.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise BackendError(f"Backend {name!r} cannot be imported: {err}.") from err
+    return getattr(module, attr)
+
+
+def set_backend(name: str | Backend | None, device: Any = None) -> Backend:
+    """Make ``name`` the backend that new layers, losses and optimizers take."""
+    global _selected
+    _selected = name if isinstance(name, Backend) else load(name, device)
+    return _selected
+
+
+def get_backend() -> Backend:
+    """The selected backend, or the one NNX_BACKEND / NNX_DEVICE name (numpy by default)."""
+    return _selected if _selected is not None else load()
+
+
+@contextmanager
+def use_backend(name: str | Backend, device: Any = None) -> Iterator[Backend]:
+    """Select a backend for the ``with`` block, then restore the previous choice."""
+    global _selected
+    previous = _selected
+    try:
+        yield set_backend(name, device)
+    finally:
+        _selected = previous
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    """One row of :func:`available`: whether a backend runs here, and why not."""
+
+    name: str
+    usable: bool
+    reason: str
+    version: str = ""
+    device: str = ""
+
+
+def available() -> list[BackendStatus]:
+    """Every registered backend with whether it is usable here, and the reason if not."""
+    rows = []
+    for name in registered():
+        try:
+            backend = load(name)
+        except (BackendError, ValueError) as err:
+            rows.append(BackendStatus(name, False, str(err)))
+        else:
+            rows.append(BackendStatus(name, True, "", backend.version, str(backend.device)))
+    return rows

@@ -1,0 +1,84 @@
+"""The Backend record: one array library on one device, and the errors about it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+class BackendError(RuntimeError):
+    """A backend's library or device is missing, or it cannot run here."""
+
+
+def _no_sync() -> None:
+    return None
+
+
+@dataclass(frozen=True, eq=False)
+class Backend:
+    """One array library on one device, as nnx sees it.
+
+    Parameters
+    ----------
+    name : str
+        Registry name, e.g. ``"numpy"``.
+    xp : namespace
+        The Array API namespace (array-api-compat wrapped where needed).
+    device : object
+        The device every array of this backend is created on.
+    asarray : callable ``(host_data, dtype) -> array``
+        Host data (NumPy arrays, lists, scalars) onto ``device``.
+    to_numpy : callable ``(array) -> numpy.ndarray``
+        The way back to the host: files, printing, tests.
+    synchronize : callable ``() -> None``
+        Wait for queued work, so that a clock read on a GPU measures finished work.
+    float64 : bool
+        Whether float64 arrays are supported.
+    mutable : bool
+        Whether in-place updates (``a -= b``) are allowed on its arrays.
+    lazy : bool
+        Whether work is deferred until asked for (as in Dask).
+    version : str
+        The array library's version, for reports.
+    """
+
+    name: str
+    xp: Any
+    device: Any
+    asarray: Callable[[Any, Any], Any]
+    to_numpy: Callable[[Any], np.ndarray]
+    synchronize: Callable[[], None] = _no_sync
+    float64: bool = True
+    mutable: bool = True
+    lazy: bool = False
+    version: str = ""
+    # Operations the standard lacks but a library does faster; nnx never needs them.
+    extras: dict[str, Callable[..., Any]] = field(default_factory=dict)
+
+    def dtype(self, name: Any) -> Any:
+        """The backend's dtype object for ``"float32"``/``"float64"`` (or a dtype, unchanged)."""
+        if not isinstance(name, str):
+            return name
+        if name not in ("float32", "float64"):
+            raise ValueError(
+                f"{self.name}: expected dtype 'float32' or 'float64', got dtype={name!r}."
+            )
+        if name == "float64" and not self.float64:
+            raise BackendError(
+                f"{self.name} on {self.device} does not support float64; use dtype='float32'."
+            )
+        return getattr(self.xp, name)
+
+    def rng(self, seed: int | None = None) -> Any:
+        """The host random source, identical on every backend: draw there, then ``asarray``.
+
+        A seed gives a fresh ``numpy.random.Generator``. ``None`` gives NumPy's global
+        generator (the ``numpy.random`` module), which the book's ``nnfs.init()`` seeds.
+        """
+        return np.random.default_rng(seed) if seed is not None else np.random
+
+    def __repr__(self) -> str:
+        return f"Backend(name={self.name!r}, device={self.device!r})"

@@ -1,0 +1,44 @@
+"""PyTorch through array-api-compat: CPU, or CUDA where one is present (``NNX_DEVICE=cuda``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from backends._backend import Backend, BackendError
+
+
+def make(device: Any = None) -> Backend:
+    try:
+        import array_api_compat.torch as xp
+        import torch
+    except ImportError as err:
+        raise BackendError('torch is not installed; pip install "nnx[torch]".') from err
+    try:
+        dev = torch.device(device or "cpu")
+    except RuntimeError as err:
+        raise BackendError(f"torch: bad device {device!r} ({err}); try 'cpu' or 'cuda:0'.") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BackendError(f"torch: no CUDA device for device={device!r}; unset NNX_DEVICE.")
+
+    def asarray(data: Any, dtype: Any = None) -> Any:
+        return torch.as_tensor(np.asarray(data), dtype=dtype, device=dev)
+
+    def to_numpy(array: Any) -> np.ndarray:
+        return array.detach().cpu().numpy()
+
+    def synchronize() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    return Backend(
+        name="torch",
+        xp=xp,
+        device=dev,
+        asarray=asarray,
+        to_numpy=to_numpy,
+        synchronize=synchronize,
+        float64=dev.type != "mps",
+        version=torch.__version__,
+    )

@@ -1,0 +1,59 @@
+"""nnx: the networks of *Neural Networks from Scratch in Python* on any Array API backend."""
+
+from backends import (
+    Backend,
+    BackendError,
+    available,
+    get_backend,
+    register,
+    set_backend,
+    use_backend,
+)
+from nnx._xp import Array
+from nnx.accuracy import Accuracy, CategoricalAccuracy, RegressionAccuracy
+from nnx.activations import Linear, ReLU, Sigmoid, Softmax
+from nnx.layers import Dense, Dropout, Input, Layer
+from nnx.losses import (
+    BinaryCrossentropy,
+    CategoricalCrossentropy,
+    Loss,
+    MeanAbsoluteError,
+    MeanSquaredError,
+    SoftmaxCategoricalCrossentropy,
+)
+from nnx.optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Accuracy",
+    "Adagrad",
+    "Adam",
+    "Array",
+    "Backend",
+    "BackendError",
+    "BinaryCrossentropy",
+    "CategoricalAccuracy",
+    "CategoricalCrossentropy",
+    "Dense",
+    "Dropout",
+    "Input",
+    "Layer",
+    "Linear",
+    "Loss",
+    "MeanAbsoluteError",
+    "MeanSquaredError",
+    "Optimizer",
+    "RMSprop",
+    "ReLU",
+    "RegressionAccuracy",
+    "SGD",
+    "Sigmoid",
+    "Softmax",
+    "SoftmaxCategoricalCrossentropy",
+    "available",
+    "get_backend",
+    "register",
+    "set_backend",
+    "use_backend",
+]

@@ -1,0 +1,82 @@
+"""The one place nnx talks to array-api-compat: the Array type and boundary helpers."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import array_api_compat
+
+from backends import Backend, get_backend, load
+
+
+class Array(Protocol):
+    """Any Array API array (NumPy, CuPy, torch, array-api-strict, ...)."""
+
+    @property
+    def shape(self) -> tuple[int | None, ...]: ...
+
+    @property
+    def ndim(self) -> int: ...
+
+    @property
+    def dtype(self) -> Any: ...
+
+    def __matmul__(self, other: Any) -> Any: ...
+
+
+def resolve(backend: Backend | str | None) -> Backend:
+    """An explicit backend, a registry name, or the selected backend when ``None``."""
+    if backend is None:
+        return get_backend()
+    if isinstance(backend, Backend):
+        return backend
+    if isinstance(backend, str):
+        return load(backend)
+    raise TypeError(
+        f"expected a Backend, a backend name or None, got backend={type(backend).__name__}."
+    )
+
+
+class Component:
+    """Base of every layer, loss, optimizer and accuracy: holds its backend from birth.
+
+    The namespace is looked up once, here, never per operation (it is the hot path).
+    """
+
+    def __init__(self, backend: Backend | str | None = None) -> None:
+        self.backend = resolve(backend)
+        self.xp = self.backend.xp
+        self.device = self.backend.device
+        self._array_type = type(self.backend.asarray([0.0]))
+
+    def _adopt(self, data: Any, what: str, dtype: Any = None) -> Any:
+        """``data`` as an array of this backend: host data moves, foreign arrays raise."""
+        if type(data) is self._array_type and _device_of(data) == self.device:
+            return data if dtype is None or data.dtype == dtype else self.xp.astype(data, dtype)
+        if array_api_compat.is_numpy_array(data) or isinstance(data, (list, tuple, int, float)):
+            return self.backend.asarray(data, dtype)
+        if array_api_compat.is_array_api_obj(data):
+            raise TypeError(
+                f"{type(self).__name__}: {what} is an array of {_library_of(data)} on "
+                f"{_device_of(data)}, but this object lives on backend {self.backend.name} on "
+                f"{self.device}. Move the data with backend.asarray(backend.to_numpy(x)) "
+                "or build the model on the data's backend."
+            )
+        raise TypeError(
+            f"{type(self).__name__}: expected {what} as an array or a list of numbers, "
+            f"got {what}={type(data).__name__}."
+        )
+
+
+def _device_of(array: Any) -> Any:
+    return array_api_compat.device(array)
+
+
+def _library_of(array: Any) -> str:
+    return type(array).__module__.split(".")[0]
+
+
+def one_hot(xp: Any, labels: Any, n_classes: int, dtype: Any, device: Any) -> Any:
+    """Rows of the identity picked by ``labels``: comparison with ``arange`` (no fancy writes)."""
+    classes = xp.arange(n_classes, device=device)
+    return xp.astype(labels[:, None] == classes[None, :], dtype)

@@ -1,0 +1,79 @@
+"""Accuracies: share of correct predictions, for classes and for regression."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from backends import Backend
+from nnx._xp import Array, Component
+
+__all__ = ["Accuracy", "CategoricalAccuracy", "RegressionAccuracy"]
+
+
+class Accuracy(Component):
+    """Base: ``calculate`` gives the share of ``compare`` that is true (a 0-d array)."""
+
+    def __init__(self, backend: Backend | str | None = None) -> None:
+        super().__init__(backend)
+        # Counting in float64 where the backend has it keeps the share exact for large sets.
+        self._count_dtype = self.backend.dtype("float64" if self.backend.float64 else "float32")
+        self.new_pass()
+
+    def init(self, y: Array, reinit: bool = False) -> None:
+        """Learn what the comparison needs from the targets (regression's precision)."""
+
+    def compare(self, predictions: Array, y: Array) -> Array:
+        raise NotImplementedError
+
+    def calculate(self, predictions: Array, y: Any) -> Any:
+        y = self._adopt(y, "y")
+        hits = self.xp.astype(self.compare(predictions, y), self._count_dtype)
+        self.accumulated_sum = self.accumulated_sum + self.xp.sum(hits)
+        self.accumulated_count += math.prod(hits.shape)
+        return self.xp.mean(hits)
+
+    def calculate_accumulated(self) -> Any:
+        return self.accumulated_sum / max(self.accumulated_count, 1)
+
+    def new_pass(self) -> None:
+        self.accumulated_sum: Any = 0.0
+        self.accumulated_count = 0
+
+
+class CategoricalAccuracy(Accuracy):
+    """Predicted class equals the label; one-hot labels are reduced with argmax.
+
+    ``binary=True`` compares element by element (Sigmoid outputs against 0/1 targets).
+    """
+
+    def __init__(self, *, binary: bool = False, backend: Backend | str | None = None) -> None:
+        super().__init__(backend)
+        self.binary = binary
+
+    def compare(self, predictions: Array, y: Array) -> Array:
+        if not self.binary and y.ndim == 2:
+            y = self.xp.argmax(y, axis=1)
+        if y.dtype != predictions.dtype:
+            y = self.xp.astype(y, predictions.dtype)
+        return predictions == y
+
+
+class RegressionAccuracy(Accuracy):
+    """A prediction counts when within ``std(y) / 250`` of the target (the book's rule)."""
+
+    def __init__(self, backend: Backend | str | None = None) -> None:
+        super().__init__(backend)
+        self.precision: Any = None
+
+    def init(self, y: Array, reinit: bool = False) -> None:
+        if self.precision is None or reinit:
+            y = self._adopt(y, "y")
+            self.precision = self.xp.std(self.xp.astype(y, self._count_dtype)) / 250
+
+    def compare(self, predictions: Array, y: Array) -> Array:
+        if self.precision is None:
+            self.init(y)
+        if y.dtype != predictions.dtype:
+            y = self.xp.astype(y, predictions.dtype)
+        return self.xp.abs(predictions - y) < self.precision

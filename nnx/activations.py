@@ -1,0 +1,81 @@
+"""Activations: ReLU, Softmax, Sigmoid, Linear, each with the book's ``predictions``."""
+
+from __future__ import annotations
+
+from nnx._xp import Array
+from nnx.layers import Layer
+
+__all__ = ["ReLU", "Softmax", "Sigmoid", "Linear"]
+
+
+class ReLU(Layer):
+    """``max(0, x)``; the gradient passes where the input was positive."""
+
+    def forward(self, inputs: Array, training: bool = False) -> Array:
+        self.inputs = inputs
+        self.output = self.xp.maximum(inputs, 0.0)
+        return self.output
+
+    def backward(self, dvalues: Array) -> Array:
+        self.dinputs = self.xp.where(self.inputs > 0, dvalues, 0.0)
+        return self.dinputs
+
+    def predictions(self, outputs: Array) -> Array:
+        return outputs
+
+
+class Softmax(Layer):
+    """Normalised exponentials along each row: class probabilities."""
+
+    def forward(self, inputs: Array, training: bool = False) -> Array:
+        xp = self.xp
+        self.inputs = inputs
+        # Subtracting the row maximum keeps exp() from overflowing; the result is unchanged.
+        exp_values = xp.exp(inputs - xp.max(inputs, axis=1, keepdims=True))
+        self.output = exp_values / xp.sum(exp_values, axis=1, keepdims=True)
+        return self.output
+
+    def backward(self, dvalues: Array) -> Array:
+        # The book's per-sample Jacobian (diagflat(s) - s s^T) @ dvalues, for all rows at once:
+        # s * (dvalues - sum(dvalues * s)).
+        s = self.output
+        self.dinputs = s * (dvalues - self.xp.sum(dvalues * s, axis=1, keepdims=True))
+        return self.dinputs
+
+    def predictions(self, outputs: Array) -> Array:
+        return self.xp.argmax(outputs, axis=1)
+
+
+class Sigmoid(Layer):
+    """``1 / (1 + exp(-x))``, for binary and multi-label outputs."""
+
+    def forward(self, inputs: Array, training: bool = False) -> Array:
+        xp = self.xp
+        self.inputs = inputs
+        # exp(-|x|) never overflows, so extreme logits give 0 or 1, not a warning or NaN.
+        e = xp.exp(-xp.abs(inputs))
+        self.output = xp.where(inputs >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+        return self.output
+
+    def backward(self, dvalues: Array) -> Array:
+        self.dinputs = dvalues * (1.0 - self.output) * self.output
+        return self.dinputs
+
+    def predictions(self, outputs: Array) -> Array:
+        return self.xp.astype(outputs > 0.5, outputs.dtype)
+
+
+class Linear(Layer):
+    """The identity, for regression outputs."""
+
+    def forward(self, inputs: Array, training: bool = False) -> Array:
+        self.inputs = inputs
+        self.output = inputs
+        return inputs
+
+    def backward(self, dvalues: Array) -> Array:
+        self.dinputs = dvalues
+        return dvalues
+
+    def predictions(self, outputs: Array) -> Array:
+        return outputs

@@ -1,0 +1,223 @@
+"""Layers: Dense (the book's fully connected layer), Dropout and Input."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from backends import Backend
+from nnx._xp import Array, Component
+
+__all__ = ["Layer", "Dense", "Dropout", "Input"]
+
+_INITS = ("book", "he", "glorot")
+
+
+class Layer(Component):
+    """A step of the network: ``forward`` sets ``output``, ``backward`` sets ``dinputs``."""
+
+    trainable = False
+    output: Any
+    dinputs: Any
+
+    def forward(self, inputs: Array, training: bool = False) -> Array:
+        raise NotImplementedError
+
+    def backward(self, dvalues: Array) -> Array:
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this layer (for model files)."""
+        return {}
+
+
+class Dense(Layer):
+    """Fully connected layer: ``output = inputs @ weights + biases``.
+
+    Parameters
+    ----------
+    n_inputs, n_neurons : int
+        Width of the input and of the layer.
+    weight_regularizer_l1, weight_regularizer_l2, bias_regularizer_l1, bias_regularizer_l2 : float
+        The book's L1/L2 penalty strengths (0 switches a penalty off).
+    init : {"book", "he", "glorot"}
+        ``"book"``: 0.01 x standard normal, as in the book; He or Glorot (uniform) scaling.
+    seed : int, optional
+        Seed of the host generator that draws the weights. ``None`` draws from NumPy's global
+        generator, so ``nnfs.init()`` gives the book's own numbers.
+    dtype : {"float32", "float64"}
+    backend : Backend or str, optional
+        Defaults to the selected backend (``nnx.get_backend()``).
+    """
+
+    trainable = True
+
+    def __init__(
+        self,
+        n_inputs: int,
+        n_neurons: int,
+        weight_regularizer_l1: float = 0.0,
+        weight_regularizer_l2: float = 0.0,
+        bias_regularizer_l1: float = 0.0,
+        bias_regularizer_l2: float = 0.0,
+        *,
+        init: str = "book",
+        seed: int | None = None,
+        dtype: str = "float32",
+        backend: Backend | str | None = None,
+    ) -> None:
+        super().__init__(backend)
+        for name, value in (("n_inputs", n_inputs), ("n_neurons", n_neurons)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"Dense: expected {name} as a positive integer, got {name}={value!r}."
+                )
+        if init not in _INITS:
+            raise ValueError(f"Dense: expected init in {_INITS}, got init={init!r}.")
+        regularizers = {
+            "weight_regularizer_l1": weight_regularizer_l1,
+            "weight_regularizer_l2": weight_regularizer_l2,
+            "bias_regularizer_l1": bias_regularizer_l1,
+            "bias_regularizer_l2": bias_regularizer_l2,
+        }
+        for name, value in regularizers.items():
+            if not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"Dense: expected {name} >= 0, got {name}={value!r}.")
+        self.n_inputs, self.n_neurons, self.init = n_inputs, n_neurons, init
+        self.weight_regularizer_l1 = float(weight_regularizer_l1)
+        self.weight_regularizer_l2 = float(weight_regularizer_l2)
+        self.bias_regularizer_l1 = float(bias_regularizer_l1)
+        self.bias_regularizer_l2 = float(bias_regularizer_l2)
+        self.dtype = self.backend.dtype(dtype)
+        rng = self.backend.rng(seed)
+        self.weights = self.backend.asarray(
+            _draw_weights(rng, n_inputs, n_neurons, init), self.dtype
+        )
+        self.biases = self.xp.zeros((1, n_neurons), dtype=self.dtype, device=self.device)
+        # The first layer of a model has nobody to hand dinputs to; Model switches it off.
+        self.needs_dinputs = True
+
+    def forward(self, inputs: Array, training: bool = False) -> Array:
+        inputs = self._adopt(inputs, "inputs", self.dtype)
+        if inputs.ndim != 2 or inputs.shape[1] != self.n_inputs:
+            raise ValueError(
+                f"Dense(n_inputs={self.n_inputs}, n_neurons={self.n_neurons}).forward: expected "
+                f"inputs of shape (batch, {self.n_inputs}), got {tuple(inputs.shape)}. "
+                "Check n_neurons of the previous layer or the number of features in X."
+            )
+        self.inputs = inputs
+        self.output = inputs @ self.weights + self.biases
+        return self.output
+
+    def backward(self, dvalues: Array) -> Array:
+        xp = self.xp
+        self.dweights = self.inputs.T @ dvalues
+        self.dbiases = xp.sum(dvalues, axis=0, keepdims=True)
+        # Penalty gradients: L1 adds l1 * sign(w) (+1 at w = 0, as in the book), L2 adds 2 l2 w.
+        if self.weight_regularizer_l1 > 0:
+            self.dweights = self.dweights + self.weight_regularizer_l1 * _sign_book(
+                xp, self.weights
+            )
+        if self.weight_regularizer_l2 > 0:
+            self.dweights = self.dweights + 2 * self.weight_regularizer_l2 * self.weights
+        if self.bias_regularizer_l1 > 0:
+            self.dbiases = self.dbiases + self.bias_regularizer_l1 * _sign_book(xp, self.biases)
+        if self.bias_regularizer_l2 > 0:
+            self.dbiases = self.dbiases + 2 * self.bias_regularizer_l2 * self.biases
+        if self.needs_dinputs:
+            self.dinputs = dvalues @ self.weights.T
+        return self.dinputs if self.needs_dinputs else self.dweights
+
+    def get_parameters(self) -> tuple[Array, Array]:
+        """``(weights, biases)`` on this layer's backend."""
+        return self.weights, self.biases
+
+    def set_parameters(self, weights: Any, biases: Any) -> None:
+        """Replace the parameters; host arrays are moved to this layer's backend."""
+        weights = self._adopt(weights, "weights", self.dtype)
+        biases = self._adopt(biases, "biases", self.dtype)
+        expected = {"weights": (self.n_inputs, self.n_neurons), "biases": (1, self.n_neurons)}
+        for name, array in (("weights", weights), ("biases", biases)):
+            if tuple(array.shape) != expected[name]:
+                raise ValueError(
+                    f"Dense(n_inputs={self.n_inputs}, n_neurons={self.n_neurons}).set_parameters: "
+                    f"expected {name} of shape {expected[name]}, got {tuple(array.shape)}."
+                )
+        self.weights, self.biases = weights, biases
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "n_inputs": self.n_inputs,
+            "n_neurons": self.n_neurons,
+            "weight_regularizer_l1": self.weight_regularizer_l1,
+            "weight_regularizer_l2": self.weight_regularizer_l2,
+            "bias_regularizer_l1": self.bias_regularizer_l1,
+            "bias_regularizer_l2": self.bias_regularizer_l2,
+            "init": self.init,
+        }
+
+
+def _draw_weights(rng: Any, n_inputs: int, n_neurons: int, init: str) -> Any:
+    """Initial weights drawn on the host, so one seed gives the same numbers on every backend."""
+    if init == "glorot":
+        limit = math.sqrt(6.0 / (n_inputs + n_neurons))
+        return rng.uniform(-limit, limit, size=(n_inputs, n_neurons))
+    scale = 0.01 if init == "book" else math.sqrt(2.0 / n_inputs)
+    return scale * rng.standard_normal(size=(n_inputs, n_neurons))
+
+
+def _sign_book(xp: Any, values: Array) -> Array:
+    """The book's L1 derivative: 1 where value >= 0, else -1."""
+    ones = xp.ones_like(values)
+    return xp.where(values >= 0, ones, -ones)
+
+
+class Dropout(Layer):
+    """Zeroes a fraction ``rate`` of the inputs in training and scales the rest by 1/(1-rate).
+
+    The mask is drawn on the host from a generator seeded with ``seed`` (or NumPy's global one),
+    so every backend drops the same units.
+    """
+
+    def __init__(
+        self, rate: float, *, seed: int | None = None, backend: Backend | str | None = None
+    ) -> None:
+        super().__init__(backend)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ValueError(
+                f"Dropout: expected rate (the fraction to drop) in [0, 1), got rate={rate!r}."
+            )
+        self.rate = float(rate)
+        self.seed = seed
+        self._rng = self.backend.rng(seed)
+
+    def forward(self, inputs: Array, training: bool = False) -> Array:
+        self.inputs = inputs
+        if not training or self.rate == 0:
+            self.binary_mask = None
+            self.output = inputs
+            return inputs
+        keep = 1.0 - self.rate
+        mask = self._rng.binomial(1, keep, size=tuple(inputs.shape)) / keep
+        self.binary_mask = self.backend.asarray(mask, inputs.dtype)
+        self.output = inputs * self.binary_mask
+        return self.output
+
+    def backward(self, dvalues: Array) -> Array:
+        self.dinputs = dvalues if self.binary_mask is None else dvalues * self.binary_mask
+        return self.dinputs
+
+    def config(self) -> dict[str, Any]:
+        return {"rate": self.rate, "seed": self.seed}
+
+
+class Input(Layer):
+    """The book's input layer: passes its inputs on (it is where data meets the model)."""
+
+    def forward(self, inputs: Array, training: bool = False) -> Array:
+        self.output = inputs
+        return inputs
+
+    def backward(self, dvalues: Array) -> Array:
+        self.dinputs = dvalues
+        return dvalues

@@ -1,0 +1,187 @@
+"""Losses: crossentropies, MSE, MAE, and softmax fused with categorical crossentropy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from backends import Backend
+from nnx._xp import Array, Component, one_hot
+from nnx.activations import Softmax
+from nnx.layers import Layer
+
+__all__ = [
+    "Loss",
+    "CategoricalCrossentropy",
+    "BinaryCrossentropy",
+    "MeanSquaredError",
+    "MeanAbsoluteError",
+    "SoftmaxCategoricalCrossentropy",
+]
+
+# The book clips predictions to [1e-7, 1 - 1e-7] so log() never sees 0.
+_EPS = 1e-7
+
+
+class Loss(Component):
+    """Base: ``forward`` gives per-sample losses, ``calculate`` their mean.
+
+    ``calculate`` also adds to a running sum over an epoch (``calculate_accumulated``), kept on
+    the device so a training loop never waits for the host.
+    """
+
+    def __init__(self, backend: Backend | str | None = None) -> None:
+        super().__init__(backend)
+        self.trainable_layers: list[Layer] = []
+        self.new_pass()
+
+    def remember_trainable_layers(self, layers: list[Layer]) -> None:
+        self.trainable_layers = list(layers)
+
+    def forward(self, y_pred: Array, y_true: Array) -> Array:
+        raise NotImplementedError
+
+    def backward(self, dvalues: Array, y_true: Array) -> Array:
+        raise NotImplementedError
+
+    def calculate(self, output: Array, y: Any, *, include_regularization: bool = False) -> Any:
+        """Mean loss over the batch (a 0-d array); with regularisation, ``(data, reg)``."""
+        sample_losses = self.forward(output, y)
+        data_loss = self.xp.mean(sample_losses)
+        self.accumulated_sum = self.accumulated_sum + self.xp.sum(sample_losses)
+        self.accumulated_count += sample_losses.shape[0]
+        if not include_regularization:
+            return data_loss
+        return data_loss, self.regularization_loss()
+
+    def calculate_accumulated(self, *, include_regularization: bool = False) -> Any:
+        """Mean loss over everything since ``new_pass``."""
+        data_loss = self.accumulated_sum / max(self.accumulated_count, 1)
+        if not include_regularization:
+            return data_loss
+        return data_loss, self.regularization_loss()
+
+    def new_pass(self) -> None:
+        self.accumulated_sum: Any = 0.0
+        self.accumulated_count = 0
+
+    def regularization_loss(self, layer: Layer | None = None) -> Any:
+        """The book's L1 (``l1 * sum|w|``) and L2 (``l2 * sum w^2``) penalties."""
+        xp = self.xp
+        layers = self.trainable_layers if layer is None else [layer]
+        total: Any = 0.0
+        for lay in layers:
+            for strength_l1, strength_l2, values in (
+                (lay.weight_regularizer_l1, lay.weight_regularizer_l2, lay.weights),
+                (lay.bias_regularizer_l1, lay.bias_regularizer_l2, lay.biases),
+            ):
+                if strength_l1 > 0:
+                    total = total + strength_l1 * xp.sum(xp.abs(values))
+                if strength_l2 > 0:
+                    total = total + strength_l2 * xp.sum(values * values)
+        return total
+
+    def _clip(self, y_pred: Array) -> Array:
+        return self.xp.minimum(self.xp.maximum(y_pred, _EPS), 1.0 - _EPS)
+
+    def _targets(self, y_true: Array, like: Array) -> Array:
+        """Float targets in the predictions' dtype (the standard does not mix int and float)."""
+        return y_true if y_true.dtype == like.dtype else self.xp.astype(y_true, like.dtype)
+
+    def _one_hot(self, y_true: Array, like: Array) -> Array:
+        """Integer labels as one-hot rows; one-hot rows as floats of ``like``'s dtype."""
+        if y_true.ndim == 1:
+            return one_hot(self.xp, y_true, like.shape[1], like.dtype, self.device)
+        return self._targets(y_true, like)
+
+
+class CategoricalCrossentropy(Loss):
+    """``-log`` of the probability given to the true class; labels as integers or one-hot."""
+
+    def forward(self, y_pred: Array, y_true: Array) -> Array:
+        y_true = self._adopt(y_true, "y_true")
+        xp = self.xp
+        clipped = self._clip(y_pred)
+        if y_true.ndim == 1:
+            correct = xp.take_along_axis(clipped, y_true[:, None], axis=1)[:, 0]
+        else:
+            correct = xp.sum(clipped * self._targets(y_true, clipped), axis=1)
+        return -xp.log(correct)
+
+    def backward(self, dvalues: Array, y_true: Array) -> Array:
+        y_true = self._adopt(y_true, "y_true")
+        samples = dvalues.shape[0]
+        self.dinputs = -self._one_hot(y_true, dvalues) / dvalues / samples
+        return self.dinputs
+
+
+class BinaryCrossentropy(Loss):
+    """Crossentropy of independent yes/no outputs (after a Sigmoid)."""
+
+    def forward(self, y_pred: Array, y_true: Array) -> Array:
+        y_true = self._adopt(y_true, "y_true")
+        xp = self.xp
+        clipped = self._clip(y_pred)
+        y_true = self._targets(y_true, clipped)
+        losses = -(y_true * xp.log(clipped) + (1.0 - y_true) * xp.log(1.0 - clipped))
+        return xp.mean(losses, axis=-1)
+
+    def backward(self, dvalues: Array, y_true: Array) -> Array:
+        y_true = self._adopt(y_true, "y_true")
+        samples, outputs = dvalues.shape
+        clipped = self._clip(dvalues)
+        y_true = self._targets(y_true, clipped)
+        self.dinputs = -(y_true / clipped - (1.0 - y_true) / (1.0 - clipped)) / outputs / samples
+        return self.dinputs
+
+
+class MeanSquaredError(Loss):
+    """L2 loss: mean of squared differences, for regression."""
+
+    def forward(self, y_pred: Array, y_true: Array) -> Array:
+        y_true = self._adopt(y_true, "y_true")
+        diff = self._targets(y_true, y_pred) - y_pred
+        return self.xp.mean(diff * diff, axis=-1)
+
+    def backward(self, dvalues: Array, y_true: Array) -> Array:
+        y_true = self._adopt(y_true, "y_true")
+        samples, outputs = dvalues.shape
+        self.dinputs = -2.0 * (self._targets(y_true, dvalues) - dvalues) / outputs / samples
+        return self.dinputs
+
+
+class MeanAbsoluteError(Loss):
+    """L1 loss: mean of absolute differences, for regression."""
+
+    def forward(self, y_pred: Array, y_true: Array) -> Array:
+        y_true = self._adopt(y_true, "y_true")
+        return self.xp.mean(self.xp.abs(self._targets(y_true, y_pred) - y_pred), axis=-1)
+
+    def backward(self, dvalues: Array, y_true: Array) -> Array:
+        y_true = self._adopt(y_true, "y_true")
+        samples, outputs = dvalues.shape
+        self.dinputs = self.xp.sign(self._targets(y_true, dvalues) - dvalues) / outputs / samples
+        return self.dinputs
+
+
+class SoftmaxCategoricalCrossentropy(Loss):
+    """Softmax and categorical crossentropy in one: the gradient is ``(softmax - y) / n``.
+
+    The chapter-10 interface: ``forward(inputs, y_true)`` keeps the probabilities in
+    ``output`` and returns the mean loss; ``backward(dvalues, y_true)`` sets ``dinputs``.
+    """
+
+    def __init__(self, backend: Backend | str | None = None) -> None:
+        super().__init__(backend)
+        self.activation = Softmax(self.backend)
+        self.loss = CategoricalCrossentropy(self.backend)
+
+    def forward(self, inputs: Array, y_true: Array) -> Any:  # type: ignore[override]
+        y_true = self._adopt(y_true, "y_true")
+        self.output = self.activation.forward(inputs)
+        return self.loss.calculate(self.output, y_true)
+
+    def backward(self, dvalues: Array, y_true: Array) -> Array:
+        y_true = self._adopt(y_true, "y_true")
+        samples = dvalues.shape[0]
+        self.dinputs = (dvalues - self._one_hot(y_true, dvalues)) / samples
+        return self.dinputs
