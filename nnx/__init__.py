@@ -21,6 +21,7 @@ from nnx.losses import (
     MeanSquaredError,
     SoftmaxCategoricalCrossentropy,
 )
+from nnx.model import Model
 from nnx.optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop
 
 __version__ = "0.1.0"
@@ -43,6 +44,7 @@ __all__ = [
     "Loss",
     "MeanAbsoluteError",
     "MeanSquaredError",
+    "Model",
     "Optimizer",
     "RMSprop",
     "ReLU",

@@ -49,6 +49,24 @@ class Component:
         self.device = self.backend.device
         self._array_type = type(self.backend.asarray([0.0]))
 
+    # Arrays that only live for one step; moving a component drops them instead of copying.
+    _TRANSIENT = frozenset({"inputs", "output", "dinputs", "dweights", "dbiases", "binary_mask"})
+
+    def _move_to(self, backend: Backend) -> None:
+        """Rebind to ``backend``; parameters and optimizer state move through the host."""
+        old = self.backend
+        for name, value in list(vars(self).items()):
+            if name in self._TRANSIENT:
+                delattr(self, name)
+            elif isinstance(value, Component):
+                value._move_to(backend)
+            elif array_api_compat.is_array_api_obj(value) and not isinstance(value, type):
+                setattr(self, name, backend.asarray(old.to_numpy(value)))
+            elif name != "backend" and _is_dtype(old.xp, value):
+                setattr(self, name, backend.dtype(_dtype_name(old.xp, value)))
+        self.backend, self.xp, self.device = backend, backend.xp, backend.device
+        self._array_type = type(backend.asarray([0.0]))
+
     def _adopt(self, data: Any, what: str, dtype: Any = None) -> Any:
         """``data`` as an array of this backend: host data moves, foreign arrays raise."""
         if type(data) is self._array_type and _device_of(data) == self.device:
@@ -74,6 +92,17 @@ def _device_of(array: Any) -> Any:
 
 def _library_of(array: Any) -> str:
     return type(array).__module__.split(".")[0]
+
+
+def _is_dtype(xp: Any, value: Any) -> bool:
+    try:
+        return any(value == getattr(xp, name) for name in ("float32", "float64"))
+    except TypeError:
+        return False
+
+
+def _dtype_name(xp: Any, dtype: Any) -> str:
+    return "float64" if dtype == xp.float64 else "float32"
 
 
 def one_hot(xp: Any, labels: Any, n_classes: int, dtype: Any, device: Any) -> Any:

@@ -1,0 +1,186 @@
+"""The implementations that benchmarks/step.py races: one training step each, same start.
+
+Every builder takes a :class:`Spec` and host data (NumPy, float32) and returns an
+:class:`Impl` whose ``run(k)`` performs ``k`` training steps (forward, loss, backward,
+optimizer update) on the same batch. All start from the same host-drawn parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+import backends
+import book_reference as book
+import nnx
+from nnx.datasets import spiral_data
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A workload: layer widths, batch size and optimizer ("sgd" or "adam")."""
+
+    name: str
+    sizes: tuple[int, ...]
+    batch: int
+    optimizer: str
+
+    def matmul_flops(self) -> int:
+        """Flops of the forward and backward matmuls (no dinputs for the first layer)."""
+        pairs = list(zip(self.sizes[:-1], self.sizes[1:]))
+        per_pair = [2 * self.batch * a * b for a, b in pairs]
+        return 3 * sum(per_pair) - per_pair[0]
+
+
+@dataclass
+class Impl:
+    """``run(k)`` does k steps; ``sync`` waits for the device; ``state`` lists held arrays."""
+
+    name: str
+    run: Callable[[int], None]
+    sync: Callable[[], None] = lambda: None
+    state: Callable[[], list[Any]] = field(default=lambda: [])
+
+
+_STATE_NAMES = ("weights", "biases", "weight_momentums", "bias_momentums",
+                "weight_cache", "bias_cache")
+
+
+def layer_state(layers: list[Any]) -> list[Any]:
+    """Parameters and optimizer state held by the given layers (for memory accounting)."""
+    return [getattr(lay, n) for lay in layers for n in _STATE_NAMES if hasattr(lay, n)]
+
+
+def host_data(spec: Spec, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """S: the book's spiral data; otherwise random features and labels of the right shape."""
+    if spec.name == "S":
+        return spiral_data(100, 3, seed=seed)
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((spec.batch, spec.sizes[0]), dtype=np.float32)
+    y = rng.integers(0, spec.sizes[-1], size=spec.batch)
+    return X, y
+
+
+def host_params(spec: Spec, seed: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The book's initialisation (0.01 x standard normal, zero biases), in float32."""
+    rng = np.random.default_rng(seed)
+    return [
+        ((0.01 * rng.standard_normal((a, b))).astype(np.float32), np.zeros((1, b), np.float32))
+        for a, b in zip(spec.sizes[:-1], spec.sizes[1:])
+    ]
+
+
+def book_step(spec: Spec, X: np.ndarray, y: np.ndarray, params: list) -> Impl:
+    """(c) The book's classes, used as in its chapter-10 training loop."""
+    layers: list[Any] = []
+    for i, (W, b) in enumerate(params):
+        dense = book.Layer_Dense(*W.shape)
+        dense.weights, dense.biases = W.copy(), b.copy()
+        layers += [dense] if i == len(params) - 1 else [dense, book.Activation_ReLU()]
+    loss_activation = book.Activation_Softmax_Loss_CategoricalCrossentropy()
+    if spec.optimizer == "sgd":
+        optimizer: Any = book.Optimizer_SGD(learning_rate=1.0, momentum=0.9)
+    else:
+        optimizer = book.Optimizer_Adam(learning_rate=0.001)
+    denses = layers[::2]
+
+    def run(k: int) -> None:
+        for _ in range(k):
+            _loop_step(layers, loss_activation, optimizer, denses, X, y)
+
+    return Impl("book", run, state=lambda: layer_state(denses))
+
+
+def _loop_step(layers, loss_activation, optimizer, denses, X, y) -> None:
+    """The book's loop: forward, loss, backward through every layer, then update."""
+    inputs = X
+    for layer in layers:
+        layer.forward(inputs, training=True)
+        inputs = layer.output
+    loss_activation.forward(inputs, y)
+    loss_activation.backward(loss_activation.output, y)
+    dvalues = loss_activation.dinputs
+    for layer in reversed(layers):
+        layer.backward(dvalues)
+        dvalues = layer.dinputs
+    optimizer.pre_update_params()
+    for dense in denses:
+        optimizer.update_params(dense)
+    optimizer.post_update_params()
+
+
+def _nnx_optimizer(spec: Spec, backend: Any) -> Any:
+    if spec.optimizer == "sgd":
+        return nnx.SGD(learning_rate=1.0, momentum=0.9, backend=backend)
+    return nnx.Adam(learning_rate=0.001, backend=backend)
+
+
+def _nnx_layers(params: list, backend: Any, dtype: str) -> list[Any]:
+    layers: list[Any] = []
+    for i, (W, b) in enumerate(params):
+        dense = nnx.Dense(*W.shape, dtype=dtype, backend=backend)
+        dense.set_parameters(W, b)
+        layers += [dense] if i == len(params) - 1 else [dense, nnx.ReLU(backend=backend)]
+    return layers
+
+
+def nnx_loop(spec: Spec, X: np.ndarray, y: np.ndarray, params: list,
+             backend: str, dtype: str = "float32") -> Impl:
+    """(a) nnx objects driven by the book's loop, on ``backend``."""
+    b = backends.load(backend)
+    Xb, yb = b.asarray(X, b.dtype(dtype)), b.asarray(y)
+    layers = _nnx_layers(params, b, dtype)
+    loss_activation = nnx.SoftmaxCategoricalCrossentropy(backend=b)
+    optimizer = _nnx_optimizer(spec, b)
+    denses = layers[::2]
+
+    def run(k: int) -> None:
+        for _ in range(k):
+            _loop_step(layers, loss_activation, optimizer, denses, Xb, yb)
+
+    return Impl("nnx loop", run, b.synchronize, lambda: layer_state(denses))
+
+
+def nnx_model(spec: Spec, X: np.ndarray, y: np.ndarray, params: list,
+              backend: str, dtype: str = "float32") -> Impl:
+    """(b) ``nnx.Model.train``: one batch per epoch, so ``epochs`` = steps (accuracy included)."""
+    b = backends.load(backend)
+    model = nnx.Model()
+    layers = _nnx_layers(params, b, dtype)
+    for layer in layers:
+        model.add(layer)
+    model.add(nnx.Softmax(backend=b))
+    model.set(loss=nnx.CategoricalCrossentropy(backend=b), optimizer=_nnx_optimizer(spec, b),
+              accuracy=nnx.CategoricalAccuracy(backend=b))
+    model.finalize()
+    batch_size = None if spec.name == "S" else spec.batch
+
+    def run(k: int) -> None:
+        model.train(X, y, epochs=k, batch_size=batch_size, print_every=10**9, verbose=0)
+
+    return Impl("nnx Model", run, b.synchronize, lambda: layer_state(layers[::2]))
+
+
+def matmul_floor(spec: Spec, X: np.ndarray, params: list, backend: str) -> Impl:
+    """(e) Only the step's matmuls: x @ W forward; x.T @ d and d @ W.T backward."""
+    b = backends.load(backend)
+    f32 = b.dtype("float32")
+    inputs = [b.asarray(X, f32)] + [
+        b.asarray(np.ones((spec.batch, W.shape[0]), np.float32), f32) for W, _ in params[1:]
+    ]
+    weights = [b.asarray(W, f32) for W, _ in params]
+    grads = [b.asarray(np.ones((spec.batch, W.shape[1]), np.float32), f32) for W, _ in params]
+
+    def run(k: int) -> None:
+        for _ in range(k):
+            for x, w in zip(inputs, weights):
+                x @ w
+            for i, (x, w, d) in enumerate(zip(inputs, weights, grads)):
+                x.T @ d
+                if i:
+                    d @ w.T
+
+    return Impl("matmul floor", run, b.synchronize, lambda: weights)

@@ -1,0 +1,87 @@
+"""(d) PyTorch eager: the same step with torch ops, gradients written out by hand.
+
+A fair eager implementation: fused ``addmm`` and ``softmax`` kernels, in-place ReLU
+backward and in-place optimizer updates, no autograd bookkeeping, no dinputs for the
+first layer (autograd would not compute them either).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from implementations import Impl, Spec
+
+
+def torch_step(spec: Spec, X: np.ndarray, y: np.ndarray, params: list, device: str) -> Impl:
+    import torch
+
+    dev = torch.device(device)
+    Xt = torch.from_numpy(X).to(dev)
+    yt = torch.from_numpy(y).to(dev)
+    rows = torch.arange(Xt.shape[0], device=dev)
+    Ws = [torch.from_numpy(W).to(dev, copy=True) for W, _ in params]
+    bs = [torch.from_numpy(b).to(dev, copy=True) for _, b in params]
+    update = _sgd(Ws, bs) if spec.optimizer == "sgd" else _adam(Ws, bs)
+
+    @torch.no_grad()
+    def step() -> None:
+        acts = [Xt]
+        for i, (W, b) in enumerate(zip(Ws, bs)):
+            z = torch.addmm(b, acts[-1], W)
+            acts.append(torch.relu(z) if i < len(Ws) - 1 else z)
+        probs = torch.softmax(acts.pop(), dim=1)
+        -torch.log(probs.clamp(1e-7, 1 - 1e-7)[rows, yt]).mean()  # the loss value
+        d = probs.clone()
+        d[rows, yt] -= 1
+        d /= Xt.shape[0]
+        grads = []
+        for i in reversed(range(len(Ws))):
+            grads.append((acts[i].T @ d, d.sum(0, keepdim=True)))
+            if i:
+                d = (d @ Ws[i].T).masked_fill_(acts[i] <= 0, 0)
+        update(grads[::-1])
+
+    def run(k: int) -> None:
+        for _ in range(k):
+            step()
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    return Impl("torch eager", run, sync, lambda: Ws + bs)
+
+
+def _sgd(Ws: list, bs: list, lr: float = 1.0, momentum: float = 0.9) -> Any:
+    import torch
+
+    moms = [torch.zeros_like(p) for p in Ws + bs]
+
+    def update(grads: list) -> None:
+        for p, m, g in zip(Ws + bs, moms, [g for g, _ in grads] + [g for _, g in grads]):
+            m.mul_(momentum).add_(g, alpha=-lr)  # m = momentum * m - lr * g
+            p.add_(m)
+
+    return update
+
+
+def _adam(Ws: list, bs: list, lr: float = 0.001, b1: float = 0.9, b2: float = 0.999,
+          eps: float = 1e-7) -> Any:
+    import torch
+
+    params = Ws + bs
+    moms = [torch.zeros_like(p) for p in params]
+    caches = [torch.zeros_like(p) for p in params]
+    step = [0]
+
+    def update(grads: list) -> None:
+        step[0] += 1
+        c1, c2 = 1 - b1 ** step[0], 1 - b2 ** step[0]
+        for p, m, v, g in zip(params, moms, caches, [g for g, _ in grads] + [g for _, g in grads]):
+            m.mul_(b1).add_(g, alpha=1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            p.addcdiv_(m, (v / c2).sqrt_().add_(eps), value=-lr / c1)
+
+    return update

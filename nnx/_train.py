@@ -1,0 +1,148 @@
+"""The training loop behind ``Model.train``: batches, the book's printed lines, progress, history.
+
+Figures stay on the device as 0-d arrays while training runs; they come to the host only
+to be printed, and all together when training ends.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import threading
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from nnx.data import shuffled_order
+
+__all__ = ["TrainLoop"]
+
+
+class TrainLoop:
+    """One call of ``Model.train``: runs the epochs and returns the history."""
+
+    def __init__(
+        self,
+        model: Any,
+        X: Any,
+        y: Any,
+        batch_size: int | None,
+        print_every: int,
+        shuffle: bool,
+        verbose: int,
+    ) -> None:
+        self.model, self.X, self.y = model, X, y
+        self.batch_size, self.print_every = batch_size, print_every
+        self.shuffle, self.verbose = shuffle, verbose
+        n = X.shape[0]
+        self.steps = 1 if batch_size is None else math.ceil(n / batch_size)
+        self.history: dict[str, list[Any]] = {}
+        self._interrupted = False
+
+    def run(self, epochs: int, validation: tuple[Any, Any] | None) -> dict[str, list[float]]:
+        model = self.model
+        rng = model.backend.rng(model.seed if model.seed is not None else 0)
+        bar = tqdm(
+            total=epochs * self.steps,
+            disable=None if self.verbose else True,
+            unit="step",
+            leave=False,
+            file=sys.stderr,
+        )
+        previous = self._catch_interrupt()
+        try:
+            for epoch in range(1, epochs + 1):
+                order = None
+                if self.shuffle:
+                    order = model.backend.asarray(shuffled_order(rng, self.X.shape[0]))
+                self._epoch(epoch, order, bar)
+                if validation is not None:
+                    val_loss, val_accuracy = model._evaluate(*validation, self.batch_size)
+                    self._record(("val_loss", val_loss), ("val_accuracy", val_accuracy))
+                    self._print_validation(epoch)
+                if self._interrupted:
+                    self._say_interrupted(epoch)
+                    break
+        finally:
+            bar.close()
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+        return {key: [float(v) for v in values] for key, values in self.history.items()}
+
+    def _epoch(self, epoch: int, order: Any, bar: Any) -> None:
+        model = self.model
+        model.loss.new_pass()
+        if model.accuracy is not None:
+            model.accuracy.new_pass()
+        if self.steps > 1 and self.verbose:
+            tqdm.write(f"epoch: {epoch}")
+        for step, (batch_X, batch_y) in enumerate(
+            model._batches(self.X, self.y, self.batch_size, order)
+        ):
+            data_loss, reg_loss, accuracy = model._step(batch_X, batch_y)
+            bar.update(1)
+            last = step == self.steps - 1
+            if self.steps > 1 and self.verbose and (not step % self.print_every or last):
+                tqdm.write(
+                    _line(
+                        f"step: {step}",
+                        accuracy,
+                        data_loss,
+                        reg_loss,
+                        model.optimizer.current_learning_rate,
+                    )
+                )
+            if self._interrupted:
+                break
+        data_loss, reg_loss = model.loss.calculate_accumulated(include_regularization=True)
+        accuracy = model.accuracy.calculate_accumulated() if model.accuracy else math.nan
+        lr = model.optimizer.current_learning_rate
+        self._record(
+            ("loss", data_loss + reg_loss),
+            ("data_loss", data_loss),
+            ("reg_loss", reg_loss),
+            ("accuracy", accuracy),
+            ("learning_rate", lr),
+        )
+        if not self.verbose:
+            return
+        if self.steps > 1:
+            tqdm.write(_line("training", accuracy, data_loss, reg_loss, lr))
+        elif not epoch % self.print_every:
+            tqdm.write(_line(f"epoch: {epoch}", accuracy, data_loss, reg_loss, lr))
+
+    def _record(self, *pairs: tuple[str, Any]) -> None:
+        for key, value in pairs:
+            self.history.setdefault(key, []).append(value)
+
+    def _print_validation(self, epoch: int) -> None:
+        if self.verbose and (self.steps > 1 or not epoch % self.print_every):
+            loss, accuracy = self.history["val_loss"][-1], self.history["val_accuracy"][-1]
+            tqdm.write(f"validation, acc: {accuracy:.3f}, loss: {loss:.3f}")
+
+    def _catch_interrupt(self) -> Any:
+        """Ctrl-C finishes the current step, then stops: the model stays consistent."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def handler(signum: int, frame: Any) -> None:
+            self._interrupted = True
+
+        return signal.signal(signal.SIGINT, handler)
+
+    def _say_interrupted(self, epoch: int) -> None:
+        print(
+            f"Training interrupted in epoch {epoch}, after a complete step: the model holds "
+            "the parameters of that step. Save it with model.save(PATH) and go on with "
+            "model.train(...), or train with checkpoint=PATH to resume later.",
+            file=sys.stderr,
+        )
+
+
+def _line(head: str, accuracy: Any, data_loss: Any, reg_loss: Any, lr: float) -> str:
+    accuracy, data_loss, reg_loss = float(accuracy), float(data_loss), float(reg_loss)
+    return (
+        f"{head}, acc: {accuracy:.3f}, loss: {data_loss + reg_loss:.3f} "
+        f"(data_loss: {data_loss:.3f}, reg_loss: {reg_loss:.3f}), lr: {lr}"
+    )

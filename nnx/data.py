@@ -1,0 +1,123 @@
+"""Host boundary: checks on the data a model is given, before any of it moves to a device.
+
+Host data (NumPy arrays, lists) is checked here with NumPy; arrays already on a backend are
+checked with that backend's namespace, once per call to ``train``/``evaluate``/``predict``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+__all__ = ["check_features", "check_targets", "check_batch_size", "shuffled_order"]
+
+
+def _host(data: Any, what: str) -> Any:
+    """Host data as a NumPy array of numbers; device arrays pass through untouched."""
+    if array_api_compat.is_array_api_obj(data) and not array_api_compat.is_numpy_array(data):
+        return data
+    try:
+        array = np.asarray(data)
+    except (ValueError, TypeError) as err:
+        raise TypeError(f"expected {what} as a rectangular array of numbers: {err}") from err
+    if array.dtype.kind not in "biuf":
+        raise TypeError(
+            f"expected {what} as numbers, got dtype={array.dtype}. Convert it first, "
+            "e.g. encode string labels as integers."
+        )
+    return array
+
+
+def _all_finite(array: Any) -> bool:
+    xp = array_api_compat.array_namespace(array)
+    if not xp.isdtype(array.dtype, "real floating"):
+        return True
+    return bool(xp.all(xp.isfinite(array)))
+
+
+def check_features(X: Any, n_inputs: int | None, name: str = "X") -> Any:
+    """``X`` as a 2-D, non-empty, finite array with ``n_inputs`` columns."""
+    X = _host(X, name)
+    if X.ndim != 2:
+        raise ValueError(
+            f"expected {name} of shape (samples, features), got shape {tuple(X.shape)}. "
+            "Reshape a single feature with X.reshape(-1, 1)."
+        )
+    if X.shape[0] == 0:
+        raise ValueError(f"expected at least one sample in {name}, got shape {tuple(X.shape)}.")
+    if n_inputs is not None and X.shape[1] != n_inputs:
+        raise ValueError(
+            f"the first Dense layer expects {n_inputs} features, got {name} of shape "
+            f"{tuple(X.shape)}. Check n_inputs of the first layer or the columns of {name}."
+        )
+    if not _all_finite(X):
+        raise ValueError(f"{name} contains NaN or infinity; clean or impute the data first.")
+    return X
+
+
+def check_targets(y: Any, n_samples: int, kind: str, n_outputs: int, name: str = "y") -> Any:
+    """``y`` checked against what the loss expects.
+
+    ``kind`` is ``"classes"`` (integer labels in [0, n_outputs) or one-hot rows of width
+    ``n_outputs``), ``"binary"`` (values in [0, 1]) or ``"values"`` (regression).
+    """
+    y = _host(y, name)
+    if y.shape[0] != n_samples:
+        raise ValueError(
+            f"expected {name} with one row per sample of X ({n_samples}), got "
+            f"{y.shape[0]} ({name} of shape {tuple(y.shape)})."
+        )
+    if not _all_finite(y):
+        raise ValueError(f"{name} contains NaN or infinity; clean the targets first.")
+    xp = array_api_compat.array_namespace(y)
+    if kind == "classes":
+        _check_classes(xp, y, n_outputs, name)
+    elif y.ndim == 1:
+        raise ValueError(
+            f"expected {name} of shape (samples, {n_outputs}) for this loss, got shape "
+            f"{tuple(y.shape)}. Use {name}.reshape(-1, 1) for a single output."
+        )
+    elif y.shape[1] != n_outputs:
+        raise ValueError(
+            f"the model has {n_outputs} outputs, got {name} of shape {tuple(y.shape)}."
+        )
+    elif kind == "binary" and not bool(xp.all((y >= 0) & (y <= 1))):
+        raise ValueError(f"binary targets must lie in [0, 1]; {name} has values outside.")
+    return y
+
+
+def _check_classes(xp: Any, y: Any, n_outputs: int, name: str) -> None:
+    if y.ndim == 2:
+        if y.shape[1] != n_outputs:
+            raise ValueError(
+                f"expected one-hot {name} rows of width {n_outputs} (the model's outputs), "
+                f"got shape {tuple(y.shape)}."
+            )
+        return
+    if y.ndim != 1:
+        raise ValueError(f"expected class labels of shape (samples,), got {tuple(y.shape)}.")
+    if not xp.isdtype(y.dtype, "integral"):
+        if not bool(xp.all(y == xp.round(y))):
+            raise ValueError(f"class labels must be whole numbers; {name} has fractions.")
+    low, high = int(xp.min(y)), int(xp.max(y))
+    if low < 0 or high >= n_outputs:
+        raise ValueError(
+            f"class labels must lie in [0, {n_outputs - 1}] for a model with {n_outputs} "
+            f"outputs, got labels from {low} to {high}."
+        )
+
+
+def check_batch_size(batch_size: Any) -> None:
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
+        raise ValueError(
+            f"expected batch_size as a positive integer or None, got batch_size={batch_size!r}."
+        )
+
+
+def shuffled_order(rng: np.random.Generator, n_samples: int) -> np.ndarray:
+    """One epoch's sample order, drawn on the host so every backend sees the same one."""
+    return rng.permutation(n_samples)
