@@ -48,7 +48,7 @@ class Backend:
     name: str
     xp: Any
     device: Any
-    asarray: Callable[[Any, Any], Any]
+    asarray: Callable[..., Any]
     to_numpy: Callable[[Any], np.ndarray]
     synchronize: Callable[[], None] = _no_sync
     float64: bool = True

@@ -10,13 +10,14 @@ import math
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from nnx.data import shuffled_order
+from nnx.data import check_batch_size, shuffled_order
 
-__all__ = ["TrainLoop"]
+__all__ = ["TrainLoop", "batches"]
 
 
 class TrainLoop:
@@ -25,23 +26,27 @@ class TrainLoop:
     def __init__(
         self,
         model: Any,
-        X: Any,
-        y: Any,
+        epochs: int,
         batch_size: int | None,
         print_every: int,
         shuffle: bool,
         verbose: int,
     ) -> None:
-        self.model, self.X, self.y = model, X, y
+        for name, value in (("epochs", epochs), ("print_every", print_every)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Model.train: expected {name} >= 1, got {name}={value!r}.")
+        check_batch_size(batch_size)
+        self.model, self.epochs = model, epochs
         self.batch_size, self.print_every = batch_size, print_every
         self.shuffle, self.verbose = shuffle, verbose
-        n = X.shape[0]
-        self.steps = 1 if batch_size is None else math.ceil(n / batch_size)
         self.history: dict[str, list[Any]] = {}
         self._interrupted = False
 
-    def run(self, epochs: int, validation: tuple[Any, Any] | None) -> dict[str, list[float]]:
-        model = self.model
+    def run(self, X: Any, y: Any, validation: tuple[Any, Any] | None) -> dict[str, list[float]]:
+        model, epochs = self.model, self.epochs
+        self.X, self.y = X, y
+        n = X.shape[0]
+        self.steps = 1 if self.batch_size is None else math.ceil(n / self.batch_size)
         rng = model.backend.rng(model.seed if model.seed is not None else 0)
         bar = tqdm(
             total=epochs * self.steps,
@@ -78,7 +83,7 @@ class TrainLoop:
         if self.steps > 1 and self.verbose:
             tqdm.write(f"epoch: {epoch}")
         for step, (batch_X, batch_y) in enumerate(
-            model._batches(self.X, self.y, self.batch_size, order)
+            batches(model.backend.xp, self.X, self.y, self.batch_size, order)
         ):
             data_loss, reg_loss, accuracy = model._step(batch_X, batch_y)
             bar.update(1)
@@ -146,3 +151,17 @@ def _line(head: str, accuracy: Any, data_loss: Any, reg_loss: Any, lr: float) ->
         f"{head}, acc: {accuracy:.3f}, loss: {data_loss + reg_loss:.3f} "
         f"(data_loss: {data_loss:.3f}, reg_loss: {reg_loss:.3f}), lr: {lr}"
     )
+
+
+def batches(
+    xp: Any, X: Any, y: Any, batch_size: int | None, order: Any = None
+) -> Iterator[tuple[Any, Any]]:
+    """Slices of the data on the device, in ``order`` when shuffling."""
+    if order is not None:
+        X = xp.take(X, order, axis=0)
+        y = None if y is None else xp.take(y, order, axis=0)
+    n = X.shape[0]
+    size = n if batch_size is None else batch_size
+    for start in range(0, n, size):
+        stop = min(start + size, n)
+        yield X[start:stop, ...], (None if y is None else y[start:stop, ...])

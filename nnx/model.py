@@ -8,15 +8,14 @@ on the backend, and only the printed figures come back to the host.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from backends import Backend, load
 from nnx import data, io
-from nnx._train import TrainLoop
-from nnx._xp import Array, Component, resolve
+from nnx._train import TrainLoop, batches
+from nnx._xp import Array, common_backend, resolve
 from nnx.accuracy import Accuracy
 from nnx.activations import Softmax
 from nnx.layers import Dense, Input, Layer
@@ -44,9 +43,10 @@ class Model:
 
     def __init__(self, *, seed: int | None = None) -> None:
         self.layers: list[Layer] = []
-        self.loss: Loss | None = None
-        self.optimizer: Optimizer | None = None
-        self.accuracy: Accuracy | None = None
+        # Any: set() fills these in; finalize() checks that loss (and train() that optimizer) exist.
+        self.loss: Any = None
+        self.optimizer: Any = None
+        self.accuracy: Any = None
         self.seed = seed
         self._finalized = False
 
@@ -75,32 +75,32 @@ class Model:
             raise ValueError("Model.finalize: the model has no layers; call model.add(...).")
         if self.loss is None:
             raise ValueError("Model.finalize: no loss; call model.set(loss=..., optimizer=...).")
-        parts: list[Component] = [*self.layers, self.loss]
-        parts += [p for p in (self.optimizer, self.accuracy) if p is not None]
-        first = parts[0].backend
-        for part in parts[1:]:
-            if (part.backend.name, str(part.device)) != (first.name, str(first.device)):
-                raise TypeError(
-                    f"Model.finalize: {type(part).__name__} lives on {part.backend.name} "
-                    f"({part.device}) but {type(parts[0]).__name__} on {first.name} "
-                    f"({first.device}); build every part under one backend."
-                )
-        self.backend: Backend = first
-        self.input_layer = Input(first)
+        self.backend: Backend = common_backend(
+            [*self.layers, self.loss, self.optimizer, self.accuracy]
+        )
+        self.input_layer = Input(self.backend)
         self.trainable_layers = [layer for layer in self.layers if layer.trainable]
         self.loss.remember_trainable_layers(self.trainable_layers)
-        self.output_layer_activation = self.layers[-1]
+        self.output_layer_activation: Any = self.layers[-1]
         # Softmax followed by crossentropy has the short gradient (softmax - y) / n.
         fused = isinstance(self.layers[-1], Softmax) and type(self.loss) is CategoricalCrossentropy
-        self._fused = SoftmaxCategoricalCrossentropy(first) if fused else None
+        self._fused = SoftmaxCategoricalCrossentropy(self.backend) if fused else None
         # Nothing consumes the gradient of the inputs of the first trainable layer.
-        first_trainable = next(
+        self._backward_stop = next(
             (i for i, layer in enumerate(self.layers) if layer.trainable), len(self.layers)
         )
-        self._backward_stop = first_trainable
         for i, layer in enumerate(self.layers):
             if isinstance(layer, Dense):
-                layer.needs_dinputs = i > first_trainable
+                layer.needs_dinputs = i > self._backward_stop
+        dense = [layer for layer in self.layers if isinstance(layer, Dense)]
+        self._n_inputs = dense[0].n_inputs if dense else None
+        self._n_outputs = dense[-1].n_neurons if dense else 0
+        self._dtype = dense[0].dtype if dense else self.backend.dtype("float32")
+        self._targets = "values"
+        if isinstance(self.loss, CategoricalCrossentropy):
+            self._targets = "classes"
+        elif isinstance(self.loss, BinaryCrossentropy):
+            self._targets = "binary"
         self._finalized = True
 
     def _require(self, training: bool) -> None:
@@ -109,45 +109,15 @@ class Model:
         if training and self.optimizer is None:
             raise ValueError("Model.train: no optimizer; call model.set(optimizer=...).")
 
-    # -- data at the door ---------------------------------------------------------------------
-    def _n_inputs(self) -> int | None:
-        first = next((layer for layer in self.layers if isinstance(layer, Dense)), None)
-        return first.n_inputs if first is not None else None
-
-    def _n_outputs(self) -> int:
-        dense = [layer for layer in self.layers if isinstance(layer, Dense)]
-        return dense[-1].n_neurons if dense else 0
-
-    def _dtype(self) -> Any:
-        dense = next((layer for layer in self.layers if isinstance(layer, Dense)), None)
-        return dense.dtype if dense is not None else self.backend.dtype("float32")
-
-    def _to_backend(self, X: Any, y: Any, name: str = "X") -> tuple[Array, Array | None]:
-        X = data.check_features(X, self._n_inputs(), name)
-        X = self.input_layer._adopt(X, name, self._dtype())
+    def _to_backend(self, X: Any, y: Any, name: str = "X") -> tuple[Array, Any]:
+        """Check host data once, then move it to the model's backend once."""
+        X = data.check_features(X, self._n_inputs, name)
+        X = self.input_layer._adopt(X, name, self._dtype)
         if y is None:
             return X, None
-        kind = "values"
-        if isinstance(self.loss, CategoricalCrossentropy):
-            kind = "classes"
-        elif isinstance(self.loss, BinaryCrossentropy):
-            kind = "binary"
-        y = data.check_targets(y, X.shape[0], kind, self._n_outputs(), "y")
-        dtype = None if kind == "classes" and y.ndim == 1 else self._dtype()
-        return X, self.input_layer._adopt(y, "y", dtype)
-
-    def _batches(
-        self, X: Array, y: Array | None, batch_size: int | None, order: Array | None = None
-    ) -> Iterator[tuple[Array, Array | None]]:
-        xp = self.backend.xp
-        if order is not None:
-            X = xp.take(X, order, axis=0)
-            y = None if y is None else xp.take(y, order, axis=0)
-        n = X.shape[0]
-        size = n if batch_size is None else batch_size
-        for start in range(0, n, size):
-            stop = min(start + size, n)
-            yield X[start:stop, ...], (None if y is None else y[start:stop, ...])
+        y = data.check_targets(y, X.shape[0], self._targets, self._n_outputs, "y")
+        labels = self._targets == "classes" and y.ndim == 1
+        return X, self.input_layer._adopt(y, "y", None if labels else self._dtype)
 
     # -- the passes ---------------------------------------------------------------------------
     def forward(self, X: Array, training: bool) -> Array:
@@ -164,23 +134,20 @@ class Model:
             layers[-1].dinputs = dvalues
             layers = layers[:-1]
         else:
-            dvalues = self.loss.backward(output, y)  # type: ignore[union-attr]
+            dvalues = self.loss.backward(output, y)
         for layer in reversed(layers[self._backward_stop :]):
             dvalues = layer.backward(dvalues)
 
     def _step(self, batch_X: Array, batch_y: Array) -> tuple[Any, Any, Any]:
         output = self.forward(batch_X, training=True)
-        data_loss, reg_loss = self.loss.calculate(  # type: ignore[union-attr]
-            output, batch_y, include_regularization=True
-        )
-        predictions = self.output_layer_activation.predictions(output)  # type: ignore[attr-defined]
+        data_loss, reg_loss = self.loss.calculate(output, batch_y, include_regularization=True)
+        predictions = self.output_layer_activation.predictions(output)
         accuracy = self.accuracy.calculate(predictions, batch_y) if self.accuracy else math.nan
         self.backward(output, batch_y)
-        optimizer = self.optimizer
-        optimizer.pre_update_params()  # type: ignore[union-attr]
+        self.optimizer.pre_update_params()
         for layer in self.trainable_layers:
-            optimizer.update_params(layer)  # type: ignore[union-attr]
-        optimizer.post_update_params()  # type: ignore[union-attr]
+            self.optimizer.update_params(layer)
+        self.optimizer.post_update_params()
         return data_loss, reg_loss, accuracy
 
     def train(
@@ -202,19 +169,14 @@ class Model:
         ``shuffle=True`` reorders the samples every epoch, with the model's seed.
         """
         self._require(training=True)
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-            raise ValueError(f"Model.train: expected epochs >= 1, got epochs={epochs!r}.")
-        if isinstance(print_every, bool) or not isinstance(print_every, int) or print_every < 1:
-            raise ValueError(f"Model.train: expected print_every >= 1, got {print_every!r}.")
-        data.check_batch_size(batch_size)
+        loop = TrainLoop(self, epochs, batch_size, print_every, shuffle, verbose)
         X, y = self._to_backend(X, y)
         validation = None
         if validation_data is not None:
             validation = self._to_backend(*validation_data, name="X_val")
         if self.accuracy is not None:
             self.accuracy.init(y)
-        loop = TrainLoop(self, X, y, batch_size, print_every, shuffle, verbose)
-        return loop.run(epochs, validation)
+        return loop.run(X, y, validation)
 
     def evaluate(
         self, X_val: Any, y_val: Any, *, batch_size: int | None = None, verbose: int = 1
@@ -223,22 +185,22 @@ class Model:
         self._require(training=False)
         data.check_batch_size(batch_size)
         X, y = self._to_backend(X_val, y_val, name="X_val")
-        loss, accuracy = self._evaluate(X, y, batch_size)
+        loss, accuracy = self._evaluate(X, y, batch_size)  # type: ignore[arg-type]
         if verbose:
             tqdm.write(f"validation, acc: {accuracy:.3f}, loss: {loss:.3f}")
         return loss, accuracy
 
     def _evaluate(self, X: Array, y: Array, batch_size: int | None) -> tuple[float, float]:
-        self.loss.new_pass()  # type: ignore[union-attr]
+        self.loss.new_pass()
         if self.accuracy is not None:
             self.accuracy.new_pass()
-        for batch_X, batch_y in self._batches(X, y, batch_size):
+        for batch_X, batch_y in batches(self.backend.xp, X, y, batch_size):
             output = self.forward(batch_X, training=False)
-            self.loss.calculate(output, batch_y)  # type: ignore[union-attr]
+            self.loss.calculate(output, batch_y)
             if self.accuracy is not None:
-                predictions = self.output_layer_activation.predictions(output)  # type: ignore[attr-defined]
+                predictions = self.output_layer_activation.predictions(output)
                 self.accuracy.calculate(predictions, batch_y)
-        loss = float(self.loss.calculate_accumulated())  # type: ignore[union-attr]
+        loss = float(self.loss.calculate_accumulated())
         accuracy = float(self.accuracy.calculate_accumulated()) if self.accuracy else math.nan
         return loss, accuracy
 
@@ -249,14 +211,14 @@ class Model:
         X, _ = self._to_backend(X, None)
         outputs = [
             self.forward(batch_X, training=False)
-            for batch_X, _ in self._batches(X, None, batch_size)
+            for batch_X, _ in batches(self.backend.xp, X, None, batch_size)
         ]
         return outputs[0] if len(outputs) == 1 else self.backend.xp.concat(outputs, axis=0)
 
     # -- parameters ---------------------------------------------------------------------------
     def get_parameters(self) -> list[tuple[Array, Array]]:
         """``(weights, biases)`` of every trainable layer, in order."""
-        return [layer.get_parameters() for layer in self.layers if layer.trainable]  # type: ignore[attr-defined]
+        return [layer.get_parameters() for layer in self.layers if layer.trainable]
 
     def set_parameters(self, parameters: list[tuple[Any, Any]]) -> None:
         """Replace every trainable layer's parameters (host or backend arrays)."""
@@ -267,7 +229,7 @@ class Model:
                 f"got parameters for {len(parameters)}."
             )
         for layer, (weights, biases) in zip(layers, parameters, strict=True):
-            layer.set_parameters(weights, biases)  # type: ignore[attr-defined]
+            layer.set_parameters(weights, biases)
 
     def to(self, backend: Backend | str, device: Any = None) -> Model:
         """Move parameters and optimizer state to another backend (in place); returns self."""

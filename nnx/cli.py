@@ -1,0 +1,162 @@
+"""The ``nnx`` command: info, train, predict, conformance (host boundary).
+
+Flags win over NNX_BACKEND / NNX_DEVICE; errors print one line and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+import backends
+
+__all__ = ["main"]
+
+_DATASETS = ("spiral", "vertical", "sine", "digits")
+_OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except (ValueError, TypeError, backends.BackendError, OSError) as err:
+        print(f"nnx {args.command}: {err}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nnx", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    info = commands.add_parser("info", help="table of registered backends, usable here or not")
+    info.set_defaults(run=_info)
+
+    train = commands.add_parser("train", help="train a bundled data set and save the model")
+    _backend_flags(train)
+    train.add_argument("--dataset", choices=_DATASETS, default="spiral")
+    train.add_argument("--hidden", type=int, default=64, help="width of the hidden layer(s)")
+    train.add_argument("--layers", type=int, default=1, help="number of hidden layers")
+    train.add_argument("--optimizer", choices=_OPTIMIZERS, default="adam")
+    train.add_argument("--learning-rate", type=float, default=None)
+    train.add_argument("--epochs", type=int, default=1000)
+    train.add_argument("--batch-size", type=int, default=None)
+    train.add_argument("--print-every", type=int, default=100)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--output", "-o", default="model.nnx", help="model file to write")
+    train.set_defaults(run=_train)
+
+    predict = commands.add_parser("predict", help="predictions of a saved model")
+    _backend_flags(predict)
+    predict.add_argument("model_file")
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset", choices=_DATASETS)
+    source.add_argument("--input", help="a .npy file of samples, shape (n, features)")
+    predict.add_argument("--limit", type=int, default=10, help="rows to print (0: all)")
+    predict.set_defaults(run=_predict)
+
+    conformance = commands.add_parser("conformance", help="cross-backend conformance table")
+    from nnx import testing
+
+    testing.add_arguments(conformance)
+    conformance.set_defaults(run=testing.run_cli)
+    return parser
+
+
+def _backend_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", help="backend name (default: NNX_BACKEND, else numpy)")
+    parser.add_argument("--device", help="device of the backend (default: NNX_DEVICE)")
+
+
+def _select(args: argparse.Namespace) -> backends.Backend:
+    if args.backend is None and args.device is None:
+        return backends.set_backend(None)
+    return backends.set_backend(args.backend or "numpy", args.device)
+
+
+def _info(args: argparse.Namespace) -> int:
+    rows = [("backend", "usable", "version", "device", "default dtype", "reason")]
+    for status in backends.available():
+        dtype = "float32" if status.usable else ""
+        rows.append((status.name, "yes" if status.usable else "no", status.version,
+                     status.device, dtype, status.reason))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[-1]]).rstrip())
+    return 0
+
+
+def _load_dataset(name: str, seed: int) -> tuple[Any, Any]:
+    from nnx import datasets
+
+    if name == "sine":
+        return datasets.sine_data(1000)
+    if name == "digits":
+        return datasets.load_digits()
+    make = datasets.spiral_data if name == "spiral" else datasets.vertical_data
+    return make(100, 3, seed=seed)
+
+
+def _train(args: argparse.Namespace) -> int:
+    import nnx
+
+    backend = _select(args)
+    X, y = _load_dataset(args.dataset, args.seed)
+    regression = args.dataset == "sine"
+    n_out = 1 if regression else int(np.max(y)) + 1
+    model = nnx.Model(seed=args.seed)
+    width = X.shape[1]
+    for i in range(args.layers):
+        model.add(nnx.Dense(width, args.hidden, seed=args.seed + i))
+        model.add(nnx.ReLU())
+        width = args.hidden
+    model.add(nnx.Dense(width, n_out, seed=args.seed + args.layers))
+    model.add(nnx.Linear() if regression else nnx.Softmax())
+    model.set(
+        loss=nnx.MeanSquaredError() if regression else nnx.CategoricalCrossentropy(),
+        optimizer=_optimizer(args.optimizer, args.learning_rate),
+        accuracy=nnx.RegressionAccuracy() if regression else nnx.CategoricalAccuracy(),
+    )
+    model.finalize()
+    print(f"training on {backend.name} ({backend.device}): {args.dataset}, {len(X)} samples")
+    history = model.train(X, y, epochs=args.epochs, batch_size=args.batch_size,
+                          print_every=args.print_every, shuffle=args.batch_size is not None)
+    model.save(args.output)
+    print(f"final accuracy {history['accuracy'][-1]:.3f}, loss {history['loss'][-1]:.3f}; "
+          f"saved {args.output}")
+    return 0
+
+
+def _optimizer(name: str, learning_rate: float | None) -> Any:
+    import nnx
+
+    cls = {"sgd": nnx.SGD, "adagrad": nnx.Adagrad, "rmsprop": nnx.RMSprop, "adam": nnx.Adam}[name]
+    defaults = {"sgd": 1.0, "adagrad": 1.0, "rmsprop": 0.02, "adam": 0.05}
+    return cls(learning_rate=defaults[name] if learning_rate is None else learning_rate)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import nnx
+
+    backend = _select(args)
+    model = nnx.Model.load(args.model_file, backend=backend)
+    if args.input is not None:
+        X = np.load(args.input, allow_pickle=False)
+    else:
+        X, _ = _load_dataset(args.dataset, 0)
+    outputs = model.predict(X)
+    predictions = backend.to_numpy(model.output_layer_activation.predictions(outputs))
+    shown = predictions if args.limit == 0 else predictions[: args.limit]
+    for row in shown:
+        print(" ".join(str(v) for v in np.atleast_1d(row)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
