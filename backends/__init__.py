@@ -47,7 +47,7 @@ _selected: Backend | None = None
 
 def register(name: str, factory: Factory | str, *, replace: bool = False) -> None:
     """Add a backend: ``factory(device)`` returns a :class:`Backend` or raises BackendError."""
-    if not name.isidentifier():
+    if not name.isidentifier() or name != name.lower():
         raise ValueError(f"register: expected a lowercase identifier as name, got name={name!r}.")
     _read_entry_points()
     if name in _FACTORIES and not replace:
@@ -111,8 +111,11 @@ def set_backend(name: str | Backend | None, device: Any = None) -> Backend:
 
 
 def get_backend() -> Backend:
-    """The selected backend, or the one NNX_BACKEND / NNX_DEVICE name (numpy by default)."""
-    return _selected if _selected is not None else load()
+    """The selected backend; when nothing chose one, NNX_BACKEND / NNX_DEVICE (read once)."""
+    global _selected
+    if _selected is None:
+        _selected = load()
+    return _selected
 
 
 @contextmanager

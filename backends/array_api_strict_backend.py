@@ -40,11 +40,13 @@ def make(device: Any = None) -> Backend:
         # DLPack refuses the fake devices, so hop to the CPU device first.
         return np.from_dlpack(xp.asarray(array, device=xp.Device(), copy=True))
 
+    float64 = "float64" in xp.__array_namespace_info__().dtypes(device=dev)
     return Backend(
         name="array_api_strict",
         xp=xp,
         device=dev,
         asarray=asarray,
         to_numpy=to_numpy,
+        float64=float64,
         version=xp.__version__,
     )

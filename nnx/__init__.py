@@ -9,6 +9,7 @@ from backends import (
     set_backend,
     use_backend,
 )
+from nnx._train import NonFiniteLossError
 from nnx._xp import Array
 from nnx.accuracy import Accuracy, CategoricalAccuracy, RegressionAccuracy
 from nnx.activations import Linear, ReLU, Sigmoid, Softmax
@@ -45,6 +46,7 @@ __all__ = [
     "MeanAbsoluteError",
     "MeanSquaredError",
     "Model",
+    "NonFiniteLossError",
     "Optimizer",
     "RMSprop",
     "ReLU",

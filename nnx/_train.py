@@ -10,6 +10,7 @@ import math
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +18,13 @@ from tqdm.auto import tqdm
 
 from nnx.data import check_batch_size, shuffled_order
 
-__all__ = ["TrainLoop", "batches"]
+__all__ = ["NonFiniteLossError", "TrainLoop", "batches"]
+
+_ON_NAN = ("raise", "warn", "ignore")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; the model keeps the parameters of the last good step."""
 
 
 class TrainLoop:
@@ -31,11 +38,15 @@ class TrainLoop:
         print_every: int,
         shuffle: bool,
         verbose: int,
+        on_nan: str = "raise",
     ) -> None:
         for name, value in (("epochs", epochs), ("print_every", print_every)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Model.train: expected {name} >= 1, got {name}={value!r}.")
         check_batch_size(batch_size)
+        if on_nan not in _ON_NAN:
+            raise ValueError(f"Model.train: expected on_nan in {_ON_NAN}, got on_nan={on_nan!r}.")
+        self.on_nan = on_nan
         self.model, self.epochs = model, epochs
         self.batch_size, self.print_every = batch_size, print_every
         self.shuffle, self.verbose = shuffle, verbose
@@ -61,7 +72,8 @@ class TrainLoop:
                 order = None
                 if self.shuffle:
                     order = model.backend.asarray(shuffled_order(rng, self.X.shape[0]))
-                self._epoch(epoch, order, bar)
+                if not self._epoch(epoch, order, bar):
+                    break
                 if validation is not None:
                     val_loss, val_accuracy = model._evaluate(*validation, self.batch_size)
                     self._record(("val_loss", val_loss), ("val_accuracy", val_accuracy))
@@ -75,7 +87,8 @@ class TrainLoop:
                 signal.signal(signal.SIGINT, previous)
         return {key: [float(v) for v in values] for key, values in self.history.items()}
 
-    def _epoch(self, epoch: int, order: Any, bar: Any) -> None:
+    def _epoch(self, epoch: int, order: Any, bar: Any) -> bool:
+        """One pass over the data; False when the loss diverged and training must stop."""
         model = self.model
         model.loss.new_pass()
         if model.accuracy is not None:
@@ -85,7 +98,13 @@ class TrainLoop:
         for step, (batch_X, batch_y) in enumerate(
             batches(model.backend.xp, self.X, self.y, self.batch_size, order)
         ):
-            data_loss, reg_loss, accuracy = model._step(batch_X, batch_y)
+            try:
+                data_loss, reg_loss, accuracy = model._step(
+                    batch_X, batch_y, guard=self.on_nan != "ignore"
+                )
+            except NonFiniteLossError as err:
+                self._diverged(err, epoch, step)
+                return False
             bar.update(1)
             last = step == self.steps - 1
             if self.steps > 1 and self.verbose and (not step % self.print_every or last):
@@ -110,12 +129,22 @@ class TrainLoop:
             ("accuracy", accuracy),
             ("learning_rate", lr),
         )
-        if not self.verbose:
-            return
-        if self.steps > 1:
+        if self.verbose and self.steps > 1:
             tqdm.write(_line("training", accuracy, data_loss, reg_loss, lr))
-        elif not epoch % self.print_every:
+        elif self.verbose and not epoch % self.print_every:
             tqdm.write(_line(f"epoch: {epoch}", accuracy, data_loss, reg_loss, lr))
+        return True
+
+    def _diverged(self, err: NonFiniteLossError, epoch: int, step: int) -> None:
+        lr = self.model.optimizer.current_learning_rate
+        message = (
+            f"Model.train: the loss became {err.args[0]} in epoch {epoch}, step {step}; the "
+            f"parameters of the last good step are kept. Lower the learning rate (now {lr}) or "
+            "scale the inputs; on_nan='warn' turns this error into a warning."
+        )
+        if self.on_nan == "raise":
+            raise NonFiniteLossError(message) from None
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
 
     def _record(self, *pairs: tuple[str, Any]) -> None:
         for key, value in pairs:

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from backends import Backend, load
 from nnx import data, io
-from nnx._train import TrainLoop, batches
+from nnx._train import NonFiniteLossError, TrainLoop, batches
 from nnx._xp import Array, common_backend, resolve
 from nnx.accuracy import Accuracy
 from nnx.activations import Softmax
@@ -138,9 +138,12 @@ class Model:
         for layer in reversed(layers[self._backward_stop :]):
             dvalues = layer.backward(dvalues)
 
-    def _step(self, batch_X: Array, batch_y: Array) -> tuple[Any, Any, Any]:
+    def _step(self, batch_X: Array, batch_y: Array, guard: bool = True) -> tuple[Any, Any, Any]:
         output = self.forward(batch_X, training=True)
         data_loss, reg_loss = self.loss.calculate(output, batch_y, include_regularization=True)
+        # Checked before the update, so a diverging step never reaches the parameters.
+        if guard and not math.isfinite(float(data_loss + reg_loss)):
+            raise NonFiniteLossError(float(data_loss + reg_loss))
         predictions = self.output_layer_activation.predictions(output)
         accuracy = self.accuracy.calculate(predictions, batch_y) if self.accuracy else math.nan
         self.backward(output, batch_y)
@@ -161,15 +164,19 @@ class Model:
         validation_data: tuple[Any, Any] | None = None,
         shuffle: bool = False,
         verbose: int = 1,
+        on_nan: str = "raise",
     ) -> dict[str, list[float]]:
         """Train for ``epochs`` passes over ``(X, y)``; returns the history per epoch.
 
         Lines in the book's format are printed every ``print_every`` epochs (or steps, when an
         epoch has several batches); a progress bar shows on a terminal. ``verbose=0`` is silent.
-        ``shuffle=True`` reorders the samples every epoch, with the model's seed.
+        ``shuffle=True`` reorders the samples every epoch, with the model's seed. A loss that
+        turns NaN or infinite stops training before it spoils the parameters: ``on_nan="raise"``
+        raises :class:`NonFiniteLossError`, ``"warn"`` warns and returns the history so far,
+        ``"ignore"`` skips the check (it costs one device-to-host read per step).
         """
         self._require(training=True)
-        loop = TrainLoop(self, epochs, batch_size, print_every, shuffle, verbose)
+        loop = TrainLoop(self, epochs, batch_size, print_every, shuffle, verbose, on_nan)
         X, y = self._to_backend(X, y)
         validation = None
         if validation_data is not None:

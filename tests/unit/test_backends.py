@@ -40,8 +40,9 @@ def _fake_factory(name="fake", calls=None):
     def make(device):
         if calls is not None:
             calls.append(device)
-        return Backend(name=name, xp=np, device=device or "cpu", asarray=np.asarray,
-                       to_numpy=np.asarray)
+        return Backend(
+            name=name, xp=np, device=device or "cpu", asarray=np.asarray, to_numpy=np.asarray
+        )
 
     return make
 
@@ -171,16 +172,13 @@ def test_array_api_strict_second_device():
 
 def test_array_api_strict_bad_device_names_choices():
     pytest.importorskip("array_api_strict")
-    with pytest.raises(BackendError, match=r"array_api_strict has no device 'nosuch'; expected") as info:
+    with pytest.raises(
+        BackendError, match=r"array_api_strict has no device 'nosuch'; expected"
+    ) as info:
         backends.load("array_api_strict", "nosuch")
     assert "device1" in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="array_api_strict_backend.make leaves float64=True on the 'no_float64' device, so "
-    "Backend.dtype('float64') returns a dtype the device rejects instead of raising BackendError",
-)
 def test_array_api_strict_no_float64_device_reports_capability():
     strict = pytest.importorskip("array_api_strict")
     if "no_float64" not in str(strict.__array_namespace_info__().devices()):
@@ -196,13 +194,16 @@ def test_dtype_names():
     assert backend.dtype("float32") == np.float32
     assert backend.dtype("float64") == np.float64
     assert backend.dtype(np.float32) is np.float32  # dtype objects pass unchanged
-    with pytest.raises(ValueError, match=r"expected dtype 'float32' or 'float64', got dtype='float16'"):
+    with pytest.raises(
+        ValueError, match=r"expected dtype 'float32' or 'float64', got dtype='float16'"
+    ):
         backend.dtype("float16")
 
 
 def test_dtype_float64_on_backend_without_it():
-    backend = Backend(name="half", xp=np, device="cpu", asarray=np.asarray,
-                      to_numpy=np.asarray, float64=False)
+    backend = Backend(
+        name="half", xp=np, device="cpu", asarray=np.asarray, to_numpy=np.asarray, float64=False
+    )
     with pytest.raises(BackendError, match="does not support float64; use dtype='float32'"):
         backend.dtype("float64")
 
@@ -233,7 +234,9 @@ def test_available_reports_unusable_backends_with_reason():
     backends.register("broken", broken)
     backends.register("ghost", "nnx_no_such_module:make")
     rows = {row.name: row for row in backends.available()}
-    assert rows["broken"] == BackendStatus("broken", False, "broken: the driver is missing; install it.")
+    assert rows["broken"] == BackendStatus(
+        "broken", False, "broken: the driver is missing; install it."
+    )
     assert not rows["ghost"].usable
     assert "cannot be imported" in rows["ghost"].reason
     if "cupy" in rows and not rows["cupy"].usable:
@@ -282,10 +285,6 @@ def test_register_rejects_non_identifiers(name):
         backends.register(name, _fake_factory())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="register() says 'expected a lowercase identifier' but only checks isidentifier()",
-)
 def test_register_rejects_uppercase_names():
     with pytest.raises(ValueError, match="lowercase"):
         backends.register("MyBackend", _fake_factory())
@@ -338,7 +337,11 @@ def _python(code, **env):
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("NNX_")}
     full_env.update(env)
     return subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, env=full_env, capture_output=True, text=True,
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
         timeout=120,
     )
 
