@@ -159,7 +159,8 @@ class MeanAbsoluteError(Loss):
     def backward(self, dvalues: Array, y_true: Array) -> Array:
         y_true = self._adopt(y_true, "y_true")
         samples, outputs = dvalues.shape
-        self.dinputs = self.xp.sign(self._targets(y_true, dvalues) - dvalues) / outputs / samples
+        # d|y - y_hat|/dy_hat = -sign(y - y_hat); the book's listing drops this minus sign.
+        self.dinputs = -self.xp.sign(self._targets(y_true, dvalues) - dvalues) / outputs / samples
         return self.dinputs
 
 

@@ -93,8 +93,9 @@ def test_mean_absolute_error_by_hand():
     y_pred = np.array([[1.0, 2.0], [3.0, 5.0]])
     y_true = np.array([[0.0, 2.0], [3.0, 3.0]])
     np.testing.assert_allclose(loss.forward(y_pred, y_true), [0.5, 1.0], **TIGHT)
-    # sign(y - p) / outputs / samples; sign(0) = 0
-    np.testing.assert_allclose(loss.backward(y_pred, y_true), [[-0.25, 0.0], [0.0, -0.25]], **TIGHT)
+    # d|y - p|/dp = -sign(y - p), over outputs and samples; sign(0) = 0. (The book's listing
+    # has sign(y - p): a prediction above its target would be pushed further up.)
+    np.testing.assert_allclose(loss.backward(y_pred, y_true), [[0.25, 0.0], [0.0, 0.25]], **TIGHT)
 
 
 # Softmax fused with categorical crossentropy
