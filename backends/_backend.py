@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,6 +15,10 @@ class BackendError(RuntimeError):
 
 def _no_sync() -> None:
     return None
+
+
+def _as_is(arrays: list[Any]) -> list[Any]:
+    return arrays
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,6 +45,9 @@ class Backend:
         Whether in-place updates (``a -= b``) are allowed on its arrays.
     lazy : bool
         Whether work is deferred until asked for (as in Dask).
+    materialize : callable ``(list of arrays) -> list of arrays``
+        For lazy backends: compute (persist) the arrays so that the work queued behind them
+        does not grow from step to step. Eager backends return them as they are.
     version : str
         The array library's version, for reports.
     """
@@ -55,8 +62,7 @@ class Backend:
     mutable: bool = True
     lazy: bool = False
     version: str = ""
-    # Operations the standard lacks but a library does faster; nnx never needs them.
-    extras: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    materialize: Callable[[list[Any]], list[Any]] = _as_is
 
     def dtype(self, name: Any) -> Any:
         """The backend's dtype object for ``"float32"``/``"float64"`` (or a dtype, unchanged)."""

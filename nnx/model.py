@@ -29,6 +29,17 @@ from nnx.optimizers import Optimizer
 
 __all__ = ["Model"]
 
+# What a training step leaves behind: parameters, optimizer state, running sums.
+_STATE_NAMES = (
+    "weights",
+    "biases",
+    "weight_momentums",
+    "bias_momentums",
+    "weight_cache",
+    "bias_cache",
+    "accumulated_sum",
+)
+
 _HISTORY = ("loss", "data_loss", "reg_loss", "accuracy", "learning_rate")
 
 
@@ -151,7 +162,23 @@ class Model:
         for layer in self.trainable_layers:
             self.optimizer.update_params(layer)
         self.optimizer.post_update_params()
+        if self.backend.lazy:
+            self._materialize()
         return data_loss, reg_loss, accuracy
+
+    def _materialize(self) -> None:
+        """Lazy backends: compute the state a step leaves behind, so no graph outlives it."""
+        holders = [*self.trainable_layers, self.loss, self.accuracy]
+        slots = [
+            (holder, name)
+            for holder in holders
+            if holder is not None
+            for name in _STATE_NAMES
+            if hasattr(holder, name) and not isinstance(getattr(holder, name), (int, float))
+        ]
+        arrays = self.backend.materialize([getattr(holder, name) for holder, name in slots])
+        for (holder, name), array in zip(slots, arrays, strict=True):
+            setattr(holder, name, array)
 
     def train(
         self,
