@@ -21,6 +21,9 @@ def make(device: Any = None) -> Backend:
         raise BackendError(f"torch: bad device {device!r} ({err}); try 'cpu' or 'cuda:0'.") from err
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise BackendError(f"torch: no CUDA device for device={device!r}; unset NNX_DEVICE.")
+    if dev.type == "cuda" and dev.index is None:
+        # Tensors report "cuda:0", and torch.device("cuda") != torch.device("cuda:0").
+        dev = torch.device("cuda", torch.cuda.current_device())
 
     def asarray(data: Any, dtype: Any = None) -> Any:
         return torch.as_tensor(np.asarray(data), dtype=dtype, device=dev)

@@ -1,0 +1,26 @@
+"""The conformance checks, one or two per nnx component, grouped by nnx module."""
+
+from __future__ import annotations
+
+from nnx.testing import _accuracy, _activations, _layers, _losses, _optimizers
+from nnx.testing._check import Check
+
+__all__ = ["CHECKS", "MODULES", "checks_for"]
+
+MODULES = ("layers", "activations", "losses", "optimizers", "accuracy")
+
+# "reference" checks compare with NumPy in float64; "gradient" checks compare analytic
+# gradients with finite differences (float64 only).
+CHECKS: tuple[Check, ...] = (
+    _layers.CHECKS + _activations.CHECKS + _losses.CHECKS + _optimizers.CHECKS + _accuracy.CHECKS
+)
+
+
+def checks_for(module: str, kind: str = "reference") -> list[Check]:
+    """The checks of one nnx module (``"layers"``, ...), of one kind (``"reference"``, ...)."""
+    if module not in MODULES or kind not in ("reference", "gradient"):
+        raise ValueError(
+            f"checks_for: expected module in {MODULES} and kind 'reference' or 'gradient', "
+            f"got module={module!r}, kind={kind!r}."
+        )
+    return [c for c in CHECKS if c.module == module and c.kind == kind]

@@ -1,0 +1,89 @@
+"""pytest plugin of the conformance suite: the ``backend`` fixture over every backend and device.
+
+Loaded through the ``pytest11`` entry point. A test that takes ``backend`` runs once per
+target of :func:`nnx.testing.targets` (ids ``numpy``, ``array_api_strict-device1``, ``torch``,
+``cupy``, ...) and carries the ``conformance`` marker, so ``pytest -m conformance`` selects it.
+A backend that cannot run here is skipped with the reason; under ``NNX_TEST_BACKENDS`` it fails.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from backends import Backend, BackendError
+from nnx.testing._check import Result
+from nnx.testing.checks import checks_for
+from nnx.testing.targets import Target, targets
+
+__all__ = ["backend", "check_params", "expect_pass"]
+
+_TARGETS = pytest.StashKey[list[Target]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "conformance: cross-backend conformance checks (nnx.testing)"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" not in metafunc.fixturenames or not _ours(metafunc):
+        return
+    if _TARGETS not in metafunc.config.stash:
+        metafunc.config.stash[_TARGETS] = targets()
+    found = metafunc.config.stash[_TARGETS]
+    metafunc.parametrize("backend", found, ids=[t.id for t in found], indirect=True)
+
+
+def _ours(metafunc: pytest.Metafunc) -> bool:
+    """Whether ``backend`` resolves to this plugin's fixture, not a project's own one."""
+    # pytest keeps the fixture definitions of a test in a private mapping; without it, assume
+    # the fixture is ours (the plugin's is the only one in nnx).
+    definitions = getattr(metafunc, "_arg2fixturedefs", {}).get("backend")
+    return not definitions or getattr(definitions[-1].func, "__module__", "") == __name__
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and isinstance(callspec.params.get("backend"), Target):
+            item.add_marker(pytest.mark.conformance)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """The backend under test on its device: skipped where it cannot run (failed if asked for)."""
+    target: Any = getattr(request, "param", None)
+    if not isinstance(target, Target):
+        raise pytest.UsageError("the backend fixture is parametrized by nnx.testing.plugin only.")
+    try:
+        return target.load()
+    except (BackendError, ValueError) as err:
+        reason = str(err) if str(err).startswith(target.name) else f"{target.id}: {err}"
+        if target.required:
+            pytest.fail(f"{target.id} was asked for but cannot run. {reason}", pytrace=False)
+        pytest.skip(reason)
+
+
+def expect_pass(result: Result) -> None:
+    """Skip on a skipped result; fail with the component and error magnitudes on a failure."""
+    if result.status == "skip":
+        pytest.skip(result.describe())
+    if result.status != "pass":
+        pytest.fail(result.describe(), pytrace=False)
+
+
+def check_params(module: str, kind: str = "reference") -> list[Any]:
+    """The checks of an nnx module as pytest parameters; a known bug is ``xfail(strict=True)``."""
+    return [
+        pytest.param(
+            check,
+            id=check.component,
+            marks=[pytest.mark.xfail(strict=True, reason=check.known_bug)]
+            if check.known_bug
+            else [],
+        )
+        for check in checks_for(module, kind)
+    ]

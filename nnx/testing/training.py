@@ -1,0 +1,156 @@
+"""End to end: the book's spiral model trained layer by layer; host boundary (NumPy copies)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from backends import Backend
+from nnx.activations import ReLU
+from nnx.datasets import spiral_data
+from nnx.layers import Dense
+from nnx.losses import SoftmaxCategoricalCrossentropy
+from nnx.optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop
+from nnx.testing.tolerances import tolerance
+
+__all__ = [
+    "EARLY_EPOCHS",
+    "EPOCHS",
+    "LAZY_EPOCHS",
+    "OPTIMIZERS",
+    "Training",
+    "curve_problems",
+    "epochs_for",
+    "train_spiral",
+]
+
+EPOCHS = 200
+# The opening epochs, before training amplifies rounding differences (see tolerances.py).
+EARLY_EPOCHS = 20
+# A lazy backend builds and runs a task graph per step (~0.1 s with Dask's local threads), so
+# it trains for fewer epochs: the opening ones, where a wrong step shows, and some more.
+LAZY_EPOCHS = 30
+
+# Gentler than the book's chapter-10 settings (SGD at 1.0, Adam at 0.05), which make the
+# loss spike: a spike turns rounding differences into different trajectories, and then
+# nothing is left to compare. These train smoothly; the loss still drops with each.
+OPTIMIZERS: dict[str, Callable[[Backend], Optimizer]] = {
+    "SGD": lambda b: SGD(0.5, decay=1e-3, momentum=0.9, backend=b),
+    "Adagrad": lambda b: Adagrad(0.05, decay=1e-3, backend=b),
+    "RMSprop": lambda b: RMSprop(0.002, decay=1e-3, rho=0.9, backend=b),
+    "Adam": lambda b: Adam(0.005, decay=1e-3, backend=b),
+}
+
+
+@dataclass(frozen=True)
+class Training:
+    """What one run leaves for comparison, on the host.
+
+    Parameters
+    ----------
+    initial_weights : tuple of numpy.ndarray
+        Weights of both Dense layers before the first step, as ``to_numpy`` gives them.
+    losses : numpy.ndarray, shape (epochs,)
+        Mean loss of every epoch, float64.
+    final : tuple of array
+        Weights and biases of both layers after training, arrays of the backend.
+    """
+
+    initial_weights: tuple[np.ndarray, np.ndarray]
+    losses: np.ndarray
+    final: tuple[object, ...]
+
+
+def epochs_for(backend: Backend) -> int:
+    """How long to train on ``backend``: :data:`EPOCHS`, or :data:`LAZY_EPOCHS` if lazy."""
+    return LAZY_EPOCHS if backend.lazy else EPOCHS
+
+
+def train_spiral(backend: Backend, dtype: str, optimizer: str, epochs: int = EPOCHS) -> Training:
+    """Train Dense(2, 64), ReLU, Dense(64, 3), Softmax+crossentropy on ``spiral_data(100, 3)``.
+
+    The loop is the book's: forward, loss, backward, one optimizer step per epoch on the whole
+    data set. Losses stay on the device until the run ends.
+    """
+    X, y = spiral_data(100, 3, seed=0)
+    inputs, labels = backend.asarray(X, backend.dtype(dtype)), backend.asarray(y)
+    dense1 = Dense(2, 64, seed=1, dtype=dtype, backend=backend)
+    activation1 = ReLU(backend)
+    dense2 = Dense(64, 3, seed=2, dtype=dtype, backend=backend)
+    loss_activation = SoftmaxCategoricalCrossentropy(backend)
+    step = OPTIMIZERS[optimizer](backend)
+    # Copies: to_numpy may share memory, and optimizers may update weights in place.
+    initial = (_host_copy(backend, dense1.weights), _host_copy(backend, dense2.weights))
+    losses = []
+    for _ in range(epochs):
+        # nnx's calculate also keeps a sum over the pass; one step is one pass here.
+        loss_activation.loss.new_pass()
+        dense1.forward(inputs)
+        activation1.forward(dense1.output)
+        dense2.forward(activation1.output)
+        loss = loss_activation.forward(dense2.output, labels)
+        loss_activation.backward(loss_activation.output, labels)
+        dense2.backward(loss_activation.dinputs)
+        activation1.backward(dense2.dinputs)
+        dense1.backward(activation1.dinputs)
+        step.pre_update_params()
+        step.update_params(dense1)
+        step.update_params(dense2)
+        step.post_update_params()
+        losses.append(_materialize(backend, [dense1, dense2], loss) if backend.lazy else loss)
+    curve = backend.to_numpy(backend.xp.stack(losses)) if losses else np.empty(0)
+    curve = np.asarray(curve, dtype=np.float64)
+    final = (dense1.weights, dense1.biases, dense2.weights, dense2.biases)
+    return Training(initial, curve, final)
+
+
+# Per-layer state that lives on across steps (parameters and optimizer caches).
+_STATE = ("weights", "biases", "weight_momentums", "bias_momentums", "weight_cache", "bias_cache")
+
+
+def _materialize(backend: Backend, layers: list[Dense], loss: object) -> object:
+    """Lazy backends (Dask): compute the state a step leaves, as Model does, so no task graph
+    outlives its step; returns the computed ``loss``."""
+    slots = [(layer, name) for layer in layers for name in _STATE if hasattr(layer, name)]
+    arrays = backend.materialize([getattr(layer, name) for layer, name in slots] + [loss])
+    for (layer, name), array in zip(slots, arrays, strict=False):
+        setattr(layer, name, array)
+    return arrays[-1]
+
+
+def _host_copy(backend: Backend, array: object) -> np.ndarray:
+    return np.array(backend.to_numpy(array), copy=True)
+
+
+def curve_problems(curve: np.ndarray, reference: np.ndarray, dtype: str) -> list[str]:
+    """How ``curve`` strays from the ``reference`` loss curve beyond the training tolerances.
+
+    Parameters
+    ----------
+    curve, reference : numpy.ndarray, shape (epochs,)
+        Losses of the backend under test and of NumPy in float64.
+    dtype : {"float32", "float64"}
+        The dtype ``curve`` was trained in.
+
+    Returns
+    -------
+    list of str
+        Empty when the opening epochs and the whole curve are within their tolerances.
+    """
+    if curve.shape != reference.shape:
+        return [f"loss curve of shape {curve.shape}, expected {reference.shape}"]
+    problems = []
+    for kind, stop in (("training-early", EARLY_EPOCHS), ("training", len(reference))):
+        tol = tolerance(kind, dtype)
+        got, want = curve[:stop], reference[:stop]
+        diff = np.abs(got - want)
+        if not np.all(diff <= tol.atol + tol.rtol * np.abs(want)):
+            rel = diff / np.abs(want)
+            epoch = int(np.nanargmax(rel)) if not np.isnan(rel).all() else 0
+            problems.append(
+                f"{kind} (epochs 0-{stop - 1}): max rel err {np.nanmax(rel, initial=0):.1e} at "
+                f"epoch {epoch}, loss {got[epoch]:.6g} vs {want[epoch]:.6g}, beyond {tol}"
+            )
+    return problems

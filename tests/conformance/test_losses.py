@@ -1,0 +1,28 @@
+"""Conformance of nnx.losses on every backend.
+
+The crossentropies, MSE, MAE and the fused Softmax+crossentropy.
+
+The checks live in nnx.testing (so ``nnx conformance`` runs them too); the ``backend``
+fixture comes from the nnx.testing.plugin pytest plugin.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from backends import Backend
+from nnx.testing import DTYPES, Check
+from nnx.testing.plugin import check_params, expect_pass
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("check", check_params("losses"))
+def test_matches_numpy_float64(backend: Backend, dtype: str, check: Check) -> None:
+    """Values within the tolerance table; namespace, device and dtype of every result."""
+    expect_pass(check.run(backend, dtype))
+
+
+@pytest.mark.parametrize("check", check_params("losses", "gradient"))
+def test_gradients_match_finite_differences(backend: Backend, check: Check) -> None:
+    """Analytic gradients (penalties included) against central differences, in float64."""
+    expect_pass(check.run(backend, "float64"))
