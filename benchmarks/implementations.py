@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import book_reference as book
 import numpy as np
 
 import backends
-import book_reference as book
 import nnx
 from nnx.datasets import spiral_data
 
@@ -30,19 +30,24 @@ class Spec:
 
     def matmul_flops(self) -> int:
         """Flops of the forward and backward matmuls (no dinputs for the first layer)."""
-        pairs = list(zip(self.sizes[:-1], self.sizes[1:]))
+        pairs = list(zip(self.sizes[:-1], self.sizes[1:], strict=True))
         per_pair = [2 * self.batch * a * b for a, b in pairs]
         return 3 * sum(per_pair) - per_pair[0]
 
 
 @dataclass
 class Impl:
-    """``run(k)`` does k steps; ``sync`` waits for the device; ``state`` lists held arrays."""
+    """``run(k)`` does k steps; ``sync`` waits for the device; ``state`` lists held arrays.
+
+    ``library`` names the array library whose thread pool does the work (see step.py).
+    """
 
     name: str
+    library: str
     run: Callable[[int], None]
     sync: Callable[[], None] = lambda: None
     state: Callable[[], list[Any]] = field(default=lambda: [])
+    denses: list[Any] = field(default_factory=list)
 
 
 _STATE_NAMES = ("weights", "biases", "weight_momentums", "bias_momentums",
@@ -52,6 +57,11 @@ _STATE_NAMES = ("weights", "biases", "weight_momentums", "bias_momentums",
 def layer_state(layers: list[Any]) -> list[Any]:
     """Parameters and optimizer state held by the given layers (for memory accounting)."""
     return [getattr(lay, n) for lay in layers for n in _STATE_NAMES if hasattr(lay, n)]
+
+
+def _library(backend: Any) -> str:
+    """The library behind a backend; array_api_strict computes with NumPy."""
+    return "numpy" if backend.name == "array_api_strict" else backend.name
 
 
 def host_data(spec: Spec, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -69,7 +79,7 @@ def host_params(spec: Spec, seed: int = 1) -> list[tuple[np.ndarray, np.ndarray]
     rng = np.random.default_rng(seed)
     return [
         ((0.01 * rng.standard_normal((a, b))).astype(np.float32), np.zeros((1, b), np.float32))
-        for a, b in zip(spec.sizes[:-1], spec.sizes[1:])
+        for a, b in zip(spec.sizes[:-1], spec.sizes[1:], strict=True)
     ]
 
 
@@ -91,7 +101,7 @@ def book_step(spec: Spec, X: np.ndarray, y: np.ndarray, params: list) -> Impl:
         for _ in range(k):
             _loop_step(layers, loss_activation, optimizer, denses, X, y)
 
-    return Impl("book", run, state=lambda: layer_state(denses))
+    return Impl("book", "numpy", run, state=lambda: layer_state(denses), denses=denses)
 
 
 def _loop_step(layers, loss_activation, optimizer, denses, X, y) -> None:
@@ -141,7 +151,7 @@ def nnx_loop(spec: Spec, X: np.ndarray, y: np.ndarray, params: list,
         for _ in range(k):
             _loop_step(layers, loss_activation, optimizer, denses, Xb, yb)
 
-    return Impl("nnx loop", run, b.synchronize, lambda: layer_state(denses))
+    return Impl("nnx loop", _library(b), run, b.synchronize, lambda: layer_state(denses))
 
 
 def nnx_model(spec: Spec, X: np.ndarray, y: np.ndarray, params: list,
@@ -161,7 +171,7 @@ def nnx_model(spec: Spec, X: np.ndarray, y: np.ndarray, params: list,
     def run(k: int) -> None:
         model.train(X, y, epochs=k, batch_size=batch_size, print_every=10**9, verbose=0)
 
-    return Impl("nnx Model", run, b.synchronize, lambda: layer_state(layers[::2]))
+    return Impl("nnx Model", _library(b), run, b.synchronize, lambda: layer_state(layers[::2]))
 
 
 def matmul_floor(spec: Spec, X: np.ndarray, params: list, backend: str) -> Impl:
@@ -176,11 +186,11 @@ def matmul_floor(spec: Spec, X: np.ndarray, params: list, backend: str) -> Impl:
 
     def run(k: int) -> None:
         for _ in range(k):
-            for x, w in zip(inputs, weights):
+            for x, w in zip(inputs, weights, strict=True):
                 x @ w
-            for i, (x, w, d) in enumerate(zip(inputs, weights, grads)):
+            for i, (x, w, d) in enumerate(zip(inputs, weights, grads, strict=True)):
                 x.T @ d
                 if i:
                     d @ w.T
 
-    return Impl("matmul floor", run, b.synchronize, lambda: weights)
+    return Impl("matmul floor", _library(b), run, b.synchronize, lambda: weights)

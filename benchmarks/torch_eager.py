@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 from implementations import Impl, Spec
 
 
@@ -28,7 +27,7 @@ def torch_step(spec: Spec, X: np.ndarray, y: np.ndarray, params: list, device: s
     @torch.no_grad()
     def step() -> None:
         acts = [Xt]
-        for i, (W, b) in enumerate(zip(Ws, bs)):
+        for i, (W, b) in enumerate(zip(Ws, bs, strict=True)):
             z = torch.addmm(b, acts[-1], W)
             acts.append(torch.relu(z) if i < len(Ws) - 1 else z)
         probs = torch.softmax(acts.pop(), dim=1)
@@ -51,7 +50,12 @@ def torch_step(spec: Spec, X: np.ndarray, y: np.ndarray, params: list, device: s
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
-    return Impl("torch eager", run, sync, lambda: Ws + bs)
+    return Impl("torch eager", "torch", run, sync, lambda: Ws + bs)
+
+
+def _flat(grads: list) -> list:
+    """[(dW, db), ...] as [dW1, dW2, ..., db1, db2, ...], the order of ``Ws + bs``."""
+    return [dw for dw, _ in grads] + [db for _, db in grads]
 
 
 def _sgd(Ws: list, bs: list, lr: float = 1.0, momentum: float = 0.9) -> Any:
@@ -60,7 +64,7 @@ def _sgd(Ws: list, bs: list, lr: float = 1.0, momentum: float = 0.9) -> Any:
     moms = [torch.zeros_like(p) for p in Ws + bs]
 
     def update(grads: list) -> None:
-        for p, m, g in zip(Ws + bs, moms, [g for g, _ in grads] + [g for _, g in grads]):
+        for p, m, g in zip(Ws + bs, moms, _flat(grads), strict=True):
             m.mul_(momentum).add_(g, alpha=-lr)  # m = momentum * m - lr * g
             p.add_(m)
 
@@ -79,7 +83,7 @@ def _adam(Ws: list, bs: list, lr: float = 0.001, b1: float = 0.9, b2: float = 0.
     def update(grads: list) -> None:
         step[0] += 1
         c1, c2 = 1 - b1 ** step[0], 1 - b2 ** step[0]
-        for p, m, v, g in zip(params, moms, caches, [g for g, _ in grads] + [g for _, g in grads]):
+        for p, m, v, g in zip(params, moms, caches, _flat(grads), strict=True):
             m.mul_(b1).add_(g, alpha=1 - b1)
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
             p.addcdiv_(m, (v / c2).sqrt_().add_(eps), value=-lr / c1)

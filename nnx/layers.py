@@ -98,7 +98,8 @@ class Dense(Layer):
         self.needs_dinputs = True
 
     def forward(self, inputs: Array, training: bool = False) -> Array:
-        inputs = self._adopt(inputs, "inputs", self.dtype)
+        if not is_own_array(self, inputs, self.dtype):
+            inputs = self._adopt(inputs, "inputs", self.dtype)
         if inputs.ndim != 2 or inputs.shape[1] != self.n_inputs:
             raise ValueError(
                 f"Dense(n_inputs={self.n_inputs}, n_neurons={self.n_neurons}).forward: expected "
@@ -106,24 +107,27 @@ class Dense(Layer):
                 "Check n_neurons of the previous layer or the number of features in X."
             )
         self.inputs = inputs
-        self.output = inputs @ self.weights + self.biases
+        # inputs @ weights + biases, with the biases added into the fresh product.
+        self.output = add_into(self.backend, inputs @ self.weights, self.biases)
         return self.output
 
     def backward(self, dvalues: Array) -> Array:
-        xp = self.xp
+        xp, backend = self.xp, self.backend
         self.dweights = self.inputs.T @ dvalues
         self.dbiases = xp.sum(dvalues, axis=0, keepdims=True)
         # Penalty gradients: L1 adds l1 * sign(w) (+1 at w = 0, as in the book), L2 adds 2 l2 w.
         if self.weight_regularizer_l1 > 0:
-            self.dweights = self.dweights + self.weight_regularizer_l1 * _sign_book(
-                xp, self.weights
-            )
+            l1 = self.weight_regularizer_l1 * _sign_book(xp, self.weights)
+            self.dweights = add_into(backend, self.dweights, l1)
         if self.weight_regularizer_l2 > 0:
-            self.dweights = self.dweights + 2 * self.weight_regularizer_l2 * self.weights
+            l2 = 2 * self.weight_regularizer_l2 * self.weights
+            self.dweights = add_into(backend, self.dweights, l2)
         if self.bias_regularizer_l1 > 0:
-            self.dbiases = self.dbiases + self.bias_regularizer_l1 * _sign_book(xp, self.biases)
+            l1 = self.bias_regularizer_l1 * _sign_book(xp, self.biases)
+            self.dbiases = add_into(backend, self.dbiases, l1)
         if self.bias_regularizer_l2 > 0:
-            self.dbiases = self.dbiases + 2 * self.bias_regularizer_l2 * self.biases
+            l2 = 2 * self.bias_regularizer_l2 * self.biases
+            self.dbiases = add_into(backend, self.dbiases, l2)
         if self.needs_dinputs:
             self.dinputs = dvalues @ self.weights.T
         return self.dinputs if self.needs_dinputs else self.dweights
@@ -143,7 +147,10 @@ class Dense(Layer):
                     f"Dense(n_inputs={self.n_inputs}, n_neurons={self.n_neurons}).set_parameters: "
                     f"expected {name} of shape {expected[name]}, got {tuple(array.shape)}."
                 )
-        self.weights, self.biases = weights, biases
+        # Own copies: optimizers update parameters in place, never the caller's arrays.
+        xp, device = self.xp, self.device
+        self.weights = xp.asarray(weights, copy=True, device=device)
+        self.biases = xp.asarray(biases, copy=True, device=device)
 
     def config(self) -> dict[str, Any]:
         return {
@@ -155,6 +162,34 @@ class Dense(Layer):
             "bias_regularizer_l2": self.bias_regularizer_l2,
             "init": self.init,
         }
+
+
+def add_into(backend: Backend, array: Array, addend: Any, scale: float | None = None) -> Array:
+    """``scale * array + addend``, written into ``array`` when the backend allows it.
+
+    The book updates parameters in place (``weights += ...``); doing the same for every
+    state update saves a full-size temporary and a pass over memory each time. Immutable
+    backends get the same value as a new array. Pass only arrays the caller owns.
+    """
+    if not backend.mutable:
+        return addend + (array if scale is None else scale * array)
+    if scale is not None:
+        array *= scale
+    array += addend
+    return array
+
+
+def is_own_array(component: Component, data: Any, dtype: Any = None) -> bool:
+    """Cheap test that ``data`` already is an array of ``component``'s backend and device.
+
+    True skips ``_adopt``, whose full checks (and clear errors) still run for anything else.
+    ``.device`` is the standard's attribute; NumPy before 2.0 lacks it and takes the slow path.
+    """
+    return (
+        type(data) is component._array_type
+        and getattr(data, "device", None) == component.device
+        and (dtype is None or data.dtype == dtype)
+    )
 
 
 def _draw_weights(rng: Any, n_inputs: int, n_neurons: int, init: str) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 from backends import Backend
 from nnx._xp import Array, Component, one_hot
 from nnx.activations import Softmax
-from nnx.layers import Layer
+from nnx.layers import Layer, is_own_array
 
 __all__ = [
     "Loss",
@@ -46,8 +46,10 @@ class Loss(Component):
     def calculate(self, output: Array, y: Any, *, include_regularization: bool = False) -> Any:
         """Mean loss over the batch (a 0-d array); with regularisation, ``(data, reg)``."""
         sample_losses = self.forward(output, y)
-        data_loss = self.xp.mean(sample_losses)
-        self.accumulated_sum = self.accumulated_sum + self.xp.sum(sample_losses)
+        # One reduction serves both: the mean is the sum over the count, as in mean() itself.
+        batch_sum = self.xp.sum(sample_losses)
+        data_loss = batch_sum / sample_losses.shape[0]
+        self.accumulated_sum = self.accumulated_sum + batch_sum
         self.accumulated_count += sample_losses.shape[0]
         if not include_regularization:
             return data_loss
@@ -80,6 +82,10 @@ class Loss(Component):
                     total = total + strength_l2 * xp.sum(values * values)
         return total
 
+    def _own(self, y_true: Any) -> Array:
+        """``y_true`` on this loss's backend; the full ``_adopt`` checks run only when needed."""
+        return y_true if is_own_array(self, y_true) else self._adopt(y_true, "y_true")
+
     def _clip(self, y_pred: Array) -> Array:
         return self.xp.minimum(self.xp.maximum(y_pred, _EPS), 1.0 - _EPS)
 
@@ -98,17 +104,22 @@ class CategoricalCrossentropy(Loss):
     """``-log`` of the probability given to the true class; labels as integers or one-hot."""
 
     def forward(self, y_pred: Array, y_true: Array) -> Array:
-        y_true = self._adopt(y_true, "y_true")
+        y_true = self._own(y_true)
         xp = self.xp
         clipped = self._clip(y_pred)
         if y_true.ndim == 1:
-            correct = xp.take_along_axis(clipped, y_true[:, None], axis=1)[:, 0]
+            # The book's y_pred_clipped[range(samples), y_true]: row i's entry y_true[i] sits
+            # at i * n_classes + y_true[i] of the flattened rows (take is cheaper than
+            # take_along_axis, which builds index grids).
+            samples, n_classes = clipped.shape
+            flat = y_true + xp.arange(0, samples * n_classes, n_classes, device=self.device)
+            correct = xp.take(xp.reshape(clipped, (-1,)), flat)
         else:
             correct = xp.sum(clipped * self._targets(y_true, clipped), axis=1)
         return -xp.log(correct)
 
     def backward(self, dvalues: Array, y_true: Array) -> Array:
-        y_true = self._adopt(y_true, "y_true")
+        y_true = self._own(y_true)
         samples = dvalues.shape[0]
         self.dinputs = -self._one_hot(y_true, dvalues) / dvalues / samples
         return self.dinputs
@@ -118,7 +129,7 @@ class BinaryCrossentropy(Loss):
     """Crossentropy of independent yes/no outputs (after a Sigmoid)."""
 
     def forward(self, y_pred: Array, y_true: Array) -> Array:
-        y_true = self._adopt(y_true, "y_true")
+        y_true = self._own(y_true)
         xp = self.xp
         clipped = self._clip(y_pred)
         y_true = self._targets(y_true, clipped)
@@ -126,7 +137,7 @@ class BinaryCrossentropy(Loss):
         return xp.mean(losses, axis=-1)
 
     def backward(self, dvalues: Array, y_true: Array) -> Array:
-        y_true = self._adopt(y_true, "y_true")
+        y_true = self._own(y_true)
         samples, outputs = dvalues.shape
         clipped = self._clip(dvalues)
         y_true = self._targets(y_true, clipped)
@@ -138,12 +149,12 @@ class MeanSquaredError(Loss):
     """L2 loss: mean of squared differences, for regression."""
 
     def forward(self, y_pred: Array, y_true: Array) -> Array:
-        y_true = self._adopt(y_true, "y_true")
+        y_true = self._own(y_true)
         diff = self._targets(y_true, y_pred) - y_pred
         return self.xp.mean(diff * diff, axis=-1)
 
     def backward(self, dvalues: Array, y_true: Array) -> Array:
-        y_true = self._adopt(y_true, "y_true")
+        y_true = self._own(y_true)
         samples, outputs = dvalues.shape
         self.dinputs = -2.0 * (self._targets(y_true, dvalues) - dvalues) / outputs / samples
         return self.dinputs
@@ -153,11 +164,11 @@ class MeanAbsoluteError(Loss):
     """L1 loss: mean of absolute differences, for regression."""
 
     def forward(self, y_pred: Array, y_true: Array) -> Array:
-        y_true = self._adopt(y_true, "y_true")
+        y_true = self._own(y_true)
         return self.xp.mean(self.xp.abs(self._targets(y_true, y_pred) - y_pred), axis=-1)
 
     def backward(self, dvalues: Array, y_true: Array) -> Array:
-        y_true = self._adopt(y_true, "y_true")
+        y_true = self._own(y_true)
         samples, outputs = dvalues.shape
         # d|y - y_hat|/dy_hat = -sign(y - y_hat); the book's listing drops this minus sign.
         self.dinputs = -self.xp.sign(self._targets(y_true, dvalues) - dvalues) / outputs / samples
@@ -177,12 +188,12 @@ class SoftmaxCategoricalCrossentropy(Loss):
         self.loss = CategoricalCrossentropy(self.backend)
 
     def forward(self, inputs: Array, y_true: Array) -> Any:  # type: ignore[override]
-        y_true = self._adopt(y_true, "y_true")
+        y_true = self._own(y_true)
         self.output = self.activation.forward(inputs)
         return self.loss.calculate(self.output, y_true)
 
     def backward(self, dvalues: Array, y_true: Array) -> Array:
-        y_true = self._adopt(y_true, "y_true")
+        y_true = self._own(y_true)
         samples = dvalues.shape[0]
         self.dinputs = (dvalues - self._one_hot(y_true, dvalues)) / samples
         return self.dinputs

@@ -11,7 +11,7 @@ from typing import Any
 
 from backends import Backend
 from nnx._xp import Component
-from nnx.layers import Layer
+from nnx.layers import Layer, add_into
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam"]
 
@@ -58,6 +58,15 @@ class Optimizer(Component):
                 like = layer.weights if name.startswith("weight") else layer.biases
                 setattr(layer, name, self.xp.zeros_like(like))
 
+    def _step_by_cache(self, layer: Any) -> None:
+        """Adagrad's and RMSprop's step: ``w -= lr * dw / (sqrt(cache) + epsilon)``."""
+        xp, backend = self.xp, self.backend
+        lr, eps = self.current_learning_rate, self.epsilon  # type: ignore[attr-defined]
+        weight_denominator = add_into(backend, xp.sqrt(layer.weight_cache), eps)
+        bias_denominator = add_into(backend, xp.sqrt(layer.bias_cache), eps)
+        layer.weights = add_into(backend, layer.weights, -lr * layer.dweights / weight_denominator)
+        layer.biases = add_into(backend, layer.biases, -lr * layer.dbiases / bias_denominator)
+
     def config(self) -> dict[str, Any]:
         """Hyperparameters that rebuild this optimizer (for model files)."""
         return {"learning_rate": self.learning_rate, "decay": self.decay}
@@ -80,16 +89,21 @@ class SGD(Optimizer):
         self._STATE = ("weight_momentums", "bias_momentums") if momentum else ()
 
     def update_params(self, layer: Any) -> None:
-        lr = self.current_learning_rate
+        lr, backend = self.current_learning_rate, self.backend
         if self.momentum:
             self._zeros_state(layer)
-            layer.weight_momentums = self.momentum * layer.weight_momentums - lr * layer.dweights
-            layer.bias_momentums = self.momentum * layer.bias_momentums - lr * layer.dbiases
+            # m = momentum * m - lr * dw, updated in place where the backend allows it.
+            layer.weight_momentums = add_into(
+                backend, layer.weight_momentums, -lr * layer.dweights, self.momentum
+            )
+            layer.bias_momentums = add_into(
+                backend, layer.bias_momentums, -lr * layer.dbiases, self.momentum
+            )
             weight_updates, bias_updates = layer.weight_momentums, layer.bias_momentums
         else:
             weight_updates, bias_updates = -lr * layer.dweights, -lr * layer.dbiases
-        layer.weights = layer.weights + weight_updates
-        layer.biases = layer.biases + bias_updates
+        layer.weights = add_into(backend, layer.weights, weight_updates)
+        layer.biases = add_into(backend, layer.biases, bias_updates)
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "momentum": self.momentum}
@@ -113,11 +127,10 @@ class Adagrad(Optimizer):
 
     def update_params(self, layer: Any) -> None:
         self._zeros_state(layer)
-        xp, lr, eps = self.xp, self.current_learning_rate, self.epsilon
-        layer.weight_cache = layer.weight_cache + layer.dweights**2
-        layer.bias_cache = layer.bias_cache + layer.dbiases**2
-        layer.weights = layer.weights - lr * layer.dweights / (xp.sqrt(layer.weight_cache) + eps)
-        layer.biases = layer.biases - lr * layer.dbiases / (xp.sqrt(layer.bias_cache) + eps)
+        backend = self.backend
+        layer.weight_cache = add_into(backend, layer.weight_cache, layer.dweights**2)
+        layer.bias_cache = add_into(backend, layer.bias_cache, layer.dbiases**2)
+        self._step_by_cache(layer)
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "epsilon": self.epsilon}
@@ -143,11 +156,12 @@ class RMSprop(Optimizer):
 
     def update_params(self, layer: Any) -> None:
         self._zeros_state(layer)
-        xp, lr, eps, rho = self.xp, self.current_learning_rate, self.epsilon, self.rho
-        layer.weight_cache = rho * layer.weight_cache + (1 - rho) * layer.dweights**2
-        layer.bias_cache = rho * layer.bias_cache + (1 - rho) * layer.dbiases**2
-        layer.weights = layer.weights - lr * layer.dweights / (xp.sqrt(layer.weight_cache) + eps)
-        layer.biases = layer.biases - lr * layer.dbiases / (xp.sqrt(layer.bias_cache) + eps)
+        backend, rho = self.backend, self.rho
+        # cache = rho * cache + (1 - rho) * dw^2
+        weight_squares, bias_squares = layer.dweights**2, layer.dbiases**2
+        layer.weight_cache = add_into(backend, layer.weight_cache, (1 - rho) * weight_squares, rho)
+        layer.bias_cache = add_into(backend, layer.bias_cache, (1 - rho) * bias_squares, rho)
+        self._step_by_cache(layer)
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "epsilon": self.epsilon, "rho": self.rho}
@@ -177,19 +191,23 @@ class Adam(Optimizer):
 
     def update_params(self, layer: Any) -> None:
         self._zeros_state(layer)
-        xp, lr, eps = self.xp, self.current_learning_rate, self.epsilon
+        xp, backend, lr, eps = self.xp, self.backend, self.current_learning_rate, self.epsilon
         b1, b2, step = self.beta_1, self.beta_2, self.iterations + 1
-        layer.weight_momentums = b1 * layer.weight_momentums + (1 - b1) * layer.dweights
-        layer.bias_momentums = b1 * layer.bias_momentums + (1 - b1) * layer.dbiases
-        layer.weight_cache = b2 * layer.weight_cache + (1 - b2) * layer.dweights**2
-        layer.bias_cache = b2 * layer.bias_cache + (1 - b2) * layer.dbiases**2
-        # Early steps average over few gradients; dividing by (1 - beta^step) corrects the bias.
-        weight_m = layer.weight_momentums / (1 - b1**step)
-        bias_m = layer.bias_momentums / (1 - b1**step)
-        weight_c = layer.weight_cache / (1 - b2**step)
-        bias_c = layer.bias_cache / (1 - b2**step)
-        layer.weights = layer.weights - lr * weight_m / (xp.sqrt(weight_c) + eps)
-        layer.biases = layer.biases - lr * bias_m / (xp.sqrt(bias_c) + eps)
+        for param, grad, momentums, cache in (
+            ("weights", layer.dweights, "weight_momentums", "weight_cache"),
+            ("biases", layer.dbiases, "bias_momentums", "bias_cache"),
+        ):
+            # m = b1 * m + (1 - b1) * dw and cache = b2 * cache + (1 - b2) * dw^2, in place.
+            m = add_into(backend, getattr(layer, momentums), (1 - b1) * grad, b1)
+            c = add_into(backend, getattr(layer, cache), (1 - b2) * grad**2, b2)
+            # Early steps average over few gradients; dividing by (1 - beta^step) corrects
+            # the bias. w -= lr * m_hat / (sqrt(c_hat) + eps), the sum into a fresh array.
+            m_hat, c_hat = m / (1 - b1**step), c / (1 - b2**step)
+            denominator = add_into(backend, xp.sqrt(c_hat), eps)
+            setattr(layer, momentums, m)
+            setattr(layer, cache, c)
+            step_size = -lr * m_hat / denominator
+            setattr(layer, param, add_into(backend, getattr(layer, param), step_size))
 
     def config(self) -> dict[str, Any]:
         return {

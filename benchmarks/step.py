@@ -1,0 +1,282 @@
+"""Time one training step of nnx against the book's NumPy code, PyTorch eager and the matmuls.
+
+    python benchmarks/step.py [--backend NAME] [--quick] [--gpu]
+
+Workloads (float32): S spiral 300x2, 2-64-3, SGD momentum; M batch 128, 784-512-512-10, Adam;
+L the same at batch 1024. All implementations run interleaved, round-robin, in one process;
+each figure is the median over repetitions, so machine noise hits every column alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import os
+import platform
+import statistics
+import sys
+import time
+import tracemalloc
+from typing import Any
+
+import numpy as np
+
+# Idle OpenMP workers (torch's) spin by default; next to NumPy's spinning OpenBLAS workers
+# that oversubscribes a small machine and made torch up to 60x slower in the interleaved
+# run. Passive waiting keeps the comparison about the step, not about the thread pools.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from implementations import (
+    Impl,
+    Spec,
+    book_step,
+    host_data,
+    host_params,
+    matmul_floor,
+    nnx_loop,
+    nnx_model,
+)
+
+import backends
+import nnx
+
+SPECS = [
+    Spec("S", (2, 64, 3), 300, "sgd"),
+    Spec("M", (784, 512, 512, 10), 128, "adam"),
+    Spec("L", (784, 512, 512, 10), 1024, "adam"),
+]
+GPU_SPEC = Spec("G", (4096, 4096, 4096, 10), 8192, "adam")
+
+
+def environment(torch_threads: int | None) -> list[str]:
+    """Date, CPU, library versions, BLAS and thread counts, for the report header."""
+    lines = [
+        f"date     {datetime.datetime.now().isoformat(timespec='seconds')}",
+        f"cpu      {_cpu_model()} ({len(os.sched_getaffinity(0))} usable cores)",
+        f"python   {platform.python_version()}  numpy {np.__version__}  nnx {nnx.__version__}",
+    ]
+    try:
+        from threadpoolctl import threadpool_info
+
+        for pool in threadpool_info():
+            lines.append(
+                f"blas     {pool.get('internal_api')} {pool.get('version')} "
+                f"({pool.get('architecture', '?')}, {pool.get('threading_layer', '?')}) "
+                f"threads={pool.get('num_threads')} {os.path.basename(pool.get('filepath', ''))}"
+            )
+    except ImportError:
+        lines.append(f"blas     {_numpy_blas_summary()} (threadpoolctl not installed)")
+    for name in ("OPENBLAS_CORETYPE", "OMP_WAIT_POLICY", "OMP_NUM_THREADS"):
+        if os.environ.get(name):
+            lines.append(f"env      {name}={os.environ[name]}")
+    if torch_threads is not None:
+        import torch
+
+        lines.append(f"torch    {torch.__version__} threads={torch.get_num_threads()}")
+    return lines
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _numpy_blas_summary() -> str:
+    config = np.show_config(mode="dicts")
+    blas = config.get("Build Dependencies", {}).get("blas", {})
+    return f"{blas.get('name', '?')} {blas.get('version', '')}"
+
+
+def blas_threads() -> int:
+    """Threads of NumPy's BLAS (what torch is given, so both use the same cores)."""
+    try:
+        from threadpoolctl import threadpool_info
+
+        counts = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+        return counts[0] if counts else 1
+    except ImportError:
+        return len(os.sched_getaffinity(0))
+
+
+def steps_per_sample(impl: Impl, target_s: float) -> int:
+    """How many steps one timed sample takes so that it lasts about ``target_s``."""
+    impl.run(2)  # warm up: optimizer state, caches, first-call costs
+    impl.sync()
+    start = time.perf_counter()
+    impl.run(2)
+    impl.sync()
+    per_step = (time.perf_counter() - start) / 2
+    return max(1, min(1000, round(target_s / per_step)))
+
+
+# After a switch between array libraries, wait this long before timing: the previous
+# library's worker threads spin for a while after their last call, and on a small machine
+# they steal the cores of the next one (measured here: torch 60x slower right after NumPy).
+SETTLE_S = 0.1
+
+
+def interleaved(impls: list[Impl], steps: int, reps: int) -> dict[str, float]:
+    """Median seconds per step of each implementation, timed round-robin with rotating order."""
+    samples: dict[str, list[float]] = {impl.name: [] for impl in impls}
+    previous = impls[-1].library
+    for impl in impls:
+        impl.run(1)
+        impl.sync()
+    gc.disable()
+    try:
+        for rep in range(reps):
+            order = impls[rep % len(impls):] + impls[: rep % len(impls)]
+            for impl in order:
+                if impl.library != previous:
+                    time.sleep(SETTLE_S)
+                    previous = impl.library
+                impl.sync()
+                start = time.perf_counter()
+                impl.run(steps)
+                impl.sync()
+                samples[impl.name].append((time.perf_counter() - start) / steps)
+            gc.collect()
+    finally:
+        gc.enable()
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def step_memory(build: Any) -> tuple[int, int]:
+    """(peak bytes held during one step beyond parameters + optimizer state, those bytes).
+
+    Everything is built under tracemalloc (NumPy reports its buffers there), two steps
+    create the optimizer state, then the peak of a third step is read.
+    """
+    gc.collect()
+    tracemalloc.start()
+    try:
+        impl = build()
+        impl.run(2)
+        gc.collect()
+        tracemalloc.reset_peak()
+        impl.run(1)
+        peak = tracemalloc.get_traced_memory()[1]
+        held = sum(int(a.nbytes) for a in impl.state())
+    finally:
+        tracemalloc.stop()
+    return peak - held, held
+
+
+def build_all(spec: Spec, backend: str, torch_device: str | None) -> list[Impl]:
+    X, y = host_data(spec)
+    params = host_params(spec)
+    impls = [book_step(spec, X, y, params), nnx_loop(spec, X, y, params, backend)]
+    if hasattr(nnx, "Model"):
+        impls.append(nnx_model(spec, X, y, params, backend))
+    if torch_device is not None:
+        from torch_eager import torch_step
+
+        impls.append(torch_step(spec, X, y, params, torch_device))
+    impls.append(matmul_floor(spec, X, params, backend))
+    return impls
+
+
+def report(spec: Spec, times: dict[str, float]) -> list[str]:
+    lines = [f"{spec.name}: sizes {'-'.join(map(str, spec.sizes))}, batch {spec.batch}, "
+             f"{spec.optimizer}"]
+    for name, seconds in times.items():
+        lines.append(f"  {name:<14} {seconds * 1e6:10.1f} us/step")
+    for nnx_name in ("nnx loop", "nnx Model"):
+        if nnx_name not in times:
+            continue
+        ratios = [f"{nnx_name}/{ref} = {times[nnx_name] / times[ref]:.2f}"
+                  for ref in ("book", "torch eager", "matmul floor") if ref in times]
+        lines.append("  " + "   ".join(ratios))
+    return lines
+
+
+def memory_report(spec: Spec, backend: str) -> list[str]:
+    if backend != "numpy":
+        return [f"  memory: skipped (tracemalloc sees NumPy allocations only; backend={backend})"]
+    X, y = host_data(spec)
+    params = host_params(spec)
+    builders = {"book": lambda: book_step(spec, X, y, params),
+                "nnx loop": lambda: nnx_loop(spec, X, y, params, backend)}
+    if hasattr(nnx, "Model"):
+        builders["nnx Model"] = lambda: nnx_model(spec, X, y, params, backend)
+    lines = [f"  peak memory of one {spec.name} step beyond parameters and optimizer state:"]
+    for name, build in builders.items():
+        extra, held = step_memory(build)
+        lines.append(
+            f"    {name:<12} {extra / 2**20:8.2f} MiB  (params+state {held / 2**20:.2f} MiB)"
+        )
+    return lines
+
+
+def cpu_main(args: argparse.Namespace) -> int:
+    threads = blas_threads()
+    torch_device = None
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+        torch_device = "cpu"
+    except ImportError:
+        print("torch not installed: the torch column is skipped.")
+    print("\n".join(environment(threads if torch_device else None)))
+    print(f"nnx backend {args.backend}; medians of {args.reps} interleaved repetitions\n")
+    for spec in SPECS:
+        impls = build_all(spec, args.backend, torch_device)
+        steps = steps_per_sample(impls[0], args.target)
+        times = interleaved(impls, steps, args.reps)
+        print("\n".join(report(spec, times)))
+        if spec.name == "L":
+            print("\n".join(memory_report(spec, args.backend)))
+        print()
+    return 0
+
+
+def gpu_main(args: argparse.Namespace) -> int:
+    """Throughput at scale: CuPy nnx vs torch CUDA vs the CuPy matmul floor."""
+    try:
+        backends.load("cupy")
+    except backends.BackendError as err:
+        print(f"--gpu skipped: no CUDA device for CuPy ({err})")
+        return 0
+    import torch
+
+    torch_device = "cuda" if torch.cuda.is_available() else None
+    print("\n".join(environment(None)))
+    spec = GPU_SPEC
+    X, y = host_data(spec)
+    params = host_params(spec)
+    impls = [nnx_loop(spec, X, y, params, "cupy")]
+    if hasattr(nnx, "Model"):
+        impls.append(nnx_model(spec, X, y, params, "cupy"))
+    if torch_device:
+        from torch_eager import torch_step
+
+        impls.append(torch_step(spec, X, y, params, torch_device))
+    impls.append(matmul_floor(spec, X, params, "cupy"))
+    steps = steps_per_sample(impls[0], args.target)
+    times = interleaved(impls, steps, args.reps)
+    print("\n".join(report(spec, times)))
+    for name, seconds in times.items():
+        print(f"  {name:<14} {spec.batch / seconds:12.0f} samples/s "
+              f"{spec.matmul_flops() / seconds / 1e12:7.2f} matmul TFLOP/s")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", default="numpy", help="nnx backend (default numpy)")
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter repetitions")
+    parser.add_argument("--gpu", action="store_true", help="CUDA throughput at scale instead")
+    args = parser.parse_args(argv)
+    args.reps, args.target = (5, 0.01) if args.quick else (21, 0.03)
+    return gpu_main(args) if args.gpu else cpu_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
