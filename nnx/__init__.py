@@ -9,10 +9,12 @@ from backends import (
     set_backend,
     use_backend,
 )
+from nnx import datasets, io
 from nnx._train import NonFiniteLossError
 from nnx._xp import Array
 from nnx.accuracy import Accuracy, CategoricalAccuracy, RegressionAccuracy
 from nnx.activations import Linear, ReLU, Sigmoid, Softmax
+from nnx.io import ModelFileError
 from nnx.layers import Dense, Dropout, Input, Layer
 from nnx.losses import (
     BinaryCrossentropy,
@@ -46,6 +48,7 @@ __all__ = [
     "MeanAbsoluteError",
     "MeanSquaredError",
     "Model",
+    "ModelFileError",
     "NonFiniteLossError",
     "Optimizer",
     "RMSprop",
@@ -56,6 +59,8 @@ __all__ = [
     "Softmax",
     "SoftmaxCategoricalCrossentropy",
     "available",
+    "datasets",
+    "io",
     "get_backend",
     "register",
     "set_backend",

@@ -131,7 +131,7 @@ class TrainLoop:
         )
         if self.verbose and self.steps > 1:
             tqdm.write(_line("training", accuracy, data_loss, reg_loss, lr))
-        elif self.verbose and not epoch % self.print_every:
+        elif self.verbose and self._printed(epoch):
             tqdm.write(_line(f"epoch: {epoch}", accuracy, data_loss, reg_loss, lr))
         return True
 
@@ -146,12 +146,16 @@ class TrainLoop:
             raise NonFiniteLossError(message) from None
         warnings.warn(message, RuntimeWarning, stacklevel=4)
 
+    def _printed(self, epoch: int) -> bool:
+        """Single-batch epochs print every print_every epochs, as in the book, and the last."""
+        return not epoch % self.print_every or epoch == self.epochs
+
     def _record(self, *pairs: tuple[str, Any]) -> None:
         for key, value in pairs:
             self.history.setdefault(key, []).append(value)
 
     def _print_validation(self, epoch: int) -> None:
-        if self.verbose and (self.steps > 1 or not epoch % self.print_every):
+        if self.verbose and (self.steps > 1 or self._printed(epoch)):
             loss, accuracy = self.history["val_loss"][-1], self.history["val_accuracy"][-1]
             tqdm.write(f"validation, acc: {accuracy:.3f}, loss: {loss:.3f}")
 

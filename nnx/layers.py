@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 from backends import Backend
@@ -67,11 +68,7 @@ class Dense(Layer):
         backend: Backend | str | None = None,
     ) -> None:
         super().__init__(backend)
-        for name, value in (("n_inputs", n_inputs), ("n_neurons", n_neurons)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"Dense: expected {name} as a positive integer, got {name}={value!r}."
-                )
+        n_inputs, n_neurons = _size("n_inputs", n_inputs), _size("n_neurons", n_neurons)
         if init not in _INITS:
             raise ValueError(f"Dense: expected init in {_INITS}, got init={init!r}.")
         regularizers = {
@@ -190,6 +187,17 @@ def is_own_array(component: Component, data: Any, dtype: Any = None) -> bool:
         and getattr(data, "device", None) == component.device
         and (dtype is None or data.dtype == dtype)
     )
+
+
+def _size(name: str, value: Any) -> int:
+    """A layer width: any integer (NumPy's too, as from ``y.max() + 1``), at least 1."""
+    try:
+        size = operator.index(value) if not isinstance(value, bool) else 0
+    except TypeError:
+        size = 0
+    if size < 1:
+        raise ValueError(f"Dense: expected {name} as a positive integer, got {name}={value!r}.")
+    return size
 
 
 def _draw_weights(rng: Any, n_inputs: int, n_neurons: int, init: str) -> Any:

@@ -197,3 +197,21 @@ class SoftmaxCategoricalCrossentropy(Loss):
         samples = dvalues.shape[0]
         self.dinputs = (dvalues - self._one_hot(y_true, dvalues)) / samples
         return self.dinputs
+
+    def calculate(self, output: Array, y: Any, *, include_regularization: bool = False) -> Any:
+        """Mean crossentropy of the softmax of ``output`` (the logits), as for every loss."""
+        data_loss = self.forward(output, y)
+        if not include_regularization:
+            return data_loss
+        return data_loss, self.regularization_loss()
+
+    def calculate_accumulated(self, *, include_regularization: bool = False) -> Any:
+        data_loss = self.loss.calculate_accumulated()
+        if not include_regularization:
+            return data_loss
+        return data_loss, self.regularization_loss()
+
+    def new_pass(self) -> None:
+        super().new_pass()
+        if hasattr(self, "loss"):  # Loss.__init__ calls this before self.loss exists
+            self.loss.new_pass()

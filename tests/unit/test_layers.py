@@ -253,12 +253,6 @@ def test_bad_constructor_arguments(kwargs, pattern):
         nnx.Dense(backend=NP, **args)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="Dense checks isinstance(value, int), so NumPy integers such as y.max() + 1 "
-    "are rejected as 'not a positive integer'",
-)
 def test_numpy_integer_sizes_are_accepted():
     layer = nnx.Dense(np.int64(2), np.int64(3), seed=0, backend=NP)
     assert layer.weights.shape == (2, 3)

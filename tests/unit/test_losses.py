@@ -135,12 +135,6 @@ def test_softmax_crossentropy_backward_equals_separate_chain():
     np.testing.assert_allclose(fused.dinputs, softmax.dinputs, rtol=0, atol=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=IndexError,
-    reason="SoftmaxCategoricalCrossentropy.forward returns the mean (0-d), so the inherited "
-    "Loss.calculate fails on sample_losses.shape[0]",
-)
 def test_softmax_crossentropy_calculate_like_every_loss():
     loss = nnx.SoftmaxCategoricalCrossentropy(backend=NP)
     expected = -np.log(softmax_reference(LOGITS)[np.arange(3), LOGIT_LABELS]).mean()

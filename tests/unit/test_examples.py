@@ -1,0 +1,135 @@
+"""The examples run as scripts: short runs on numpy (spiral on array_api_strict too), one-line
+failures for a missing backend or data, and the Fashion-MNIST script on a tiny IDX folder."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nnx
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+FINAL = re.compile(
+    r"^(?P<name>\w+) on (?P<backend>\w+): (?P<epochs>\d+) epochs in [\d.]+ s, training accuracy "
+    r"(?P<train>[\d.]+), (validation|test) accuracy (?P<val>[\d.]+)$"
+)
+
+
+def _run(script, *args, backend="numpy", timeout=120):
+    env = {key: value for key, value in os.environ.items() if not key.startswith("NNX_")}
+    # Small matrices: one BLAS thread is faster and steadier than several competing for cores.
+    env.update(NNX_BACKEND=backend, OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def _final(result):
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    match = FINAL.match(result.stdout.strip().splitlines()[-1])
+    assert match, result.stdout
+    return match
+
+
+@pytest.mark.parametrize(
+    "script, epochs",
+    [("spiral.py", 200), ("regression.py", 200), ("binary.py", 200), ("digits.py", 2)],
+)
+def test_example_short_run(script, epochs):
+    final = _final(_run(script, "--epochs", epochs))
+    assert final["name"] == script.removesuffix(".py")
+    assert final["backend"] == "numpy" and int(final["epochs"]) == epochs
+    assert 0 <= float(final["train"]) <= 1
+
+
+def test_spiral_prints_the_books_lines_and_same_numbers_on_array_api_strict():
+    pytest.importorskip("array_api_strict")
+    numpy_run = _run("spiral.py", "--epochs", 300)
+    strict_run = _run("spiral.py", "--epochs", 300, backend="array_api_strict")
+    assert _final(strict_run)["backend"] == "array_api_strict"
+    books = [line for line in numpy_run.stdout.splitlines() if line.startswith("epoch: ")]
+    assert len(books) == 3
+    line = r"epoch: 300, acc: [\d.]+, loss: [\d.]+ \(data_loss: .*\), lr: [\d.]+$"
+    assert re.match(line, books[-1])
+    # Seeded data and weights: the same printed figures on both backends.
+    assert books == [line for line in strict_run.stdout.splitlines() if line.startswith("epoch: ")]
+
+
+def test_spiral_full_run_reaches_90_percent():
+    final = _final(_run("spiral.py"))
+    assert int(final["epochs"]) == 10000
+    assert float(final["train"]) >= 0.90
+
+
+def test_digits_full_run_reaches_95_percent():
+    pytest.importorskip("sklearn")
+    assert float(_final(_run("digits.py"))["val"]) >= 0.95
+
+
+def test_plot_writes_a_figure(tmp_path):
+    pytest.importorskip("matplotlib")
+    result = _run("binary.py", "--epochs", 20, "--plot", tmp_path / "binary.png")
+    _final(result)
+    assert (tmp_path / "binary.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("name", ["nosuch", "cupy"])
+def test_unusable_backend_is_one_line_without_traceback(name):
+    if name == "cupy":
+        try:
+            nnx.Dense(1, 1, backend="cupy")
+        except nnx.BackendError:
+            pass
+        else:
+            pytest.skip("cupy runs on this machine")
+    result = _run("spiral.py", "--epochs", 1, backend=name)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("spiral.py: cannot use the backend")
+    assert name in lines[0]
+
+
+def _write_idx(path, array):
+    array = np.asarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(n.to_bytes(4, "big") for n in array.shape)
+    path.write_bytes(gzip.compress(header + array.tobytes()))
+
+
+def _fashion_folder(folder):
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    for prefix, n in (("train", 200), ("t10k", 20)):  # two batches of up to 128
+        _write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
+    return folder
+
+
+def test_fashion_mnist_on_a_tiny_folder(tmp_path):
+    folder = _fashion_folder(tmp_path / "fashion")
+    saved = tmp_path / "fashion.safetensors"
+    result = _run("fashion_mnist.py", folder, "--epochs", 1, "--save", saved)
+    final = _final(result)
+    assert final["name"] == "fashion_mnist" and int(final["epochs"]) == 1
+    assert "validation, acc:" in result.stdout
+    model = nnx.Model.load(saved, backend="numpy")
+    assert model.layers[0].n_inputs == 784 and model.optimizer.iterations == 2  # steps
+
+
+def test_fashion_mnist_missing_folder_is_one_line(tmp_path):
+    result = _run("fashion_mnist.py", tmp_path / "nowhere", "--epochs", 1)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no folder" in lines[0] and "nowhere" in lines[0]
