@@ -14,6 +14,9 @@ __all__ = ["Accuracy", "CategoricalAccuracy", "RegressionAccuracy"]
 class Accuracy(Component):
     """Base: ``calculate`` gives the share of ``compare`` that is true (a 0-d array)."""
 
+    accumulated_sum: Any
+    accumulated_count: int
+
     def __init__(self, backend: Backend | str | None = None) -> None:
         super().__init__(backend)
         # Counting in float64 where the backend has it keeps the share exact for large sets.
@@ -37,7 +40,7 @@ class Accuracy(Component):
         return self.accumulated_sum / max(self.accumulated_count, 1)
 
     def new_pass(self) -> None:
-        self.accumulated_sum: Any = 0.0
+        self.accumulated_sum = 0.0
         self.accumulated_count = 0
 
 
@@ -56,7 +59,7 @@ class CategoricalAccuracy(Accuracy):
             y = self.xp.argmax(y, axis=1)
         if y.dtype != predictions.dtype:
             y = self.xp.astype(y, predictions.dtype)
-        return predictions == y
+        return self.xp.equal(predictions, y)
 
 
 class RegressionAccuracy(Accuracy):

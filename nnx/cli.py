@@ -83,8 +83,16 @@ def _info(args: argparse.Namespace) -> int:
     rows = [("backend", "usable", "version", "device", "default dtype", "reason")]
     for status in backends.available():
         dtype = "float32" if status.usable else ""
-        rows.append((status.name, "yes" if status.usable else "no", status.version,
-                     status.device, dtype, status.reason))
+        rows.append(
+            (
+                status.name,
+                "yes" if status.usable else "no",
+                status.version,
+                status.device,
+                dtype,
+                status.reason,
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
@@ -125,11 +133,19 @@ def _train(args: argparse.Namespace) -> int:
     )
     model.finalize()
     print(f"training on {backend.name} ({backend.device}): {args.dataset}, {len(X)} samples")
-    history = model.train(X, y, epochs=args.epochs, batch_size=args.batch_size,
-                          print_every=args.print_every, shuffle=args.batch_size is not None)
+    history = model.train(
+        X,
+        y,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        print_every=args.print_every,
+        shuffle=args.batch_size is not None,
+    )
     model.save(args.output)
-    print(f"final accuracy {history['accuracy'][-1]:.3f}, loss {history['loss'][-1]:.3f}; "
-          f"saved {args.output}")
+    print(
+        f"final accuracy {history['accuracy'][-1]:.3f}, loss {history['loss'][-1]:.3f}; "
+        f"saved {args.output}"
+    )
     return 0
 
 

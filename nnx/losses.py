@@ -29,6 +29,9 @@ class Loss(Component):
     the device so a training loop never waits for the host.
     """
 
+    accumulated_sum: Any
+    accumulated_count: int
+
     def __init__(self, backend: Backend | str | None = None) -> None:
         super().__init__(backend)
         self.trainable_layers: list[Layer] = []
@@ -63,13 +66,13 @@ class Loss(Component):
         return data_loss, self.regularization_loss()
 
     def new_pass(self) -> None:
-        self.accumulated_sum: Any = 0.0
+        self.accumulated_sum = 0.0
         self.accumulated_count = 0
 
     def regularization_loss(self, layer: Layer | None = None) -> Any:
         """The book's L1 (``l1 * sum|w|``) and L2 (``l2 * sum w^2``) penalties."""
         xp = self.xp
-        layers = self.trainable_layers if layer is None else [layer]
+        layers: list[Any] = self.trainable_layers if layer is None else [layer]
         total: Any = 0.0
         for lay in layers:
             for strength_l1, strength_l2, values in (

@@ -53,7 +53,7 @@ class Model:
     """
 
     def __init__(self, *, seed: int | None = None) -> None:
-        self.layers: list[Layer] = []
+        self.layers: list[Any] = []  # Layer; Any so Dense's parameter methods type-check
         # Any: set() fills these in; finalize() checks that loss (and train() that optimizer) exist.
         self.loss: Any = None
         self.optimizer: Any = None
