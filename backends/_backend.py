@@ -78,11 +78,12 @@ class Backend:
             )
         return getattr(self.xp, name)
 
-    def rng(self, seed: int | None = None) -> Any:
+    def rng(self, seed: Any = None) -> Any:
         """The host random source, identical on every backend: draw there, then ``asarray``.
 
-        A seed gives a fresh ``numpy.random.Generator``. ``None`` gives NumPy's global
-        generator (the ``numpy.random`` module), which the book's ``nnfs.init()`` seeds.
+        A seed (an int, or a tuple of ints) gives a fresh ``numpy.random.Generator``.
+        ``None`` gives NumPy's global generator (the ``numpy.random`` module), which the
+        book's ``nnfs.init()`` seeds.
         """
         return np.random.default_rng(seed) if seed is not None else np.random
 

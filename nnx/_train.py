@@ -16,6 +16,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from nnx import io
 from nnx.data import check_batch_size, shuffled_order
 
 __all__ = ["NonFiniteLossError", "TrainLoop", "batches"]
@@ -39,8 +40,11 @@ class TrainLoop:
         shuffle: bool,
         verbose: int,
         on_nan: str = "raise",
+        checkpoint: Any = None,
+        checkpoint_every: int = 1,
     ) -> None:
-        for name, value in (("epochs", epochs), ("print_every", print_every)):
+        numbers = (("epochs", epochs), ("print_every", print_every))
+        for name, value in (*numbers, ("checkpoint_every", checkpoint_every)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Model.train: expected {name} >= 1, got {name}={value!r}.")
         check_batch_size(batch_size)
@@ -50,16 +54,21 @@ class TrainLoop:
         self.model, self.epochs = model, epochs
         self.batch_size, self.print_every = batch_size, print_every
         self.shuffle, self.verbose = shuffle, verbose
+        self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every
         self.history: dict[str, list[Any]] = {}
         self._interrupted = False
 
-    def run(self, X: Any, y: Any, validation: tuple[Any, Any] | None) -> dict[str, list[float]]:
+    def run(
+        self, X: Any, y: Any, validation: tuple[Any, Any] | None, resume: Any = None
+    ) -> dict[str, list[float]]:
         model, epochs = self.model, self.epochs
         self.X, self.y = X, y
         n = X.shape[0]
         self.steps = 1 if self.batch_size is None else math.ceil(n / self.batch_size)
-        rng = model.backend.rng(model.seed if model.seed is not None else 0)
+        first = 1 if resume is None else self._resume(resume)
+        seed = model.seed if model.seed is not None else 0
         bar = tqdm(
+            initial=(first - 1) * self.steps,
             total=epochs * self.steps,
             disable=None if self.verbose else True,
             unit="step",
@@ -68,9 +77,10 @@ class TrainLoop:
         )
         previous = self._catch_interrupt()
         try:
-            for epoch in range(1, epochs + 1):
+            for epoch in range(first, epochs + 1):
                 order = None
-                if self.shuffle:
+                if self.shuffle:  # one generator per epoch, so a resumed run sees the same order
+                    rng = model.backend.rng((seed, epoch))
                     order = model.backend.asarray(shuffled_order(rng, self.X.shape[0]))
                 if not self._epoch(epoch, order, bar):
                     break
@@ -81,6 +91,10 @@ class TrainLoop:
                 if self._interrupted:
                     self._say_interrupted(epoch)
                     break
+                if self.checkpoint is not None and (
+                    not epoch % self.checkpoint_every or epoch == epochs
+                ):
+                    self._save_checkpoint(epoch)
         finally:
             bar.close()
             if previous is not None:
@@ -146,6 +160,24 @@ class TrainLoop:
             raise NonFiniteLossError(message) from None
         warnings.warn(message, RuntimeWarning, stacklevel=4)
 
+    def _save_checkpoint(self, epoch: int) -> None:
+        history = {key: [float(v) for v in values] for key, values in self.history.items()}
+        dropout = {
+            str(i): layer._rng.bit_generator.state
+            for i, layer in enumerate(self.model.layers)
+            if hasattr(getattr(layer, "_rng", None), "bit_generator")
+        }
+        training = {"epoch": epoch, "history": history, "dropout_rng": dropout}
+        io.save_checkpoint(self.model, self.checkpoint, training)
+
+    def _resume(self, path: Any) -> int:
+        """Load a checkpoint into the model; the first epoch still to run."""
+        training = io.load_checkpoint(self.model, path)
+        self.history = {key: list(values) for key, values in training["history"].items()}
+        for index, state in training.get("dropout_rng", {}).items():
+            self.model.layers[int(index)]._rng.bit_generator.state = state
+        return int(training["epoch"]) + 1
+
     def _printed(self, epoch: int) -> bool:
         """Single-batch epochs print every print_every epochs, as in the book, and the last."""
         return not epoch % self.print_every or epoch == self.epochs
@@ -173,7 +205,8 @@ class TrainLoop:
         print(
             f"Training interrupted in epoch {epoch}, after a complete step: the model holds "
             "the parameters of that step. Save it with model.save(PATH) and go on with "
-            "model.train(...), or train with checkpoint=PATH to resume later.",
+            "model.train(...); a run with checkpoint=PATH goes on from its last checkpoint "
+            "with model.train(..., resume=PATH).",
             file=sys.stderr,
         )
 

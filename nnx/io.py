@@ -32,7 +32,15 @@ from nnx.losses import (
 )
 from nnx.optimizers import SGD, Adagrad, Adam, RMSprop
 
-__all__ = ["ModelFileError", "load_model", "load_parameters", "save_model", "save_parameters"]
+__all__ = [
+    "ModelFileError",
+    "load_checkpoint",
+    "load_model",
+    "load_parameters",
+    "save_checkpoint",
+    "save_model",
+    "save_parameters",
+]
 
 FORMAT = "nnx"
 FORMAT_VERSION = 1
@@ -67,8 +75,38 @@ def save_parameters(model: Any, path: str | os.PathLike[str]) -> None:
     _save(model, Path(path), "parameters")
 
 
-def _save(model: Any, path: Path, kind: str) -> None:
-    spec = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind}
+def save_checkpoint(model: Any, path: str | os.PathLike[str], training: dict[str, Any]) -> None:
+    """A model file plus where training stands (``training``: epoch, history, ...)."""
+    _save(model, Path(path), "model", training)
+
+
+def load_checkpoint(model: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Restore parameters and optimizer state of ``model`` from a checkpoint; return its
+    training record. The file must describe the same architecture as ``model``."""
+    path = Path(path)
+    spec, tensors = _read(path)
+    training = spec.get("training")
+    if not isinstance(training, dict):
+        raise ModelFileError(f"{path}: a model file, not a checkpoint (no training record).")
+    mine = [_part_spec(layer, _LAYERS, "layer") for layer in model.layers]
+    if (
+        spec.get("layers") != mine
+        or spec.get("optimizer", {}).get("class") != type(model.optimizer).__name__
+    ):
+        raise ModelFileError(
+            f"{path}: the checkpoint's layers or optimizer differ from this model's; resume "
+            "with the model the checkpoint was written from (or nnx.Model.load(path))."
+        )
+    _restore(path, model, tensors, spec.get("tensors"))
+    for key, value in spec["optimizer"].get("state", {}).items():
+        setattr(model.optimizer, key, _RESTORED[key](value))
+    return training
+
+
+def _save(model: Any, path: Path, kind: str, training: dict[str, Any] | None = None) -> None:
+    spec: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind}
+    if training is not None:
+        spec["training"] = training
     spec["layers"] = [_part_spec(layer, _LAYERS, "layer") for layer in model.layers]
     if kind == "model":
         spec["seed"] = model.seed

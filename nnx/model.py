@@ -192,6 +192,9 @@ class Model:
         shuffle: bool = False,
         verbose: int = 1,
         on_nan: str = "raise",
+        checkpoint: Any = None,
+        checkpoint_every: int = 1,
+        resume: Any = None,
     ) -> dict[str, list[float]]:
         """Train for ``epochs`` passes over ``(X, y)``; returns the history per epoch.
 
@@ -201,16 +204,30 @@ class Model:
         turns NaN or infinite stops training before it spoils the parameters: ``on_nan="raise"``
         raises :class:`NonFiniteLossError`, ``"warn"`` warns and returns the history so far,
         ``"ignore"`` skips the check (it costs one device-to-host read per step).
+
+        ``checkpoint=PATH`` saves model, optimizer state and progress atomically every
+        ``checkpoint_every`` epochs; ``resume=PATH`` loads such a file into this model and runs
+        the remaining epochs, giving the parameters an uninterrupted run would have.
         """
         self._require(training=True)
-        loop = TrainLoop(self, epochs, batch_size, print_every, shuffle, verbose, on_nan)
+        loop = TrainLoop(
+            self,
+            epochs,
+            batch_size,
+            print_every,
+            shuffle,
+            verbose,
+            on_nan,
+            checkpoint,
+            checkpoint_every,
+        )
         X, y = self._to_backend(X, y)
         validation = None
         if validation_data is not None:
             validation = self._to_backend(*validation_data, name="X_val")
         if self.accuracy is not None:
             self.accuracy.init(y)
-        return loop.run(X, y, validation)
+        return loop.run(X, y, validation, resume)
 
     def evaluate(
         self, X_val: Any, y_val: Any, *, batch_size: int | None = None, verbose: int = 1
