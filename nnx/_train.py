@@ -227,7 +227,10 @@ def batches(
         X = xp.take(X, order, axis=0)
         y = None if y is None else xp.take(y, order, axis=0)
     n = X.shape[0]
-    size = n if batch_size is None else batch_size
+    if batch_size is None or batch_size >= n:
+        yield X, y
+        return
+    size = batch_size
     for start in range(0, n, size):
         stop = min(start + size, n)
         yield X[start:stop, ...], (None if y is None else y[start:stop, ...])

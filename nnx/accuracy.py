@@ -30,11 +30,14 @@ class Accuracy(Component):
         raise NotImplementedError
 
     def calculate(self, predictions: Array, y: Any) -> Any:
-        y = self._adopt(y, "y")
+        if type(y) is not self._array_type:
+            y = self._adopt(y, "y")
         hits = self.xp.astype(self.compare(predictions, y), self._count_dtype)
-        self.accumulated_sum = self.accumulated_sum + self.xp.sum(hits)
-        self.accumulated_count += math.prod(hits.shape)
-        return self.xp.mean(hits)
+        # One reduction serves both the batch's share and the running count.
+        batch_hits, count = self.xp.sum(hits), math.prod(hits.shape)
+        self.accumulated_sum = self.accumulated_sum + batch_hits
+        self.accumulated_count += count
+        return batch_hits / count
 
     def calculate_accumulated(self) -> Any:
         return self.accumulated_sum / max(self.accumulated_count, 1)
