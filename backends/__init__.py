@@ -39,6 +39,7 @@ _FACTORIES: dict[str, str | Factory] = {
     "array_api_strict": "backends.array_api_strict_backend:make",
     "torch": "backends.torch_backend:make",
     "cupy": "backends.cupy_backend:make",
+    "dask": "backends.dask_backend:make",
 }
 _entry_points_read = False
 _instances: dict[tuple[str, str | None], Backend] = {}

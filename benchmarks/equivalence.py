@@ -69,9 +69,11 @@ def cases() -> dict[str, dict[str, Any]]:
     }
     results = {}
     for name, make_optimizer in optimizers.items():
-        layers = [_dense(6, 16, rng, weight_regularizer_l1=1e-3, bias_regularizer_l2=1e-3),
-                  nnx.ReLU(backend=B), _dense(16, 4, rng, weight_regularizer_l2=1e-3,
-                                              bias_regularizer_l1=1e-3)]
+        layers = [
+            _dense(6, 16, rng, weight_regularizer_l1=1e-3, bias_regularizer_l2=1e-3),
+            nnx.ReLU(backend=B),
+            _dense(16, 4, rng, weight_regularizer_l2=1e-3, bias_regularizer_l1=1e-3),
+        ]
         loss = nnx.SoftmaxCategoricalCrossentropy(backend=B)
         loss.remember_trainable_layers([layers[0], layers[2]])
         results[f"fused_{name}"] = _run(layers, loss, make_optimizer(), X, labels, True)
@@ -82,8 +84,12 @@ def cases() -> dict[str, dict[str, Any]]:
         ("linear_mae", nnx.Linear, nnx.MeanAbsoluteError, 2, target),
     ]
     for name, activation, loss_cls, n_out, y in unfused:
-        layers = [_dense(6, 16, rng), nnx.ReLU(backend=B), _dense(16, n_out, rng),
-                  activation(backend=B)]
+        layers = [
+            _dense(6, 16, rng),
+            nnx.ReLU(backend=B),
+            _dense(16, n_out, rng),
+            activation(backend=B),
+        ]
         results[name] = _run(layers, loss_cls(backend=B), optimizers["adam"](), X, y, False)
     results["model"] = _model_case(rng, X, labels)
     return results
@@ -93,15 +99,21 @@ def _model_case(rng: np.random.Generator, X: Any, labels: Any) -> dict[str, Any]
     if not hasattr(nnx, "Model"):
         return {}
     model = nnx.Model()
-    for layer in (_dense(6, 16, rng), nnx.ReLU(backend=B), _dense(16, 4, rng),
-                  nnx.Softmax(backend=B)):
+    for layer in (
+        _dense(6, 16, rng),
+        nnx.ReLU(backend=B),
+        _dense(16, 4, rng),
+        nnx.Softmax(backend=B),
+    ):
         model.add(layer)
-    model.set(loss=nnx.CategoricalCrossentropy(backend=B), optimizer=nnx.Adam(0.01, backend=B),
-              accuracy=nnx.CategoricalAccuracy(backend=B))
+    model.set(
+        loss=nnx.CategoricalCrossentropy(backend=B),
+        optimizer=nnx.Adam(0.01, backend=B),
+        accuracy=nnx.CategoricalAccuracy(backend=B),
+    )
     model.finalize()
     history = model.train(X, labels, epochs=3, batch_size=16, print_every=10**9, verbose=0)
-    out = {f"w{i}": np.asarray(p) for i, (w, b) in enumerate(model.get_parameters())
-           for p in (w,)}
+    out = {f"w{i}": np.asarray(p) for i, (w, b) in enumerate(model.get_parameters()) for p in (w,)}
     out.update({f"h_{k}": np.asarray(v, dtype=np.float64) for k, v in history.items()})
     return out
 
@@ -115,8 +127,11 @@ def book_vs_nnx() -> float:
     params = [(w.astype(np.float64) * 10, b.astype(np.float64)) for w, b in host_params(spec)]
     reference = book_step(spec, X.astype(np.float64), y, params)
     reference.run(STEPS)
-    layers = [_dense(2, 64, np.random.default_rng(0)), nnx.ReLU(backend=B),
-              _dense(64, 3, np.random.default_rng(0))]
+    layers = [
+        _dense(2, 64, np.random.default_rng(0)),
+        nnx.ReLU(backend=B),
+        _dense(64, 3, np.random.default_rng(0)),
+    ]
     for dense, (w, b) in zip(layers[::2], params, strict=True):
         dense.set_parameters(w, b)
     loss = nnx.SoftmaxCategoricalCrossentropy(backend=B)

@@ -50,8 +50,14 @@ class Impl:
     denses: list[Any] = field(default_factory=list)
 
 
-_STATE_NAMES = ("weights", "biases", "weight_momentums", "bias_momentums",
-                "weight_cache", "bias_cache")
+_STATE_NAMES = (
+    "weights",
+    "biases",
+    "weight_momentums",
+    "bias_momentums",
+    "weight_cache",
+    "bias_cache",
+)
 
 
 def layer_state(layers: list[Any]) -> list[Any]:
@@ -137,8 +143,9 @@ def _nnx_layers(params: list, backend: Any, dtype: str) -> list[Any]:
     return layers
 
 
-def nnx_loop(spec: Spec, X: np.ndarray, y: np.ndarray, params: list,
-             backend: str, dtype: str = "float32") -> Impl:
+def nnx_loop(
+    spec: Spec, X: np.ndarray, y: np.ndarray, params: list, backend: str, dtype: str = "float32"
+) -> Impl:
     """(a) nnx objects driven by the book's loop, on ``backend``."""
     b = backends.load(backend)
     Xb, yb = b.asarray(X, b.dtype(dtype)), b.asarray(y)
@@ -154,8 +161,9 @@ def nnx_loop(spec: Spec, X: np.ndarray, y: np.ndarray, params: list,
     return Impl("nnx loop", _library(b), run, b.synchronize, lambda: layer_state(denses))
 
 
-def nnx_model(spec: Spec, X: np.ndarray, y: np.ndarray, params: list,
-              backend: str, dtype: str = "float32") -> Impl:
+def nnx_model(
+    spec: Spec, X: np.ndarray, y: np.ndarray, params: list, backend: str, dtype: str = "float32"
+) -> Impl:
     """(b) ``nnx.Model.train``: one batch per epoch, so ``epochs`` = steps (accuracy included)."""
     b = backends.load(backend)
     model = nnx.Model()
@@ -163,8 +171,11 @@ def nnx_model(spec: Spec, X: np.ndarray, y: np.ndarray, params: list,
     for layer in layers:
         model.add(layer)
     model.add(nnx.Softmax(backend=b))
-    model.set(loss=nnx.CategoricalCrossentropy(backend=b), optimizer=_nnx_optimizer(spec, b),
-              accuracy=nnx.CategoricalAccuracy(backend=b))
+    model.set(
+        loss=nnx.CategoricalCrossentropy(backend=b),
+        optimizer=_nnx_optimizer(spec, b),
+        accuracy=nnx.CategoricalAccuracy(backend=b),
+    )
     model.finalize()
     batch_size = None if spec.name == "S" else spec.batch
 

@@ -131,7 +131,7 @@ def interleaved(impls: list[Impl], steps: int, reps: int) -> dict[str, float]:
     gc.disable()
     try:
         for rep in range(reps):
-            order = impls[rep % len(impls):] + impls[: rep % len(impls)]
+            order = impls[rep % len(impls) :] + impls[: rep % len(impls)]
             for impl in order:
                 if impl.library != previous:
                     time.sleep(SETTLE_S)
@@ -183,15 +183,19 @@ def build_all(spec: Spec, backend: str, torch_device: str | None) -> list[Impl]:
 
 
 def report(spec: Spec, times: dict[str, float]) -> list[str]:
-    lines = [f"{spec.name}: sizes {'-'.join(map(str, spec.sizes))}, batch {spec.batch}, "
-             f"{spec.optimizer}"]
+    lines = [
+        f"{spec.name}: sizes {'-'.join(map(str, spec.sizes))}, batch {spec.batch}, {spec.optimizer}"
+    ]
     for name, seconds in times.items():
         lines.append(f"  {name:<14} {seconds * 1e6:10.1f} us/step")
     for nnx_name in ("nnx loop", "nnx Model"):
         if nnx_name not in times:
             continue
-        ratios = [f"{nnx_name}/{ref} = {times[nnx_name] / times[ref]:.2f}"
-                  for ref in ("book", "torch eager", "matmul floor") if ref in times]
+        ratios = [
+            f"{nnx_name}/{ref} = {times[nnx_name] / times[ref]:.2f}"
+            for ref in ("book", "torch eager", "matmul floor")
+            if ref in times
+        ]
         lines.append("  " + "   ".join(ratios))
     return lines
 
@@ -201,8 +205,10 @@ def memory_report(spec: Spec, backend: str) -> list[str]:
         return [f"  memory: skipped (tracemalloc sees NumPy allocations only; backend={backend})"]
     X, y = host_data(spec)
     params = host_params(spec)
-    builders = {"book": lambda: book_step(spec, X, y, params),
-                "nnx loop": lambda: nnx_loop(spec, X, y, params, backend)}
+    builders = {
+        "book": lambda: book_step(spec, X, y, params),
+        "nnx loop": lambda: nnx_loop(spec, X, y, params, backend),
+    }
     if hasattr(nnx, "Model"):
         builders["nnx Model"] = lambda: nnx_model(spec, X, y, params, backend)
     lines = [f"  peak memory of one {spec.name} step beyond parameters and optimizer state:"]
@@ -263,8 +269,10 @@ def gpu_main(args: argparse.Namespace) -> int:
     times = interleaved(impls, steps, args.reps)
     print("\n".join(report(spec, times)))
     for name, seconds in times.items():
-        print(f"  {name:<14} {spec.batch / seconds:12.0f} samples/s "
-              f"{spec.matmul_flops() / seconds / 1e12:7.2f} matmul TFLOP/s")
+        print(
+            f"  {name:<14} {spec.batch / seconds:12.0f} samples/s "
+            f"{spec.matmul_flops() / seconds / 1e12:7.2f} matmul TFLOP/s"
+        )
     return 0
 
 

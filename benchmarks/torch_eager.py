@@ -71,8 +71,9 @@ def _sgd(Ws: list, bs: list, lr: float = 1.0, momentum: float = 0.9) -> Any:
     return update
 
 
-def _adam(Ws: list, bs: list, lr: float = 0.001, b1: float = 0.9, b2: float = 0.999,
-          eps: float = 1e-7) -> Any:
+def _adam(
+    Ws: list, bs: list, lr: float = 0.001, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-7
+) -> Any:
     import torch
 
     params = Ws + bs

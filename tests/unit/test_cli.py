@@ -25,13 +25,37 @@ def test_info_lists_every_backend_with_the_reason(capsys):
 
 def test_train_then_predict_on_another_backend(tmp_path: Path, capsys):
     model_file = tmp_path / "spiral.nnx"
-    code = main(["train", "--dataset", "spiral", "--epochs", "30", "--print-every", "10",
-                 "--output", str(model_file)])
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "spiral",
+            "--epochs",
+            "30",
+            "--print-every",
+            "10",
+            "--output",
+            str(model_file),
+        ]
+    )
     assert code == 0 and model_file.exists()
     out = capsys.readouterr().out
     assert "epoch: 30, acc: " in out and "final accuracy" in out
-    assert main(["predict", str(model_file), "--dataset", "spiral", "--limit", "5",
-                 "--backend", "array_api_strict"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(model_file),
+                "--dataset",
+                "spiral",
+                "--limit",
+                "5",
+                "--backend",
+                "array_api_strict",
+            ]
+        )
+        == 0
+    )
     rows = capsys.readouterr().out.split()
     assert len(rows) == 5 and all(row in {"0", "1", "2"} for row in rows)
 
@@ -55,8 +79,13 @@ def test_predict_reads_an_npy_file(tmp_path: Path, capsys):
     ],
 )
 def test_errors_are_one_line(argv, words, tmp_path: Path):
-    done = subprocess.run([sys.executable, "-m", "nnx.cli", *argv], capture_output=True,
-                          text=True, cwd=tmp_path, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "nnx.cli", *argv],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert done.returncode == 1
     assert "Traceback" not in done.stderr and words in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1

@@ -23,8 +23,14 @@ def network(n_in: int, width: int, n_out: int, dtype: str) -> list[nnx.Layer]:
 
 
 @PROFILE
-@given(batch=sizes, n_in=sizes, width=sizes, n_out=st.integers(2, 6), dtype=dtypes,
-       seed=st.integers(0, 2**16))
+@given(
+    batch=sizes,
+    n_in=sizes,
+    width=sizes,
+    n_out=st.integers(2, 6),
+    dtype=dtypes,
+    seed=st.integers(0, 2**16),
+)
 def test_shapes_and_finite_values(batch, n_in, width, n_out, dtype, seed):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(batch, n_in)) * 100
@@ -55,16 +61,28 @@ def _loss_of(layers, X, y, loss) -> float:
 
 
 @PROFILE
-@given(batch=sizes, n_in=sizes, width=sizes, seed=st.integers(0, 2**16),
-       head=st.sampled_from(["mse", "mae", "bce"]))
+@given(
+    batch=sizes,
+    n_in=sizes,
+    width=sizes,
+    seed=st.integers(0, 2**16),
+    head=st.sampled_from(["mse", "mae", "bce"]),
+)
 def test_gradients_match_finite_differences(batch, n_in, width, seed, head):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(batch, n_in))
-    layers = [nnx.Dense(n_in, width, seed=seed, dtype="float64", weight_regularizer_l2=0.1),
-              nnx.Sigmoid(), nnx.Dense(width, 2, seed=seed + 1, dtype="float64"), nnx.Sigmoid()]
+    layers = [
+        nnx.Dense(n_in, width, seed=seed, dtype="float64", weight_regularizer_l2=0.1),
+        nnx.Sigmoid(),
+        nnx.Dense(width, 2, seed=seed + 1, dtype="float64"),
+        nnx.Sigmoid(),
+    ]
     y = rng.uniform(size=(batch, 2))
-    loss = {"mse": nnx.MeanSquaredError, "mae": nnx.MeanAbsoluteError,
-            "bce": nnx.BinaryCrossentropy}[head]()
+    loss = {
+        "mse": nnx.MeanSquaredError,
+        "mae": nnx.MeanAbsoluteError,
+        "bce": nnx.BinaryCrossentropy,
+    }[head]()
     _loss_of(layers, X, y, loss)
     grad = loss.backward(layers[-1].output, y)
     for layer in reversed(layers):
