@@ -1,0 +1,213 @@
+"""The dask backend: same numbers as numpy, a graph that does not grow, data left in place,
+and a short run on a LocalCluster of two worker processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("dask", reason='dask is not installed; pip install "nnx[dask]"')
+pytest.importorskip("distributed", reason='distributed is not installed; pip install "nnx[dask]"')
+
+import dask.array as da  # noqa: E402
+from distributed import Client, LocalCluster  # noqa: E402
+
+import backends  # noqa: E402
+import nnx  # noqa: E402
+from backends import dask_backend  # noqa: E402
+from nnx.datasets import spiral_data  # noqa: E402
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "distributed.py"
+
+
+def spiral_model(backend: str, dtype: str = "float64") -> nnx.Model:
+    with nnx.use_backend(backend):
+        model = nnx.Model(seed=0)
+        model.add(nnx.Dense(2, 16, seed=1, dtype=dtype))
+        model.add(nnx.ReLU())
+        model.add(nnx.Dense(16, 3, seed=2, dtype=dtype))
+        model.add(nnx.Softmax())
+        model.set(
+            loss=nnx.CategoricalCrossentropy(),
+            optimizer=nnx.Adam(learning_rate=0.05, decay=5e-7),
+            accuracy=nnx.CategoricalAccuracy(),
+        )
+        model.finalize()
+    return model
+
+
+def state(model: nnx.Model) -> dict[str, np.ndarray]:
+    """Parameters and optimizer state of every trainable layer, on the host."""
+    names = ("weights", "biases", "weight_momentums", "bias_momentums", "weight_cache")
+    return {
+        f"{i}.{name}": model.backend.to_numpy(getattr(layer, name))
+        for i, layer in enumerate(model.trainable_layers)
+        for name in names
+    }
+
+
+@pytest.fixture(scope="module")
+def data():
+    return spiral_data(40, 3, seed=0)
+
+
+def test_flags_and_namespace():
+    backend = backends.load("dask")
+    assert (backend.lazy, backend.mutable, backend.device) == (True, False, "cpu")
+    x = backend.asarray(np.arange(12.0).reshape(4, 3), backend.dtype("float32"))
+    assert isinstance(x, da.Array) and x.dtype == np.float32
+
+
+def test_take_along_axis_matches_numpy():
+    xp = backends.load("dask").xp
+    values = np.random.default_rng(0).random((10, 4))
+    labels = np.array([0, 3, 1, 2, 2, 0, 1, 3, 0, 1])[:, None]
+    picked = xp.take_along_axis(da.from_array(values, chunks=(3, 2)), da.asarray(labels), axis=1)
+    np.testing.assert_array_equal(picked.compute(), np.take_along_axis(values, labels, axis=1))
+
+
+def test_chunks_follow_nnx_dask_chunks(monkeypatch):
+    monkeypatch.setenv("NNX_DASK_CHUNKS", "150")
+    backend = dask_backend.make()
+    assert backend.asarray(np.zeros((300, 2))).chunks == ((150, 150), (2,))
+    assert backend.asarray(np.zeros((64, 3))).chunks == ((64,), (3,))
+    monkeypatch.setenv("NNX_DASK_CHUNKS", "many")
+    with pytest.raises(ValueError, match="NNX_DASK_CHUNKS"):
+        dask_backend.make()
+
+
+def test_missing_dask_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "dask", None)
+    with pytest.raises(backends.BackendError, match=r'pip install "nnx\[dask\]"'):
+        dask_backend.make()
+
+
+def test_trains_evaluates_and_predicts_like_numpy(data):
+    X, y = data
+    dask_model, numpy_model = spiral_model("dask"), spiral_model("numpy")
+    dask_history = dask_model.train(X, y, epochs=5, batch_size=60, shuffle=True, verbose=0)
+    numpy_history = numpy_model.train(X, y, epochs=5, batch_size=60, shuffle=True, verbose=0)
+    for key in ("loss", "accuracy", "learning_rate"):
+        np.testing.assert_allclose(dask_history[key], numpy_history[key], rtol=1e-10)
+    for name, values in state(numpy_model).items():
+        np.testing.assert_allclose(state(dask_model)[name], values, rtol=1e-10, err_msg=name)
+    np.testing.assert_allclose(
+        dask_model.evaluate(X, y, verbose=0), numpy_model.evaluate(X, y, verbose=0), rtol=1e-10
+    )
+    predictions = dask_model.predict(X)
+    assert isinstance(predictions, da.Array)
+    np.testing.assert_allclose(predictions.compute(), numpy_model.predict(X), rtol=1e-10)
+
+
+def test_graph_of_the_state_does_not_grow(data):
+    X, y = data
+    model = spiral_model("dask", "float32")
+    model.train(X, y, epochs=2, verbose=0)
+    sizes = [len(array.__dask_graph__()) for array in _state_arrays(model)]
+    model.train(X, y, epochs=10, verbose=0)
+    assert [len(array.__dask_graph__()) for array in _state_arrays(model)] == sizes
+    assert max(sizes) <= 2
+
+
+def _state_arrays(model: nnx.Model) -> list:
+    layers = model.trainable_layers
+    return [layer.weights for layer in layers] + [layer.weight_cache for layer in layers]
+
+
+def test_dask_input_stays_chunked_and_is_never_gathered(data, monkeypatch):
+    X, y = data
+    X_dask = da.from_array(X, chunks=(40, 2))
+    y_dask = da.from_array(y, chunks=40)
+
+    def gathered(*args, **kwargs):
+        raise AssertionError("a dask array was converted to NumPy on the client")
+
+    model = spiral_model("dask")
+    monkeypatch.setattr(da.Array, "__array__", gathered)
+    history = model.train(X_dask, y_dask, epochs=3, verbose=0)
+    predictions = model.predict(X_dask)
+    monkeypatch.undo()
+    assert isinstance(predictions, da.Array) and predictions.chunks[0] == (40, 40, 40)
+    reference = spiral_model("numpy")
+    np.testing.assert_allclose(
+        history["loss"], reference.train(X, y, epochs=3, verbose=0)["loss"], rtol=1e-10
+    )
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A Client of a LocalCluster of two worker processes, one thread each."""
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    with cluster, Client(cluster) as client:
+        yield client
+
+
+def test_local_cluster_of_two_processes(data, client):
+    X, y = data
+    start = time.perf_counter()
+    X_dask = da.from_array(X, chunks=(60, 2)).persist()
+    y_dask = da.from_array(y, chunks=60).persist()
+    model = spiral_model("dask")
+    model.train(X_dask, y_dask, epochs=3, verbose=0)
+    tasks = client.run_on_scheduler(_task_count)
+    history = model.train(X_dask, y_dask, epochs=4, verbose=0)
+    model.backend.synchronize()
+    # The scheduler forgets finished steps (were it to keep them, about 40 tasks a step).
+    assert client.run_on_scheduler(_task_count) <= tasks + 20
+    assert len(model.trainable_layers[0].weights.__dask_graph__()) == 1
+    predictions = model.backend.to_numpy(model.predict(X_dask))
+    reference = spiral_model("numpy")
+    numpy_history = reference.train(X, y, epochs=7, verbose=0)
+    np.testing.assert_allclose(history["loss"], numpy_history["loss"][3:], rtol=1e-10)
+    np.testing.assert_allclose(predictions, reference.predict(X), rtol=1e-10)
+    assert time.perf_counter() - start < 60
+
+
+def test_nnx_dask_scheduler_connects_to_the_cluster(client):
+    code = (
+        "import backends, nnx\n"
+        "from distributed import get_client\n"
+        "model = nnx.Model()\n"
+        "model.add(nnx.Dense(2, 3, seed=1))\n"
+        "model.add(nnx.Softmax())\n"
+        "model.set(loss=nnx.CategoricalCrossentropy(), optimizer=nnx.SGD())\n"
+        "model.finalize()\n"
+        "history = model.train([[0.0, 1.0], [1.0, 0.0]], [0, 1], epochs=2, verbose=0)\n"
+        "print(len(get_client().nthreads()), len(history['loss']))\n"
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith("NNX_")}
+    env.update(NNX_BACKEND="dask", NNX_DASK_SCHEDULER=client.scheduler.address)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["2", "2"]
+
+
+def _task_count(dask_scheduler) -> int:
+    return len(dask_scheduler.tasks)
+
+
+def test_example_without_dask_says_so_in_one_line(tmp_path):
+    for name in ("dask", "distributed"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f"raise ImportError('No module {name}')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLE), "--epochs", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "nnx[dask]" in result.stderr
