@@ -99,7 +99,7 @@ class TrainLoop:
             bar.close()
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
-        return {key: [float(v) for v in values] for key, values in self.history.items()}
+        return self._host_history()
 
     def _epoch(self, epoch: int, order: Any, bar: Any) -> bool:
         """One pass over the data; False when the loss diverged and training must stop."""
@@ -161,7 +161,7 @@ class TrainLoop:
         warnings.warn(message, RuntimeWarning, stacklevel=4)
 
     def _save_checkpoint(self, epoch: int) -> None:
-        history = {key: [float(v) for v in values] for key, values in self.history.items()}
+        history = self._host_history()
         dropout = {
             str(i): layer._rng.bit_generator.state
             for i, layer in enumerate(self.model.layers)
@@ -169,6 +169,16 @@ class TrainLoop:
         }
         training = {"epoch": epoch, "history": history, "dropout_rng": dropout}
         io.save_checkpoint(self.model, self.checkpoint, training)
+
+    def _host_history(self) -> dict[str, list[float]]:
+        """The history as floats; device scalars come over in one transfer per figure."""
+        backend = self.model.backend
+        result = {}
+        for key, values in self.history.items():
+            arrays = [v for v in values if not isinstance(v, (int, float))]
+            host = iter(backend.to_numpy(backend.xp.stack(arrays)).tolist() if arrays else [])
+            result[key] = [float(v) if isinstance(v, (int, float)) else next(host) for v in values]
+        return result
 
     def _resume(self, path: Any) -> int:
         """Load a checkpoint into the model; the first epoch still to run."""
