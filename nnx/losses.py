@@ -124,7 +124,9 @@ class CategoricalCrossentropy(Loss):
     def backward(self, dvalues: Array, y_true: Array) -> Array:
         y_true = self._own(y_true)
         samples = dvalues.shape[0]
-        self.dinputs = -self._one_hot(y_true, dvalues) / dvalues / samples
+        # Clipped as in forward (the book divides by the raw values): a probability of exactly
+        # 0 for the true class would otherwise give -inf, and 0/0 NaN elsewhere.
+        self.dinputs = -self._one_hot(y_true, dvalues) / self._clip(dvalues) / samples
         return self.dinputs
 
 
