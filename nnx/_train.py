@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from nnx import io
 from nnx.data import check_batch_size, shuffled_order
 
-__all__ = ["NonFiniteLossError", "TrainLoop", "batches"]
+__all__ = ["NonFiniteLossError", "TrainLoop", "batches", "materialize_state"]
 
 _ON_NAN = ("raise", "warn", "ignore")
 
@@ -244,3 +244,30 @@ def batches(
     for start in range(0, n, size):
         stop = min(start + size, n)
         yield X[start:stop, ...], (None if y is None else y[start:stop, ...])
+
+
+# What a training step leaves behind: parameters, optimizer state, running sums.
+_STATE_NAMES = (
+    "weights",
+    "biases",
+    "weight_momentums",
+    "bias_momentums",
+    "weight_cache",
+    "bias_cache",
+    "accumulated_sum",
+)
+
+
+def materialize_state(model: Any) -> None:
+    """Lazy backends: compute the state a step leaves behind, so no graph outlives it."""
+    holders = [*model.trainable_layers, model.loss, model.accuracy]
+    slots = [
+        (holder, name)
+        for holder in holders
+        if holder is not None
+        for name in _STATE_NAMES
+        if hasattr(holder, name) and not isinstance(getattr(holder, name), (int, float))
+    ]
+    arrays = model.backend.materialize([getattr(holder, name) for holder, name in slots])
+    for (holder, name), array in zip(slots, arrays, strict=True):
+        setattr(holder, name, array)

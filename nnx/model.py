@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from backends import Backend, load
 from nnx import data, io
-from nnx._train import NonFiniteLossError, TrainLoop, batches
+from nnx._train import NonFiniteLossError, TrainLoop, batches, materialize_state
 from nnx._xp import Array, common_backend, resolve
 from nnx.accuracy import Accuracy
 from nnx.activations import Softmax
@@ -28,19 +28,6 @@ from nnx.losses import (
 from nnx.optimizers import Optimizer
 
 __all__ = ["Model"]
-
-# What a training step leaves behind: parameters, optimizer state, running sums.
-_STATE_NAMES = (
-    "weights",
-    "biases",
-    "weight_momentums",
-    "bias_momentums",
-    "weight_cache",
-    "bias_cache",
-    "accumulated_sum",
-)
-
-_HISTORY = ("loss", "data_loss", "reg_loss", "accuracy", "learning_rate")
 
 
 class Model:
@@ -163,22 +150,8 @@ class Model:
             self.optimizer.update_params(layer)
         self.optimizer.post_update_params()
         if self.backend.lazy:
-            self._materialize()
+            materialize_state(self)
         return data_loss, reg_loss, accuracy
-
-    def _materialize(self) -> None:
-        """Lazy backends: compute the state a step leaves behind, so no graph outlives it."""
-        holders = [*self.trainable_layers, self.loss, self.accuracy]
-        slots = [
-            (holder, name)
-            for holder in holders
-            if holder is not None
-            for name in _STATE_NAMES
-            if hasattr(holder, name) and not isinstance(getattr(holder, name), (int, float))
-        ]
-        arrays = self.backend.materialize([getattr(holder, name) for holder, name in slots])
-        for (holder, name), array in zip(slots, arrays, strict=True):
-            setattr(holder, name, array)
 
     def train(
         self,
