@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nnx._xp import Array
+from nnx._xp import Array, row_sums
 from nnx.layers import Layer
 
 __all__ = ["ReLU", "Softmax", "Sigmoid", "Linear"]
@@ -36,14 +36,14 @@ class Softmax(Layer):
         self.inputs = inputs
         # Subtracting the row maximum keeps exp() from overflowing; the result is unchanged.
         exp_values = xp.exp(inputs - xp.max(inputs, axis=1, keepdims=True))
-        self.output = exp_values / xp.sum(exp_values, axis=1, keepdims=True)
+        self.output = exp_values / row_sums(xp, exp_values)
         return self.output
 
     def backward(self, dvalues: Array) -> Array:
         # The book's per-sample Jacobian (diagflat(s) - s s^T) @ dvalues, for all rows at once:
         # s * (dvalues - sum(dvalues * s)).
         s = self.output
-        self.dinputs = s * (dvalues - self.xp.sum(dvalues * s, axis=1, keepdims=True))
+        self.dinputs = s * (dvalues - row_sums(self.xp, dvalues * s))
         return self.dinputs
 
     def predictions(self, outputs: Array) -> Array:

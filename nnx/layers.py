@@ -7,7 +7,7 @@ import operator
 from typing import Any
 
 from backends import Backend
-from nnx._xp import Array, Component
+from nnx._xp import Array, Component, column_sums
 
 __all__ = ["Layer", "Dense", "Dropout", "Input"]
 
@@ -111,7 +111,7 @@ class Dense(Layer):
     def backward(self, dvalues: Array) -> Array:
         xp, backend = self.xp, self.backend
         self.dweights = self.inputs.T @ dvalues
-        self.dbiases = xp.sum(dvalues, axis=0, keepdims=True)
+        self.dbiases = column_sums(xp, dvalues)  # sum over the batch, per neuron
         # Penalty gradients: L1 adds l1 * sign(w) (+1 at w = 0, as in the book), L2 adds 2 l2 w.
         if self.weight_regularizer_l1 > 0:
             l1 = self.weight_regularizer_l1 * _sign_book(xp, self.weights)
