@@ -154,6 +154,17 @@ def row_sums(xp: Any, x: Any) -> Any:
     return x @ xp.ones((x.shape[1], 1), dtype=x.dtype, device=_device_of(x))
 
 
+def pick(xp: Any, x: Any, columns: Any) -> Any:
+    """Row i's entry ``columns[i]`` of a matrix (NumPy's ``x[range(n), columns]``), shape (n,).
+
+    Row i's entry sits at ``i * n_columns + columns[i]`` of the flattened rows; ``take`` on
+    that is cheaper than ``take_along_axis``, which builds index grids.
+    """
+    rows, n_columns = x.shape
+    flat = columns + xp.arange(0, rows * n_columns, n_columns, device=_device_of(x))
+    return xp.take(xp.reshape(x, (-1,)), flat)
+
+
 def one_hot(xp: Any, labels: Any, n_classes: int, dtype: Any, device: Any) -> Any:
     """Rows of the identity picked by ``labels``: comparison with ``arange`` (no fancy writes)."""
     classes = xp.arange(n_classes, device=device)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from backends import Backend
-from nnx._xp import Array, Component, one_hot
+from nnx._xp import Array, Component, one_hot, pick
 from nnx.activations import Softmax
 from nnx.layers import Layer, is_own_array
 
@@ -111,12 +111,7 @@ class CategoricalCrossentropy(Loss):
         xp = self.xp
         clipped = self._clip(y_pred)
         if y_true.ndim == 1:
-            # The book's y_pred_clipped[range(samples), y_true]: row i's entry y_true[i] sits
-            # at i * n_classes + y_true[i] of the flattened rows (take is cheaper than
-            # take_along_axis, which builds index grids).
-            samples, n_classes = clipped.shape
-            flat = y_true + xp.arange(0, samples * n_classes, n_classes, device=self.device)
-            correct = xp.take(xp.reshape(clipped, (-1,)), flat)
+            correct = pick(xp, clipped, y_true)  # the book's y_pred_clipped[range(n), y_true]
         else:
             correct = xp.sum(clipped * self._targets(y_true, clipped), axis=1)
         return -xp.log(correct)

@@ -127,7 +127,9 @@ _CASES = [
         ),
         {
             (c, k)
-            for c in ("CategoricalCrossentropy", "SoftmaxCategoricalCrossentropy")
+            # arange builds the one-hot rows and the flat indices that pick entries per row
+            # (the true class's probability, Softmax's row maximum).
+            for c in ("CategoricalCrossentropy", "SoftmaxCategoricalCrossentropy", "Softmax")
             for k in _BOTH
         },
         id="device",
