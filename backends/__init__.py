@@ -82,9 +82,10 @@ def load(name: str | None = None, device: Any = None) -> Backend:
             device = os.environ.get("NNX_DEVICE") or None
     names = registered()
     if name not in names:
+        where = "Set NNX_BACKEND to" if source == "NNX_BACKEND" else "Pass"
         raise ValueError(
             f"Unknown backend {name!r} from {source}. Available: {', '.join(names)}. "
-            "Set NNX_BACKEND to one of these or call backends.register()."
+            f"{where} one of these or call backends.register()."
         )
     key = (name, None if device is None else str(device))
     if key not in _instances:

@@ -12,11 +12,13 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from nnx import io
+from nnx._xp import whole_number
 from nnx.data import check_batch_size, shuffled_order
 
 __all__ = ["NonFiniteLossError", "TrainLoop", "batches", "materialize_state"]
@@ -25,7 +27,7 @@ _ON_NAN = ("raise", "warn", "ignore")
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; the model keeps the parameters of the last good step."""
+    """The loss became NaN or infinite; training stopped before that step's update."""
 
 
 class TrainLoop:
@@ -43,11 +45,23 @@ class TrainLoop:
         checkpoint: Any = None,
         checkpoint_every: int = 1,
     ) -> None:
-        numbers = (("epochs", epochs), ("print_every", print_every))
-        for name, value in (*numbers, ("checkpoint_every", checkpoint_every)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        counts = {
+            "epochs": epochs,
+            "print_every": print_every,
+            "checkpoint_every": checkpoint_every,
+        }
+        for name, value in counts.items():
+            count = whole_number(value)
+            if count is None or count < 1:
                 raise ValueError(f"Model.train: expected {name} >= 1, got {name}={value!r}.")
-        check_batch_size(batch_size)
+            counts[name] = count
+        epochs, print_every, checkpoint_every = counts.values()
+        batch_size = check_batch_size(batch_size)
+        if checkpoint is not None and not Path(checkpoint).parent.is_dir():
+            raise FileNotFoundError(
+                f"Model.train: the folder of checkpoint={str(checkpoint)!r} does not exist; "
+                "create it first (checked before training, not after the first epochs)."
+            )
         if on_nan not in _ON_NAN:
             raise ValueError(f"Model.train: expected on_nan in {_ON_NAN}, got on_nan={on_nan!r}.")
         self.on_nan = on_nan
@@ -152,9 +166,10 @@ class TrainLoop:
     def _diverged(self, err: NonFiniteLossError, epoch: int, step: int) -> None:
         lr = self.model.optimizer.current_learning_rate
         message = (
-            f"Model.train: the loss became {err.args[0]} in epoch {epoch}, step {step}; the "
-            f"parameters of the last good step are kept. Lower the learning rate (now {lr}) or "
-            "scale the inputs; on_nan='warn' turns this error into a warning."
+            f"Model.train: the loss became {err.args[0]} in epoch {epoch}, step {step}; training "
+            "stopped before that step's update, so the model holds the parameters that gave "
+            f"this loss. Lower the learning rate (now {lr}) or scale the inputs, and train "
+            "again or resume from a checkpoint; on_nan='warn' turns this error into a warning."
         )
         if self.on_nan == "raise":
             raise NonFiniteLossError(message) from None
@@ -162,12 +177,21 @@ class TrainLoop:
 
     def _save_checkpoint(self, epoch: int) -> None:
         history = self._host_history()
+        # Seeded Dropout layers own a Generator whose state resumes exactly; unseeded ones draw
+        # from NumPy's global generator, which is not saved (its module has no .state).
         dropout = {
-            str(i): layer._rng.bit_generator.state
+            str(i): state
             for i, layer in enumerate(self.model.layers)
-            if hasattr(getattr(layer, "_rng", None), "bit_generator")
+            if isinstance(
+                state := getattr(
+                    getattr(getattr(layer, "_rng", None), "bit_generator", None), "state", None
+                ),
+                dict,
+            )
         }
-        training = {"epoch": epoch, "history": history, "dropout_rng": dropout}
+        # JSON has no NaN (a model without accuracy records NaN): store null instead.
+        stored = {k: [None if math.isnan(v) else v for v in vs] for k, vs in history.items()}
+        training = {"epoch": epoch, "history": stored, "dropout_rng": dropout}
         io.save_checkpoint(self.model, self.checkpoint, training)
 
     def _host_history(self) -> dict[str, list[float]]:
@@ -183,7 +207,10 @@ class TrainLoop:
     def _resume(self, path: Any) -> int:
         """Load a checkpoint into the model; the first epoch still to run."""
         training = io.load_checkpoint(self.model, path)
-        self.history = {key: list(values) for key, values in training["history"].items()}
+        self.history = {
+            key: [math.nan if v is None else v for v in values]
+            for key, values in training["history"].items()
+        }
         for index, state in training.get("dropout_rng", {}).items():
             self.model.layers[int(index)]._rng.bit_generator.state = state
         return int(training["epoch"]) + 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+import operator
 from typing import Any, Protocol
 
 import array_api_compat
@@ -83,7 +85,8 @@ class Component:
             elif isinstance(value, Component):
                 value._move_to(backend)
             elif array_api_compat.is_array_api_obj(value) and not isinstance(value, type):
-                setattr(self, name, backend.asarray(old.to_numpy(value)))
+                # A copy: torch's .numpy() shares memory, and updates are in place.
+                setattr(self, name, backend.asarray(old.to_numpy(value).copy()))
             elif name != "backend" and _is_dtype(old.xp, value):
                 setattr(self, name, backend.dtype(_dtype_name(old.xp, value)))
         self.backend, self.xp, self.device = backend, backend.xp, backend.device
@@ -128,6 +131,23 @@ def _device_of(array: Any) -> Any:
 
 def _library_of(array: Any) -> str:
     return type(array).__module__.split(".")[0]
+
+
+def whole_number(value: Any) -> int | None:
+    """``value`` as an int when it is an integer (NumPy's too, not bool), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
+def real_number(value: Any) -> float | None:
+    """``value`` as a float when it is a real number (NumPy scalars too, not bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    return float(value)
 
 
 def _is_dtype(xp: Any, value: Any) -> bool:

@@ -11,6 +11,8 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from nnx._xp import whole_number
+
 __all__ = ["check_features", "check_targets", "check_batch_size", "shuffled_order"]
 
 
@@ -109,13 +111,16 @@ def _check_classes(xp: Any, y: Any, n_outputs: int, name: str) -> None:
         )
 
 
-def check_batch_size(batch_size: Any) -> None:
-    if batch_size is not None and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-    ):
+def check_batch_size(batch_size: Any) -> int | None:
+    """``batch_size`` as an int (NumPy integers too) or None; anything else is refused."""
+    if batch_size is None:
+        return None
+    size = whole_number(batch_size)
+    if size is None or size < 1:
         raise ValueError(
             f"expected batch_size as a positive integer or None, got batch_size={batch_size!r}."
         )
+    return size
 
 
 def shuffled_order(rng: np.random.Generator, n_samples: int) -> np.ndarray:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
-import operator
 from typing import Any
 
 from backends import Backend
-from nnx._xp import Array, Component, column_sums
+from nnx._xp import Array, Component, column_sums, real_number, whole_number
 
 __all__ = ["Layer", "Dense", "Dropout", "Input"]
 
@@ -78,7 +77,8 @@ class Dense(Layer):
             "bias_regularizer_l2": bias_regularizer_l2,
         }
         for name, value in regularizers.items():
-            if not isinstance(value, (int, float)) or not value >= 0:
+            number = real_number(value)
+            if number is None or not number >= 0:
                 raise ValueError(f"Dense: expected {name} >= 0, got {name}={value!r}.")
         self.n_inputs, self.n_neurons, self.init = n_inputs, n_neurons, init
         self.weight_regularizer_l1 = float(weight_regularizer_l1)
@@ -191,11 +191,8 @@ def is_own_array(component: Component, data: Any, dtype: Any = None) -> bool:
 
 def _size(name: str, value: Any) -> int:
     """A layer width: any integer (NumPy's too, as from ``y.max() + 1``), at least 1."""
-    try:
-        size = operator.index(value) if not isinstance(value, bool) else 0
-    except TypeError:
-        size = 0
-    if size < 1:
+    size = whole_number(value)
+    if size is None or size < 1:
         raise ValueError(f"Dense: expected {name} as a positive integer, got {name}={value!r}.")
     return size
 
@@ -226,7 +223,8 @@ class Dropout(Layer):
         self, rate: float, *, seed: int | None = None, backend: Backend | str | None = None
     ) -> None:
         super().__init__(backend)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+        number = real_number(rate)
+        if number is None or not 0 <= number < 1:
             raise ValueError(
                 f"Dropout: expected rate (the fraction to drop) in [0, 1), got rate={rate!r}."
             )

@@ -29,6 +29,8 @@ from nnx.optimizers import Optimizer
 
 __all__ = ["Model"]
 
+_OPTIMIZER_STATE = ("weight_momentums", "bias_momentums", "weight_cache", "bias_cache")
+
 
 class Model:
     """A stack of layers trained with one loss and one optimizer (the book's chapter 18 on).
@@ -63,6 +65,13 @@ class Model:
     ) -> None:
         """Choose the loss, optimizer and accuracy (keywords, as in the book)."""
         self.loss = loss if loss is not None else self.loss
+        if optimizer is not None and optimizer is not self.optimizer:
+            # State on the layers belongs to the optimizer that made it (Adam's momentums
+            # are not SGD's): a new optimizer starts from zeros, as a fresh one would.
+            for layer in self.layers:
+                for name in _OPTIMIZER_STATE:
+                    if hasattr(layer, name):
+                        delattr(layer, name)
         self.optimizer = optimizer if optimizer is not None else self.optimizer
         self.accuracy = accuracy if accuracy is not None else self.accuracy
         self._finalized = False
@@ -73,6 +82,18 @@ class Model:
             raise ValueError("Model.finalize: the model has no layers; call model.add(...).")
         if self.loss is None:
             raise ValueError("Model.finalize: no loss; call model.set(loss=..., optimizer=...).")
+        if isinstance(self.loss, SoftmaxCategoricalCrossentropy):
+            raise TypeError(
+                "Model.finalize: SoftmaxCategoricalCrossentropy is the book's chapter-10 helper; "
+                "in a model, end with Softmax() and set loss=CategoricalCrossentropy(): the "
+                "model takes the same fused backward pass by itself."
+            )
+        if self.accuracy is not None and not hasattr(self.layers[-1], "predictions"):
+            raise TypeError(
+                f"Model.finalize: the last layer, {type(self.layers[-1]).__name__}, makes no "
+                "predictions for the accuracy; end the model with an activation (Softmax, "
+                "Sigmoid, Linear, ReLU)."
+            )
         self.backend: Backend = common_backend(
             [*self.layers, self.loss, self.optimizer, self.accuracy]
         )
@@ -103,7 +124,7 @@ class Model:
 
     def _require(self, training: bool) -> None:
         if not self._finalized:
-            raise RuntimeError("Model: call model.finalize() after add() and set().")
+            raise ValueError("Model: call model.finalize() after add() and set().")
         if training and self.optimizer is None:
             raise ValueError("Model.train: no optimizer; call model.set(optimizer=...).")
 
@@ -114,8 +135,9 @@ class Model:
         if y is None:
             return X, None
         y = data.check_targets(y, X.shape[0], self._targets, self._n_outputs, "y")
-        labels = self._targets == "classes" and y.ndim == 1
-        return X, self.input_layer._adopt(y, "y", None if labels else self._dtype)
+        if self._targets == "classes" and y.ndim == 1:  # whole-number labels, any dtype
+            return X, self.input_layer._adopt(y, "y", self.backend.xp.int64)
+        return X, self.input_layer._adopt(y, "y", self._dtype)
 
     # -- the passes ---------------------------------------------------------------------------
     def forward(self, X: Array, training: bool) -> Array:
@@ -197,6 +219,11 @@ class Model:
         X, y = self._to_backend(X, y)
         validation = None
         if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError(
+                    "Model.train: expected validation_data=(X_val, y_val), a pair, got "
+                    f"validation_data of type {type(validation_data).__name__}."
+                )
             validation = self._to_backend(*validation_data, name="X_val")
         if self.accuracy is not None:
             self.accuracy.init(y)
@@ -241,8 +268,16 @@ class Model:
 
     # -- parameters ---------------------------------------------------------------------------
     def get_parameters(self) -> list[tuple[Array, Array]]:
-        """``(weights, biases)`` of every trainable layer, in order."""
-        return [layer.get_parameters() for layer in self.layers if layer.trainable]
+        """Copies of ``(weights, biases)`` of every trainable layer, in order.
+
+        Copies, so that a snapshot (say, of the best epoch) does not follow the in-place
+        updates of further training.
+        """
+        return [
+            (layer.xp.asarray(layer.weights, copy=True), layer.xp.asarray(layer.biases, copy=True))
+            for layer in self.layers
+            if layer.trainable
+        ]
 
     def set_parameters(self, parameters: list[tuple[Any, Any]]) -> None:
         """Replace every trainable layer's parameters (host or backend arrays)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from backends import Backend
-from nnx._xp import Component
+from nnx._xp import Component, real_number
 from nnx.layers import Layer, add_into
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam"]
@@ -30,7 +30,8 @@ class Optimizer(Component):
     ) -> None:
         super().__init__(backend)
         for name, value in {"learning_rate": learning_rate, "decay": decay, **hyper}.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            number = real_number(value)
+            if number is None or not number >= 0:
                 raise ValueError(
                     f"{type(self).__name__}: expected {name} >= 0, got {name}={value!r}."
                 )

@@ -72,3 +72,20 @@ def test_resume_refuses_another_architecture_and_plain_model_files(tmp_path):
         model().train(X, y, epochs=2, resume=plain, verbose=0)
     with pytest.raises(ValueError, match="checkpoint_every=0"):
         model().train(X, y, checkpoint=path, checkpoint_every=0)
+
+
+def test_unseeded_dropout_and_no_accuracy_checkpoint_and_resume(tmp_path):
+    X, y = spiral_data(20, 3, seed=0)
+    m = nnx.Model(seed=0)
+    m.add(nnx.Dense(2, 8, seed=1))
+    m.add(nnx.ReLU())
+    m.add(nnx.Dropout(0.1))  # draws from NumPy's global generator: not saved, still resumable
+    m.add(nnx.Dense(8, 3, seed=2))
+    m.add(nnx.Softmax())
+    m.set(loss=nnx.CategoricalCrossentropy(), optimizer=nnx.Adam())
+    m.finalize()
+    path = tmp_path / "run.nnx"
+    first = m.train(X, y, epochs=2, checkpoint=path, verbose=0)
+    assert np.isnan(first["accuracy"]).all()
+    history = m.train(X, y, epochs=4, resume=path, verbose=0)
+    assert len(history["loss"]) == 4 and np.isnan(history["accuracy"]).all()

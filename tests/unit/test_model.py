@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import signal
 import subprocess
 import sys
@@ -301,7 +302,7 @@ def test_model_misuse():
     with pytest.raises(ValueError, match="no loss"):
         model.finalize()
     model.set(loss=nnx.MeanSquaredError())
-    with pytest.raises(RuntimeError, match="finalize"):
+    with pytest.raises(ValueError, match="finalize"):
         model.predict(np.zeros((1, 2)))
     model.finalize()
     with pytest.raises(ValueError, match="no optimizer"):
@@ -317,3 +318,73 @@ def test_parts_on_two_backends_are_refused():
     model.set(loss=nnx.MeanSquaredError(), optimizer=nnx.SGD())
     with pytest.raises(TypeError, match="array_api_strict.*device1.*numpy"):
         model.finalize()
+
+
+def test_whole_number_float_labels_and_numpy_integers_are_accepted(data):
+    X, y = data
+    history = classifier().train(
+        X, y.astype(np.float64), epochs=np.int64(2), batch_size=np.int64(64), verbose=0
+    )
+    assert len(history["loss"]) == 2
+
+
+def test_get_parameters_is_a_snapshot(data):
+    X, y = data
+    model = classifier()
+    snapshot = model.get_parameters()
+    before = [w.copy() for w, _ in snapshot]
+    model.train(X, y, epochs=2, verbose=0)
+    for old, (kept, _) in zip(before, snapshot, strict=True):
+        np.testing.assert_array_equal(kept, old)
+
+
+def test_moving_shares_no_memory_with_the_old_backend(data):
+    X, y = data
+    model = classifier()
+    held = model.layers[0].weights
+    if importlib.util.find_spec("torch") is not None:
+        model.to("torch")  # torch's .numpy() shares memory: the move must copy
+    model.to("numpy")
+    assert not np.shares_memory(model.layers[0].weights, held)
+    before = held.copy()
+    model.train(X, y, epochs=1, verbose=0)
+    np.testing.assert_array_equal(held, before)
+
+
+def test_a_new_optimizer_starts_from_zeros(data):
+    X, y = data
+    model = classifier()
+    model.train(X, y, epochs=2, verbose=0)
+    model.set(optimizer=nnx.SGD(momentum=0.9))
+    assert not hasattr(model.layers[0], "weight_cache")
+    assert not hasattr(model.layers[0], "weight_momentums")
+    model.finalize()
+    model.train(X, y, epochs=1, verbose=0)
+    assert not hasattr(model.layers[0], "weight_cache")
+
+
+@pytest.mark.parametrize(
+    "last, loss, words",
+    [
+        (None, nnx.SoftmaxCategoricalCrossentropy, "end with Softmax"),
+        (nnx.Dense, nnx.CategoricalCrossentropy, "makes no predictions"),
+    ],
+)
+def test_finalize_refuses_models_that_would_fail_in_train(last, loss, words):
+    model = nnx.Model()
+    model.add(nnx.Dense(2, 3, seed=0))
+    if last is not None:
+        model.add(last(3, 3, seed=1))
+    model.set(loss=loss(), optimizer=nnx.SGD(), accuracy=nnx.CategoricalAccuracy())
+    with pytest.raises(TypeError, match=words):
+        model.finalize()
+
+
+def test_bad_validation_data_and_missing_checkpoint_folder(data, tmp_path):
+    X, y = data
+    model = classifier()
+    with pytest.raises(ValueError, match=r"validation_data=\(X_val, y_val\)"):
+        model.train(X, y, validation_data=(X,))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        model.train(X, y, checkpoint=tmp_path / "missing" / "run.nnx")
+    assert model.optimizer.iterations == 0
