@@ -2,7 +2,7 @@
 
 Chapter 17. The book first draws weights as 0.01 x normal and the model stalls near 50%
 accuracy, then switches to 0.1 x normal. nnx's "glorot" initialisation has that scale (uniform
-within +-0.22 to +-0.30 here) and gets above 90%; "he" gives the first layer, which has a single
+within +-0.22 to +-0.30 here) and gets near 90%; "he" gives the first layer, which has a single
 input, a standard deviation of 1.4, and stops near 57% after 10,000 epochs.
 """
 
