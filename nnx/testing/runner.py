@@ -139,12 +139,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dtype", choices=DTYPES, help="test only this dtype (default: float32 and float64)"
     )
+    parser.add_argument(
+        "--components-only",
+        action="store_true",
+        help="skip the end-to-end rows (training curves, initial weights, model files)",
+    )
 
 
 def run_cli(args: argparse.Namespace) -> int:
     """Run the suite for parsed ``args``, print the table; 1 when anything failed, else 0."""
     start = time.perf_counter()
-    results = run(backends=args.backend, dtypes=(args.dtype,) if args.dtype else DTYPES)
+    dtypes = (args.dtype,) if args.dtype else DTYPES
+    results = run(backends=args.backend, dtypes=dtypes)
+    if not getattr(args, "components_only", False):
+        from nnx.testing.end_to_end import end_to_end  # trains models: only when asked
+
+        results += end_to_end(args.backend, dtypes)
     print(format_table(results))
     print(f"conformance: {time.perf_counter() - start:.1f} s")
     return 1 if any(r.status == "fail" for r in results) else 0

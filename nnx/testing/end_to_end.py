@@ -1,0 +1,135 @@
+"""End-to-end rows of ``nnx conformance``: training curves, initial weights, model files.
+
+The same properties ``pytest -m conformance`` checks in tests/conformance/test_training.py and
+test_io.py, as rows of the table, so the command and the test run prove the same things.
+Host boundary: compares NumPy copies.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+import nnx
+from backends import Backend, BackendError, load
+from nnx.testing._check import Result, device_label
+from nnx.testing.targets import targets
+from nnx.testing.training import OPTIMIZERS, Training, curve_problems, epochs_for, train_spiral
+
+__all__ = ["end_to_end"]
+
+
+def end_to_end(backends: Sequence[str] | None, dtypes: Sequence[str]) -> list[Result]:
+    """Rows for every loadable target (those that cannot load have their row already)."""
+    reference = {name: train_spiral(load("numpy"), "float64", name) for name in OPTIMIZERS}
+    rows = []
+    for target in targets(backends):
+        try:
+            backend = target.load()
+        except (BackendError, ValueError):
+            continue
+        for dtype in dtypes:
+            if dtype == "float64" and not backend.float64:
+                continue
+            rows += _training_rows(backend, dtype, reference)
+            rows.append(_model_file_row(backend, dtype))
+    return rows
+
+
+def _result(
+    backend: Backend,
+    dtype: str,
+    component: str,
+    abs_err: float | None,
+    rel_err: float | None,
+    problems: list[str],
+) -> Result:
+    status = "fail" if problems else "pass"
+    return Result(
+        backend.name,
+        device_label(backend.device),
+        dtype,
+        component,
+        "end-to-end",
+        abs_err,
+        rel_err,
+        status,
+        "; ".join(problems),
+    )
+
+
+def _training_rows(backend: Backend, dtype: str, reference: dict[str, Training]) -> list[Result]:
+    rows = []
+    for name in OPTIMIZERS:
+        try:
+            run = train_spiral(backend, dtype, name, epochs_for(backend))
+        except Exception as err:  # a backend that breaks mid-training fails this row
+            rows.append(
+                _result(
+                    backend,
+                    dtype,
+                    f"training ({name})",
+                    None,
+                    None,
+                    [f"raised {type(err).__name__}: {err}"],
+                )
+            )
+            continue
+        expected = reference[name].losses[: len(run.losses)]
+        diff = np.abs(run.losses - expected)
+        problems = curve_problems(run.losses, expected, dtype)
+        rows.append(
+            _result(
+                backend,
+                dtype,
+                f"training ({name})",
+                float(diff.max()),
+                float((diff / np.abs(expected)).max()),
+                problems,
+            )
+        )
+    initial = train_spiral(backend, dtype, "SGD", epochs=0).initial_weights
+    numpy_initial = train_spiral(load("numpy"), dtype, "SGD", epochs=0).initial_weights
+    same = all(np.array_equal(a, b) for a, b in zip(initial, numpy_initial, strict=True))
+    rows.append(
+        _result(
+            backend,
+            dtype,
+            "initial weights (bits)",
+            0.0 if same else None,
+            None,
+            [] if same else ["initial weights differ from NumPy's"],
+        )
+    )
+    return rows
+
+
+def _model_file_row(backend: Backend, dtype: str) -> Result:
+    """Saved on the backend, loaded on NumPy, saved again, loaded back: bit for bit."""
+    X, y = nnx.datasets.spiral_data(20, 3, seed=0)
+    with nnx.use_backend(backend):
+        model = nnx.Model(seed=0)
+        model.add(nnx.Dense(2, 8, seed=1, dtype=dtype))
+        model.add(nnx.Softmax())
+        model.set(loss=nnx.CategoricalCrossentropy(), optimizer=nnx.Adam(learning_rate=0.01))
+        model.finalize()
+    problems: list[str] = []
+    try:
+        model.train(X, y, epochs=2, verbose=0)
+        with tempfile.TemporaryDirectory() as folder:
+            model.save(Path(folder) / "a.nnx")
+            on_numpy = nnx.Model.load(Path(folder) / "a.nnx", backend=load("numpy"))
+            on_numpy.save(Path(folder) / "b.nnx")
+            back = nnx.Model.load(Path(folder) / "b.nnx", backend=backend)
+        for got, want in zip(back.get_parameters(), model.get_parameters(), strict=True):
+            for g, w in zip(got, want, strict=True):
+                if not np.array_equal(backend.to_numpy(g), backend.to_numpy(w)):
+                    problems.append("parameters changed on the way through NumPy")
+    except Exception as err:
+        problems.append(f"raised {type(err).__name__}: {err}")
+    return _result(
+        backend, dtype, "model file round trip", 0.0 if not problems else None, None, problems
+    )
