@@ -97,6 +97,13 @@ def _check_classes(xp: Any, y: Any, n_outputs: int, name: str) -> None:
                 f"expected one-hot {name} rows of width {n_outputs} (the model's outputs), "
                 f"got shape {tuple(y.shape)}."
             )
+        ones = xp.sum(xp.astype(y == 1, xp.int64), axis=1)
+        zeros = xp.sum(xp.astype(y == 0, xp.int64), axis=1)
+        if not bool(xp.all((ones == 1) & (ones + zeros == n_outputs))):
+            raise ValueError(
+                f"expected one-hot {name}: each row a single 1 among 0s. For class labels, "
+                f"pass them as integers of shape (samples,) (e.g. {name}.argmax(axis=1))."
+            )
         return
     if y.ndim != 1:
         raise ValueError(f"expected class labels of shape (samples,), got {tuple(y.shape)}.")

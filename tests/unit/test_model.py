@@ -224,6 +224,12 @@ BAD_INPUT = [
     ("fractional label", lambda m, X, y: m.train(X, y + 0.5), ValueError, "whole numbers"),
     ("one-hot width", lambda m, X, y: m.train(X, np.eye(4)[y]), ValueError, r"rows of width 3"),
     (
+        "one-hot not 0/1",
+        lambda m, X, y: m.train(X, np.eye(3)[y] * 5),
+        ValueError,
+        "a single 1 among 0s",
+    ),
+    (
         "NaN in X",
         lambda m, X, y: m.train(np.where(X > 0.9, np.nan, X), y),
         ValueError,
