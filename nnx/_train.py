@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from nnx import io
 from nnx._xp import whole_number
 from nnx.data import check_batch_size, shuffled_order
+from nnx.optimizers import OPTIMIZER_STATE
 
 __all__ = ["NonFiniteLossError", "TrainLoop", "batches", "materialize_state"]
 
@@ -274,15 +275,7 @@ def batches(
 
 
 # What a training step leaves behind: parameters, optimizer state, running sums.
-_STATE_NAMES = (
-    "weights",
-    "biases",
-    "weight_momentums",
-    "bias_momentums",
-    "weight_cache",
-    "bias_cache",
-    "accumulated_sum",
-)
+_STATE_NAMES = ("weights", "biases", *OPTIMIZER_STATE, "accumulated_sum")
 
 
 def materialize_state(model: Any) -> None:

@@ -30,8 +30,7 @@ class Accuracy(Component):
         raise NotImplementedError
 
     def calculate(self, predictions: Array, y: Any) -> Any:
-        if type(y) is not self._array_type:
-            y = self._adopt(y, "y")
+        y = self._adopt(y, "y")
         hits = self.xp.astype(self.compare(predictions, y), self._count_dtype)
         # One reduction serves both the batch's share and the running count.
         batch_hits, count = self.xp.sum(hits), math.prod(hits.shape)

@@ -30,7 +30,7 @@ from nnx.losses import (
     MeanAbsoluteError,
     MeanSquaredError,
 )
-from nnx.optimizers import SGD, Adagrad, Adam, RMSprop
+from nnx.optimizers import OPTIMIZER_STATE, SGD, Adagrad, Adam, RMSprop
 
 __all__ = [
     "ModelFileError",
@@ -45,7 +45,7 @@ __all__ = [
 FORMAT = "nnx"
 FORMAT_VERSION = 1
 _PARAMETERS = ("weights", "biases")
-_STATE = ("weight_momentums", "bias_momentums", "weight_cache", "bias_cache")
+_STATE = OPTIMIZER_STATE
 # Attributes that are state rather than constructor arguments, with their JSON conversion.
 _RESTORED = {"iterations": int, "current_learning_rate": float, "precision": float}
 

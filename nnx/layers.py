@@ -95,8 +95,7 @@ class Dense(Layer):
         self.needs_dinputs = True
 
     def forward(self, inputs: Array, training: bool = False) -> Array:
-        if not is_own_array(self, inputs, self.dtype):
-            inputs = self._adopt(inputs, "inputs", self.dtype)
+        inputs = self._adopt(inputs, "inputs", self.dtype)
         if inputs.ndim != 2 or inputs.shape[1] != self.n_inputs:
             raise ValueError(
                 f"Dense(n_inputs={self.n_inputs}, n_neurons={self.n_neurons}).forward: expected "
@@ -174,19 +173,6 @@ def add_into(backend: Backend, array: Array, addend: Any, scale: float | None = 
         array *= scale
     array += addend
     return array
-
-
-def is_own_array(component: Component, data: Any, dtype: Any = None) -> bool:
-    """Cheap test that ``data`` already is an array of ``component``'s backend and device.
-
-    True skips ``_adopt``, whose full checks (and clear errors) still run for anything else.
-    ``.device`` is the standard's attribute; NumPy before 2.0 lacks it and takes the slow path.
-    """
-    return (
-        type(data) is component._array_type
-        and getattr(data, "device", None) == component.device
-        and (dtype is None or data.dtype == dtype)
-    )
 
 
 def _size(name: str, value: Any) -> int:

@@ -7,7 +7,7 @@ from typing import Any
 from backends import Backend
 from nnx._xp import Array, Component, one_hot, pick
 from nnx.activations import Softmax
-from nnx.layers import Layer, is_own_array
+from nnx.layers import Layer
 
 __all__ = [
     "Loss",
@@ -85,10 +85,6 @@ class Loss(Component):
                     total = total + strength_l2 * xp.sum(values * values)
         return total
 
-    def _own(self, y_true: Any) -> Array:
-        """``y_true`` on this loss's backend; the full ``_adopt`` checks run only when needed."""
-        return y_true if is_own_array(self, y_true) else self._adopt(y_true, "y_true")
-
     def _clip(self, y_pred: Array) -> Array:
         return self.xp.minimum(self.xp.maximum(y_pred, _EPS), 1.0 - _EPS)
 
@@ -107,7 +103,7 @@ class CategoricalCrossentropy(Loss):
     """``-log`` of the probability given to the true class; labels as integers or one-hot."""
 
     def forward(self, y_pred: Array, y_true: Array) -> Array:
-        y_true = self._own(y_true)
+        y_true = self._adopt(y_true, "y_true")
         xp = self.xp
         clipped = self._clip(y_pred)
         if y_true.ndim == 1:
@@ -117,7 +113,7 @@ class CategoricalCrossentropy(Loss):
         return -xp.log(correct)
 
     def backward(self, dvalues: Array, y_true: Array) -> Array:
-        y_true = self._own(y_true)
+        y_true = self._adopt(y_true, "y_true")
         samples = dvalues.shape[0]
         # Clipped as in forward (the book divides by the raw values): a probability of exactly
         # 0 for the true class would otherwise give -inf, and 0/0 NaN elsewhere.
@@ -129,7 +125,7 @@ class BinaryCrossentropy(Loss):
     """Crossentropy of independent yes/no outputs (after a Sigmoid)."""
 
     def forward(self, y_pred: Array, y_true: Array) -> Array:
-        y_true = self._own(y_true)
+        y_true = self._adopt(y_true, "y_true")
         xp = self.xp
         clipped = self._clip(y_pred)
         y_true = self._targets(y_true, clipped)
@@ -137,7 +133,7 @@ class BinaryCrossentropy(Loss):
         return xp.mean(losses, axis=-1)
 
     def backward(self, dvalues: Array, y_true: Array) -> Array:
-        y_true = self._own(y_true)
+        y_true = self._adopt(y_true, "y_true")
         samples, outputs = dvalues.shape
         clipped = self._clip(dvalues)
         y_true = self._targets(y_true, clipped)
@@ -149,12 +145,12 @@ class MeanSquaredError(Loss):
     """L2 loss: mean of squared differences, for regression."""
 
     def forward(self, y_pred: Array, y_true: Array) -> Array:
-        y_true = self._own(y_true)
+        y_true = self._adopt(y_true, "y_true")
         diff = self._targets(y_true, y_pred) - y_pred
         return self.xp.mean(diff * diff, axis=-1)
 
     def backward(self, dvalues: Array, y_true: Array) -> Array:
-        y_true = self._own(y_true)
+        y_true = self._adopt(y_true, "y_true")
         samples, outputs = dvalues.shape
         self.dinputs = -2.0 * (self._targets(y_true, dvalues) - dvalues) / outputs / samples
         return self.dinputs
@@ -164,11 +160,11 @@ class MeanAbsoluteError(Loss):
     """L1 loss: mean of absolute differences, for regression."""
 
     def forward(self, y_pred: Array, y_true: Array) -> Array:
-        y_true = self._own(y_true)
+        y_true = self._adopt(y_true, "y_true")
         return self.xp.mean(self.xp.abs(self._targets(y_true, y_pred) - y_pred), axis=-1)
 
     def backward(self, dvalues: Array, y_true: Array) -> Array:
-        y_true = self._own(y_true)
+        y_true = self._adopt(y_true, "y_true")
         samples, outputs = dvalues.shape
         # d|y - y_hat|/dy_hat = -sign(y - y_hat); the book's listing drops this minus sign.
         self.dinputs = -self.xp.sign(self._targets(y_true, dvalues) - dvalues) / outputs / samples
@@ -188,12 +184,12 @@ class SoftmaxCategoricalCrossentropy(Loss):
         self.loss = CategoricalCrossentropy(self.backend)
 
     def forward(self, inputs: Array, y_true: Array) -> Any:  # type: ignore[override]
-        y_true = self._own(y_true)
+        y_true = self._adopt(y_true, "y_true")
         self.output = self.activation.forward(inputs)
         return self.loss.calculate(self.output, y_true)
 
     def backward(self, dvalues: Array, y_true: Array) -> Array:
-        y_true = self._own(y_true)
+        y_true = self._adopt(y_true, "y_true")
         samples = dvalues.shape[0]
         self.dinputs = (dvalues - self._one_hot(y_true, dvalues)) / samples
         return self.dinputs

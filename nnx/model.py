@@ -25,11 +25,9 @@ from nnx.losses import (
     Loss,
     SoftmaxCategoricalCrossentropy,
 )
-from nnx.optimizers import Optimizer
+from nnx.optimizers import OPTIMIZER_STATE, Optimizer
 
 __all__ = ["Model"]
-
-_OPTIMIZER_STATE = ("weight_momentums", "bias_momentums", "weight_cache", "bias_cache")
 
 
 class Model:
@@ -69,7 +67,7 @@ class Model:
             # State on the layers belongs to the optimizer that made it (Adam's momentums
             # are not SGD's): a new optimizer starts from zeros, as a fresh one would.
             for layer in self.layers:
-                for name in _OPTIMIZER_STATE:
+                for name in OPTIMIZER_STATE:
                     if hasattr(layer, name):
                         delattr(layer, name)
         self.optimizer = optimizer if optimizer is not None else self.optimizer

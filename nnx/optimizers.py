@@ -13,7 +13,10 @@ from backends import Backend
 from nnx._xp import Component, real_number
 from nnx.layers import Layer, add_into
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam"]
+__all__ = ["OPTIMIZER_STATE", "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam"]
+
+# Every name an optimizer may keep state under on a layer (the book's names).
+OPTIMIZER_STATE = ("weight_momentums", "bias_momentums", "weight_cache", "bias_cache")
 
 
 class Optimizer(Component):
@@ -171,7 +174,7 @@ class RMSprop(Optimizer):
 class Adam(Optimizer):
     """Adaptive momentum: RMSprop's cache plus momentum, both bias-corrected by step."""
 
-    _STATE = ("weight_momentums", "bias_momentums", "weight_cache", "bias_cache")
+    _STATE = OPTIMIZER_STATE
 
     def __init__(
         self,

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from backends import Backend
 from nnx.layers import Dense
-from nnx.optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop
+from nnx.optimizers import OPTIMIZER_STATE, SGD, Adagrad, Adam, Optimizer, RMSprop
 from nnx.testing._check import Check, Output, Scenario
 from nnx.testing._data import generator, normal, put
 
@@ -23,7 +23,7 @@ _OPTIMIZERS: dict[str, dict[str, Callable[[Backend], Optimizer]]] = {
     "RMSprop": {"": lambda b: RMSprop(0.02, decay=0.1, rho=0.9, backend=b)},
     "Adam": {"": lambda b: Adam(0.05, decay=0.1, backend=b)},
 }
-_STATE = ("weight_momentums", "bias_momentums", "weight_cache", "bias_cache")
+_STATE = OPTIMIZER_STATE
 
 
 def _steps(backend: Backend, dtype: str, optimizer: Optimizer, label: str) -> list[Output]:
