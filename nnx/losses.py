@@ -105,10 +105,12 @@ class CategoricalCrossentropy(Loss):
     def forward(self, y_pred: Array, y_true: Array) -> Array:
         y_true = self._adopt(y_true, "y_true")
         xp = self.xp
-        clipped = self._clip(y_pred)
         if y_true.ndim == 1:
-            correct = pick(xp, clipped, y_true)  # the book's y_pred_clipped[range(n), y_true]
+            # The book's y_pred_clipped[range(n), y_true]; picking before clipping gives the
+            # same numbers and clips n values instead of n * classes.
+            correct = self._clip(pick(xp, y_pred, y_true))
         else:
+            clipped = self._clip(y_pred)
             correct = xp.sum(clipped * self._targets(y_true, clipped), axis=1)
         return -xp.log(correct)
 
