@@ -10,13 +10,19 @@ from __future__ import annotations
 from typing import Any
 
 from backends import Backend
-from nnx._xp import Component, real_number
+from nnx._xp import Array, Component, real_number
 from nnx.layers import Layer, add_into
 
 __all__ = ["OPTIMIZER_STATE", "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam"]
 
 # Every name an optimizer may keep state under on a layer (the book's names).
 OPTIMIZER_STATE = ("weight_momentums", "bias_momentums", "weight_cache", "bias_cache")
+
+# Per parameter of a layer: (parameter, gradient, momentums, cache) attribute names.
+_SLOTS = (
+    ("weights", "dweights", "weight_momentums", "weight_cache"),
+    ("biases", "dbiases", "bias_momentums", "bias_cache"),
+)
 
 
 class Optimizer(Component):
@@ -42,6 +48,7 @@ class Optimizer(Component):
         self.current_learning_rate = float(learning_rate)
         self.decay = float(decay)
         self.iterations = 0
+        self._workspace: dict[tuple[Any, ...], Array] = {}
 
     def pre_update_params(self) -> None:
         if self.decay:
@@ -62,14 +69,60 @@ class Optimizer(Component):
                 like = layer.weights if name.startswith("weight") else layer.biases
                 setattr(layer, name, self.xp.zeros_like(like))
 
-    def _step_by_cache(self, layer: Any) -> None:
-        """Adagrad's and RMSprop's step: ``w -= lr * dw / (sqrt(cache) + epsilon)``."""
-        xp, backend = self.xp, self.backend
-        lr, eps = self.current_learning_rate, self.epsilon  # type: ignore[attr-defined]
-        weight_denominator = add_into(backend, xp.sqrt(layer.weight_cache), eps)
-        bias_denominator = add_into(backend, xp.sqrt(layer.bias_cache), eps)
-        layer.weights = add_into(backend, layer.weights, -lr * layer.dweights / weight_denominator)
-        layer.biases = add_into(backend, layer.biases, -lr * layer.dbiases / bias_denominator)
+    # Every update below is the book's formula, built from three pieces. Where the backend's
+    # arrays are mutable, the temporaries those pieces need are written into one work array
+    # per parameter shape, kept between steps: a fresh 784x512 temporary costs about three
+    # in-place passes over one (the new memory must be mapped and faulted in), and Adam
+    # would make seven of them per parameter. Elsewhere each piece is a new array.
+    def _work(self, like: Array) -> Array | None:
+        """This optimizer's work array shaped like ``like``, or None on immutable backends."""
+        if not self.backend.mutable:
+            return None
+        key = (tuple(like.shape), like.dtype)
+        work = self._workspace.get(key)
+        if work is None:
+            work = self._workspace[key] = self.xp.empty_like(like)
+        return work
+
+    def _scaled(self, work: Array | None, values: Array, scale: float) -> Array:
+        """``scale * values``."""
+        if work is None:
+            return scale * values
+        work[...] = values
+        work *= scale
+        return work
+
+    def _squares(self, work: Array | None, values: Array, scale: float = 1.0) -> Array:
+        """``scale * values**2``."""
+        if work is None:
+            return scale * values**2
+        work[...] = values
+        work *= values
+        if scale != 1.0:
+            work *= scale
+        return work
+
+    def _adaptive_step(
+        self, work: Array | None, update: Array, cache: Array, lr: float, cache_scale: float = 1.0
+    ) -> Array:
+        """``-lr * update / (sqrt(cache_scale * cache) + epsilon)``: Adagrad, RMSprop, Adam."""
+        eps = self.epsilon  # type: ignore[attr-defined]
+        if work is None:
+            scaled_cache = cache if cache_scale == 1.0 else cache_scale * cache
+            return -lr * update / (self.xp.sqrt(scaled_cache) + eps)
+        work[...] = cache
+        if cache_scale != 1.0:
+            work *= cache_scale
+        work **= 0.5  # sqrt; NumPy, CuPy and torch take their square-root kernel here
+        work += eps
+        work **= -1  # 1 / (...), so the division can be a product into the work array
+        work *= update
+        work *= -lr
+        return work
+
+    def _move_to(self, backend: Backend) -> None:
+        self._workspace = {}  # work arrays are rebuilt on the new backend when first needed
+        super()._move_to(backend)
 
     def config(self) -> dict[str, Any]:
         """Hyperparameters that rebuild this optimizer (for model files)."""
@@ -93,21 +146,16 @@ class SGD(Optimizer):
         self._STATE = ("weight_momentums", "bias_momentums") if momentum else ()
 
     def update_params(self, layer: Any) -> None:
+        self._zeros_state(layer)
         lr, backend = self.current_learning_rate, self.backend
-        if self.momentum:
-            self._zeros_state(layer)
-            # m = momentum * m - lr * dw, updated in place where the backend allows it.
-            layer.weight_momentums = add_into(
-                backend, layer.weight_momentums, -lr * layer.dweights, self.momentum
-            )
-            layer.bias_momentums = add_into(
-                backend, layer.bias_momentums, -lr * layer.dbiases, self.momentum
-            )
-            weight_updates, bias_updates = layer.weight_momentums, layer.bias_momentums
-        else:
-            weight_updates, bias_updates = -lr * layer.dweights, -lr * layer.dbiases
-        layer.weights = add_into(backend, layer.weights, weight_updates)
-        layer.biases = add_into(backend, layer.biases, bias_updates)
+        for param, grad, momentums, _ in _SLOTS:
+            dw = getattr(layer, grad)
+            update = self._scaled(self._work(dw), dw, -lr)  # -lr * dw
+            if self.momentum:
+                # m = momentum * m - lr * dw, and the step is m
+                update = add_into(backend, getattr(layer, momentums), update, self.momentum)
+                setattr(layer, momentums, update)
+            setattr(layer, param, add_into(backend, getattr(layer, param), update))
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "momentum": self.momentum}
@@ -131,10 +179,14 @@ class Adagrad(Optimizer):
 
     def update_params(self, layer: Any) -> None:
         self._zeros_state(layer)
-        backend = self.backend
-        layer.weight_cache = add_into(backend, layer.weight_cache, layer.dweights**2)
-        layer.bias_cache = add_into(backend, layer.bias_cache, layer.dbiases**2)
-        self._step_by_cache(layer)
+        lr, backend = self.current_learning_rate, self.backend
+        for param, grad, _, cache_name in _SLOTS:
+            dw = getattr(layer, grad)
+            work = self._work(dw)
+            cache = add_into(backend, getattr(layer, cache_name), self._squares(work, dw))
+            setattr(layer, cache_name, cache)  # cache += dw^2
+            step = self._adaptive_step(work, dw, cache, lr)
+            setattr(layer, param, add_into(backend, getattr(layer, param), step))
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "epsilon": self.epsilon}
@@ -160,12 +212,16 @@ class RMSprop(Optimizer):
 
     def update_params(self, layer: Any) -> None:
         self._zeros_state(layer)
-        backend, rho = self.backend, self.rho
-        # cache = rho * cache + (1 - rho) * dw^2
-        weight_squares, bias_squares = layer.dweights**2, layer.dbiases**2
-        layer.weight_cache = add_into(backend, layer.weight_cache, (1 - rho) * weight_squares, rho)
-        layer.bias_cache = add_into(backend, layer.bias_cache, (1 - rho) * bias_squares, rho)
-        self._step_by_cache(layer)
+        lr, backend, rho = self.current_learning_rate, self.backend, self.rho
+        for param, grad, _, cache_name in _SLOTS:
+            dw = getattr(layer, grad)
+            work = self._work(dw)
+            # cache = rho * cache + (1 - rho) * dw^2
+            squares = self._squares(work, dw, 1 - rho)
+            cache = add_into(backend, getattr(layer, cache_name), squares, rho)
+            setattr(layer, cache_name, cache)
+            step = self._adaptive_step(work, dw, cache, lr)
+            setattr(layer, param, add_into(backend, getattr(layer, param), step))
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "epsilon": self.epsilon, "rho": self.rho}
@@ -195,23 +251,27 @@ class Adam(Optimizer):
 
     def update_params(self, layer: Any) -> None:
         self._zeros_state(layer)
-        xp, backend, lr, eps = self.xp, self.backend, self.current_learning_rate, self.epsilon
-        b1, b2, step = self.beta_1, self.beta_2, self.iterations + 1
-        for param, grad, momentums, cache in (
-            ("weights", layer.dweights, "weight_momentums", "weight_cache"),
-            ("biases", layer.dbiases, "bias_momentums", "bias_cache"),
-        ):
-            # m = b1 * m + (1 - b1) * dw and cache = b2 * cache + (1 - b2) * dw^2, in place.
-            m = add_into(backend, getattr(layer, momentums), (1 - b1) * grad, b1)
-            c = add_into(backend, getattr(layer, cache), (1 - b2) * grad**2, b2)
-            # Early steps average over few gradients; dividing by (1 - beta^step) corrects
-            # the bias. w -= lr * m_hat / (sqrt(c_hat) + eps), the sum into a fresh array.
-            m_hat, c_hat = m / (1 - b1**step), c / (1 - b2**step)
-            denominator = add_into(backend, xp.sqrt(c_hat), eps)
-            setattr(layer, momentums, m)
-            setattr(layer, cache, c)
-            step_size = -lr * m_hat / denominator
-            setattr(layer, param, add_into(backend, getattr(layer, param), step_size))
+        lr, backend, b1, b2 = self.current_learning_rate, self.backend, self.beta_1, self.beta_2
+        step = self.iterations + 1
+        for param, grad, momentums_name, cache_name in _SLOTS:
+            dw = getattr(layer, grad)
+            work = self._work(dw)
+            # m = b1 * m + (1 - b1) * dw and cache = b2 * cache + (1 - b2) * dw^2
+            momentums = add_into(
+                backend, getattr(layer, momentums_name), self._scaled(work, dw, 1 - b1), b1
+            )
+            setattr(layer, momentums_name, momentums)
+            squares = self._squares(work, dw, 1 - b2)
+            cache = add_into(backend, getattr(layer, cache_name), squares, b2)
+            setattr(layer, cache_name, cache)
+            # Early steps average over few gradients; dividing by (1 - beta^step) corrects the
+            # bias: m_hat = m / (1 - b1^step), cache_hat = cache / (1 - b2^step), and
+            # w += -lr * m_hat / (sqrt(cache_hat) + eps), with both divisions folded into
+            # the scalars (lr / (1 - b1^step) and the factor on the cache).
+            update = self._adaptive_step(
+                work, momentums, cache, lr / (1 - b1**step), 1 / (1 - b2**step)
+            )
+            setattr(layer, param, add_into(backend, getattr(layer, param), update))
 
     def config(self) -> dict[str, Any]:
         return {

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 
 import numpy as np
 import pytest
 
+import backends
 import nnx
+import nnx.optimizers
 
 NP = "numpy"
 TIGHT = {"rtol": 1e-13, "atol": 1e-15}
@@ -287,3 +290,51 @@ def test_bad_hyperparameters_name_the_parameter(cls, name, value):
 def test_zero_fractions_are_allowed(name, value):
     cls = nnx.RMSprop if name == "rho" else nnx.Adam
     assert getattr(cls(**{name: value}, backend=NP), name) == 0.0
+
+
+# In-place updates (mutable backends) against the pure form (immutable backends)
+
+
+def _immutable_numpy():
+    return dataclasses.replace(backends.load(NP), mutable=False)
+
+
+def _three_steps(cls, backend):
+    layer = nnx.Dense(2, 2, dtype="float64", backend=backend)
+    layer.set_parameters(W0, B0)
+    optimizer = cls(momentum=0.9, backend=backend) if cls is nnx.SGD else cls(backend=backend)
+    for k in range(3):
+        step(optimizer, layer, k)
+    return layer, optimizer
+
+
+@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
+def test_in_place_update_equals_the_pure_form(cls):
+    in_place, _ = _three_steps(cls, NP)
+    pure, _ = _three_steps(cls, _immutable_numpy())
+    for name in ("weights", "biases", *nnx.optimizers.OPTIMIZER_STATE):
+        if hasattr(pure, name):
+            np.testing.assert_allclose(getattr(in_place, name), getattr(pure, name), **TIGHT)
+
+
+@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
+def test_update_leaves_the_gradients_alone(cls):
+    layer, optimizer = _three_steps(cls, NP)
+    # The work arrays hold temporaries; the gradients a reader prints must stay as computed.
+    np.testing.assert_array_equal(layer.dweights, DW[2])
+    np.testing.assert_array_equal(layer.dbiases, DB[2])
+
+
+def test_work_arrays_are_reused_per_shape():
+    adam = nnx.Adam(backend=NP)
+    first, second = make_layer(), make_layer()
+    for k in range(3):
+        for layer in (first, second):
+            layer.dweights, layer.dbiases = DW[k], DB[k]
+        adam.pre_update_params()
+        adam.update_params(first)
+        adam.update_params(second)
+        adam.post_update_params()
+    # One work array per parameter shape, shared by the layers: (2, 2) and (1, 2).
+    assert sorted(key[0] for key in adam._workspace) == [(1, 2), (2, 2)]
+    assert _three_steps(nnx.Adam, _immutable_numpy())[1]._workspace == {}
