@@ -40,6 +40,8 @@ class Impl:
     """``run(k)`` does k steps; ``sync`` waits for the device; ``state`` lists held arrays.
 
     ``library`` names the array library whose thread pool does the work (see step.py).
+    ``parameters`` gives ``[W1, b1, W2, b2, ...]`` on the host in the book's layout, so a
+    test can check that every implementation trains the same network.
     """
 
     name: str
@@ -48,6 +50,7 @@ class Impl:
     sync: Callable[[], None] = lambda: None
     state: Callable[[], list[Any]] = field(default=lambda: [])
     denses: list[Any] = field(default_factory=list)
+    parameters: Callable[[], list[np.ndarray]] = field(default=lambda: [])
 
 
 _STATE_NAMES = (
@@ -68,6 +71,10 @@ def layer_state(layers: list[Any]) -> list[Any]:
 def _library(backend: Any) -> str:
     """The library behind a backend; array_api_strict computes with NumPy."""
     return "numpy" if backend.name == "array_api_strict" else backend.name
+
+
+def _host_parameters(to_numpy: Callable[[Any], np.ndarray], denses: list[Any]) -> list[Any]:
+    return [np.array(to_numpy(a)) for d in denses for a in (d.weights, d.biases)]
 
 
 def host_data(spec: Spec, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -107,7 +114,14 @@ def book_step(spec: Spec, X: np.ndarray, y: np.ndarray, params: list) -> Impl:
         for _ in range(k):
             _loop_step(layers, loss_activation, optimizer, denses, X, y)
 
-    return Impl("book", "numpy", run, state=lambda: layer_state(denses), denses=denses)
+    return Impl(
+        "book",
+        "numpy",
+        run,
+        state=lambda: layer_state(denses),
+        denses=denses,
+        parameters=lambda: _host_parameters(np.asarray, denses),
+    )
 
 
 def _loop_step(layers, loss_activation, optimizer, denses, X, y) -> None:
@@ -158,7 +172,14 @@ def nnx_loop(
         for _ in range(k):
             _loop_step(layers, loss_activation, optimizer, denses, Xb, yb)
 
-    return Impl("nnx loop", _library(b), run, b.synchronize, lambda: layer_state(denses))
+    return Impl(
+        "nnx loop",
+        _library(b),
+        run,
+        b.synchronize,
+        lambda: layer_state(denses),
+        parameters=lambda: _host_parameters(b.to_numpy, denses),
+    )
 
 
 def nnx_model(
@@ -182,12 +203,25 @@ def nnx_model(
     def run(k: int) -> None:
         model.train(X, y, epochs=k, batch_size=batch_size, print_every=10**9, verbose=0)
 
-    return Impl("nnx Model", _library(b), run, b.synchronize, lambda: layer_state(layers[::2]))
+    return Impl(
+        "nnx Model",
+        _library(b),
+        run,
+        b.synchronize,
+        lambda: layer_state(layers[::2]),
+        parameters=lambda: _host_parameters(b.to_numpy, layers[::2]),
+    )
 
 
-def matmul_floor(spec: Spec, X: np.ndarray, params: list, backend: str) -> Impl:
-    """(e) Only the step's matmuls: x @ W forward; x.T @ d and d @ W.T backward."""
-    b = backends.load(backend)
+def matmul_floor(
+    spec: Spec, X: np.ndarray, params: list, backend: str, device: str | None = None
+) -> Impl:
+    """(e) Only the step's matmuls: x @ W forward; x.T @ d and d @ W.T backward.
+
+    On the numpy backend this is the floor under nnx; on torch it shows what torch's own
+    BLAS takes for the same products, the floor under torch eager.
+    """
+    b = backends.load(backend, device)
     f32 = b.dtype("float32")
     inputs = [b.asarray(X, f32)] + [
         b.asarray(np.ones((spec.batch, W.shape[0]), np.float32), f32) for W, _ in params[1:]
@@ -204,4 +238,5 @@ def matmul_floor(spec: Spec, X: np.ndarray, params: list, backend: str) -> Impl:
                 if i:
                     d @ w.T
 
-    return Impl("matmul floor", _library(b), run, b.synchronize, lambda: weights)
+    name = "matmul floor" if b.name == "numpy" else f"{b.name} matmul floor"
+    return Impl(name, _library(b), run, b.synchronize, lambda: weights)

@@ -50,7 +50,10 @@ def torch_step(spec: Spec, X: np.ndarray, y: np.ndarray, params: list, device: s
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
-    return Impl("torch eager", "torch", run, sync, lambda: Ws + bs)
+    def parameters() -> list[np.ndarray]:
+        return [t.cpu().numpy().copy() for pair in zip(Ws, bs, strict=True) for t in pair]
+
+    return Impl("torch eager", "torch", run, sync, lambda: Ws + bs, parameters=parameters)
 
 
 def _flat(grads: list) -> list:
@@ -90,3 +93,60 @@ def _adam(
             p.addcdiv_(m, (v / c2).sqrt_().add_(eps), value=-lr / c1)
 
     return update
+
+
+def torch_autograd_step(
+    spec: Spec, X: np.ndarray, y: np.ndarray, params: list, device: str
+) -> Impl:
+    """(d') PyTorch as most of its users write it: ``nn.Linear`` layers, ``CrossEntropyLoss``,
+    ``loss.backward()`` and ``torch.optim``, eager mode with autograd.
+
+    Same data, same starting weights, same hyperparameters. ``torch.optim.SGD`` keeps its
+    momentum buffer as ``v = momentum * v + g`` and steps by ``lr * v``: with a constant
+    learning rate that is the book's update, scaled differently, so the work is the same.
+    """
+    import torch
+    from torch import nn
+
+    dev = torch.device(device)
+    Xt = torch.from_numpy(X).to(dev)
+    yt = torch.from_numpy(y).to(dev)
+    layers: list[Any] = []
+    for i, (W, b) in enumerate(params):
+        linear = nn.Linear(*W.shape).to(dev)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(W.T.copy()))  # nn.Linear keeps (out, in)
+            linear.bias.copy_(torch.from_numpy(b[0]))
+        layers += [linear] if i == len(params) - 1 else [linear, nn.ReLU()]
+    model = nn.Sequential(*layers)
+    loss_fn = nn.CrossEntropyLoss()
+    if spec.optimizer == "sgd":
+        optimizer: Any = torch.optim.SGD(model.parameters(), lr=1.0, momentum=0.9)
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.001, eps=1e-7)
+
+    def run(k: int) -> None:
+        for _ in range(k):
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(Xt), yt)
+            loss.backward()
+            optimizer.step()
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    linears = [layer for layer in layers if isinstance(layer, nn.Linear)]
+
+    def parameters() -> list[np.ndarray]:
+        pairs = [(lin.weight.detach().T, lin.bias.detach()[None, :]) for lin in linears]
+        return [t.cpu().numpy().copy() for pair in pairs for t in pair]
+
+    return Impl(
+        "torch autograd",
+        "torch",
+        run,
+        sync,
+        lambda: [p.detach() for p in model.parameters()],
+        parameters=parameters,
+    )

@@ -1,0 +1,72 @@
+"""The benchmark races implementations of one training step; they must train the same network.
+
+A faster column that computed something else (a missing bias gradient, another optimizer
+formula) would make every ratio in benchmarks/RESULTS.md meaningless.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+from implementations import (  # noqa: E402
+    Spec,
+    book_step,
+    host_data,
+    host_params,
+    nnx_loop,
+    nnx_model,
+)
+
+SPECS = [
+    Spec("S", (2, 64, 3), 300, "sgd"),
+    # M's shape of network, narrower, so the test stays fast.
+    Spec("M", (784, 32, 32, 10), 64, "adam"),
+]
+STEPS = 5
+
+
+def _builders(spec: Spec) -> dict:
+    X, y = host_data(spec)
+    params = host_params(spec)
+    builders = {
+        "book": lambda: book_step(spec, X, y, params),
+        "nnx loop": lambda: nnx_loop(spec, X, y, params, "numpy"),
+        "nnx Model": lambda: nnx_model(spec, X, y, params, "numpy"),
+    }
+    try:
+        import torch  # noqa: F401
+        from torch_eager import torch_autograd_step, torch_step
+
+        builders["torch eager"] = lambda: torch_step(spec, X, y, params, "cpu")
+        builders["torch autograd"] = lambda: torch_autograd_step(spec, X, y, params, "cpu")
+    except ImportError:
+        pass
+    return builders
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+def test_every_implementation_trains_the_same_network(spec: Spec) -> None:
+    results = {}
+    for name, build in _builders(spec).items():
+        impl = build()
+        impl.run(STEPS)
+        impl.sync()
+        results[name] = impl.parameters()
+    reference = results.pop("book")
+    assert len(reference) == 2 * (len(spec.sizes) - 1)
+    start = [a for pair in host_params(spec) for a in pair]
+    # The steps moved the weights (a no-op implementation would match a no-op book).
+    assert all(not np.allclose(a, b) for a, b in zip(reference[::2], start[::2], strict=True))
+    for name, params in results.items():
+        assert len(params) == len(reference), name
+        for index, (ours, theirs) in enumerate(zip(params, reference, strict=True)):
+            # float32 over a few steps; Adam's normalised steps amplify rounding near 0.
+            np.testing.assert_allclose(
+                ours, theirs, rtol=2e-3, atol=2e-5, err_msg=f"{name}, array {index}"
+            )
