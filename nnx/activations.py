@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nnx._xp import Array, pick, row_sums
+from nnx._xp import Array, row_max, row_sums
 from nnx.layers import Layer
 
 __all__ = ["ReLU", "Softmax", "Sigmoid", "Linear"]
@@ -35,9 +35,7 @@ class Softmax(Layer):
         xp = self.xp
         self.inputs = inputs
         # Subtracting the row maximum keeps exp() from overflowing; the result is unchanged.
-        # (The row maximum is picked at argmax: NumPy's max along a short axis is 3x slower.)
-        row_max = pick(xp, inputs, xp.argmax(inputs, axis=1))[:, None]
-        exp_values = xp.exp(inputs - row_max)
+        exp_values = xp.exp(inputs - row_max(xp, inputs))
         self.output = exp_values / row_sums(xp, exp_values)
         return self.output
 

@@ -78,7 +78,8 @@ def _arange_on_default_device(*args: Any, device: Any = None, **kwargs: Any) -> 
 
 
 def _maximum_to_numpy(x1: Any, x2: Any) -> Any:
-    return np.maximum(x1.numpy(), x2)  # a NumPy array from a torch backend
+    host = [x if isinstance(x, (int, float)) else x.numpy() for x in (x1, x2)]
+    return np.maximum(*host)  # a NumPy array from a torch backend
 
 
 _STRICT = array_api_strict is None
@@ -127,9 +128,9 @@ _CASES = [
         ),
         {
             (c, k)
-            # arange builds the one-hot rows and the flat indices that pick entries per row
-            # (the true class's probability, Softmax's row maximum).
-            for c in ("CategoricalCrossentropy", "SoftmaxCategoricalCrossentropy", "Softmax")
+            # arange builds the one-hot rows and the flat indices that pick the true class's
+            # probability per row; Softmax uses none (its row maximum folds columns).
+            for c in ("CategoricalCrossentropy", "SoftmaxCategoricalCrossentropy")
             for k in _BOTH
         },
         id="device",
@@ -142,6 +143,7 @@ _CASES = [
             (c, k)
             for c in (
                 "ReLU",
+                "Softmax",  # its row maximum folds columns with maximum
                 "CategoricalCrossentropy",
                 "BinaryCrossentropy",
                 "SoftmaxCategoricalCrossentropy",
