@@ -182,14 +182,10 @@ def nnx_loop(
     )
 
 
-def nnx_model(
-    spec: Spec, X: np.ndarray, y: np.ndarray, params: list, backend: str, dtype: str = "float32"
-) -> Impl:
-    """(b) ``nnx.Model.train``: one batch per epoch, so ``epochs`` = steps (accuracy included)."""
-    b = backends.load(backend)
+def build_model(spec: Spec, params: list, b: Any, dtype: str = "float32") -> Any:
+    """The workload as a finalized ``nnx.Model``: Dense/ReLU layers, Softmax, crossentropy."""
     model = nnx.Model()
-    layers = _nnx_layers(params, b, dtype)
-    for layer in layers:
+    for layer in _nnx_layers(params, b, dtype):
         model.add(layer)
     model.add(nnx.Softmax(backend=b))
     model.set(
@@ -198,6 +194,16 @@ def nnx_model(
         accuracy=nnx.CategoricalAccuracy(backend=b),
     )
     model.finalize()
+    return model
+
+
+def nnx_model(
+    spec: Spec, X: np.ndarray, y: np.ndarray, params: list, backend: str, dtype: str = "float32"
+) -> Impl:
+    """(b) ``nnx.Model.train``: one batch per epoch, so ``epochs`` = steps (accuracy included)."""
+    b = backends.load(backend)
+    model = build_model(spec, params, b, dtype)
+    layers = model.layers
     batch_size = None if spec.name == "S" else spec.batch
 
     def run(k: int) -> None:
@@ -214,12 +220,17 @@ def nnx_model(
 
 
 def matmul_floor(
-    spec: Spec, X: np.ndarray, params: list, backend: str, device: str | None = None
+    spec: Spec,
+    X: np.ndarray,
+    params: list,
+    backend: str,
+    device: str | None = None,
+    name: str = "matmul floor",
 ) -> Impl:
     """(e) Only the step's matmuls: x @ W forward; x.T @ d and d @ W.T backward.
 
-    On the numpy backend this is the floor under nnx; on torch it shows what torch's own
-    BLAS takes for the same products, the floor under torch eager.
+    On nnx's backend this is the floor under nnx; on torch next to another backend it
+    shows what torch's own BLAS takes for the same products, the floor under torch.
     """
     b = backends.load(backend, device)
     f32 = b.dtype("float32")
@@ -238,5 +249,4 @@ def matmul_floor(
                 if i:
                     d @ w.T
 
-    name = "matmul floor" if b.name == "numpy" else f"{b.name} matmul floor"
     return Impl(name, _library(b), run, b.synchronize, lambda: weights)

@@ -185,7 +185,7 @@ def build_all(spec: Spec, backend: str, torch_device: str | None) -> list[Impl]:
         impls.append(torch_autograd_step(spec, X, y, params, torch_device))
     impls.append(matmul_floor(spec, X, params, backend))
     if torch_device is not None and backend != "torch":
-        impls.append(matmul_floor(spec, X, params, "torch", torch_device))
+        impls.append(matmul_floor(spec, X, params, "torch", torch_device, "torch matmul floor"))
     return impls
 
 

@@ -106,24 +106,11 @@ def torch_autograd_step(
     learning rate that is the book's update, scaled differently, so the work is the same.
     """
     import torch
-    from torch import nn
 
     dev = torch.device(device)
     Xt = torch.from_numpy(X).to(dev)
     yt = torch.from_numpy(y).to(dev)
-    layers: list[Any] = []
-    for i, (W, b) in enumerate(params):
-        linear = nn.Linear(*W.shape).to(dev)
-        with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(W.T.copy()))  # nn.Linear keeps (out, in)
-            linear.bias.copy_(torch.from_numpy(b[0]))
-        layers += [linear] if i == len(params) - 1 else [linear, nn.ReLU()]
-    model = nn.Sequential(*layers)
-    loss_fn = nn.CrossEntropyLoss()
-    if spec.optimizer == "sgd":
-        optimizer: Any = torch.optim.SGD(model.parameters(), lr=1.0, momentum=0.9)
-    else:
-        optimizer = torch.optim.Adam(model.parameters(), lr=0.001, eps=1e-7)
+    model, loss_fn, optimizer = torch_module(spec, params, dev)
 
     def run(k: int) -> None:
         for _ in range(k):
@@ -136,7 +123,7 @@ def torch_autograd_step(
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
-    linears = [layer for layer in layers if isinstance(layer, nn.Linear)]
+    linears = [module for module in model if hasattr(module, "weight")]
 
     def parameters() -> list[np.ndarray]:
         pairs = [(lin.weight.detach().T, lin.bias.detach()[None, :]) for lin in linears]
@@ -150,3 +137,24 @@ def torch_autograd_step(
         lambda: [p.detach() for p in model.parameters()],
         parameters=parameters,
     )
+
+
+def torch_module(spec: Spec, params: list, dev: Any) -> tuple[Any, Any, Any]:
+    """``(nn.Sequential, CrossEntropyLoss, torch.optim optimizer)`` from the same weights."""
+    import torch
+    from torch import nn
+
+    layers: list[Any] = []
+    for i, (W, b) in enumerate(params):
+        linear = nn.Linear(*W.shape).to(dev)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(W.T.copy()))  # nn.Linear keeps (out, in)
+            linear.bias.copy_(torch.from_numpy(b[0]))
+        layers += [linear] if i == len(params) - 1 else [linear, nn.ReLU()]
+    model = nn.Sequential(*layers)
+    loss_fn = nn.CrossEntropyLoss()
+    if spec.optimizer == "sgd":
+        optimizer: Any = torch.optim.SGD(model.parameters(), lr=1.0, momentum=0.9)
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.001, eps=1e-7)
+    return model, loss_fn, optimizer
