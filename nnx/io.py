@@ -8,18 +8,14 @@ and class names are looked up in the fixed tables below. Writes are atomic.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import re
-import secrets
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
-import safetensors
-import safetensors.numpy
 
+from nnx._file import ModelFileError, read, write
 from nnx._xp import resolve
 from nnx.accuracy import CategoricalAccuracy, RegressionAccuracy
 from nnx.activations import Linear, ReLU, Sigmoid, Softmax
@@ -42,8 +38,6 @@ __all__ = [
     "save_parameters",
 ]
 
-FORMAT = "nnx"
-FORMAT_VERSION = 1
 _PARAMETERS = ("weights", "biases")
 _STATE = OPTIMIZER_STATE
 # Attributes that are state rather than constructor arguments, with their JSON conversion.
@@ -59,10 +53,6 @@ _LAYERS = _table(Dense, Dropout, ReLU, Softmax, Sigmoid, Linear)
 _LOSSES = _table(CategoricalCrossentropy, BinaryCrossentropy, MeanSquaredError, MeanAbsoluteError)
 _OPTIMIZERS = _table(SGD, Adagrad, RMSprop, Adam)
 _ACCURACIES = _table(CategoricalAccuracy, RegressionAccuracy)
-
-
-class ModelFileError(ValueError):
-    """A model file that cannot be used: truncated, corrupt, foreign, too new, or mismatched."""
 
 
 def save_model(model: Any, path: str | os.PathLike[str]) -> None:
@@ -84,7 +74,7 @@ def load_checkpoint(model: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
     """Restore parameters and optimizer state of ``model`` from a checkpoint; return its
     training record. The file must describe the same architecture as ``model``."""
     path = Path(path)
-    spec, tensors = _read(path)
+    spec, tensors = read(path)
     training = spec.get("training")
     if not isinstance(training, dict):
         raise ModelFileError(f"{path}: a model file, not a checkpoint (no training record).")
@@ -104,7 +94,7 @@ def load_checkpoint(model: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _save(model: Any, path: Path, kind: str, training: dict[str, Any] | None = None) -> None:
-    spec: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind}
+    spec: dict[str, Any] = {"kind": kind}
     if training is not None:
         spec["training"] = training
     spec["layers"] = [_part_spec(layer, _LAYERS, "layer") for layer in model.layers]
@@ -116,9 +106,7 @@ def _save(model: Any, path: Path, kind: str, training: dict[str, Any] | None = N
     tensors = _host_tensors(model.layers, _PARAMETERS + (_STATE if kind == "model" else ()))
     weights = [array for key, array in tensors.items() if key.endswith(".weights")]
     spec.update(dtype=str(weights[0].dtype) if weights else "float32", tensors=sorted(tensors))
-    # default=float turns 0-d arrays (a regression accuracy's precision) into numbers.
-    metadata = {FORMAT: json.dumps(spec, default=float, allow_nan=False)}
-    _atomic_write(path, safetensors.numpy.save(tensors, metadata=metadata))
+    write(path, tensors, spec)
 
 
 def _part_spec(part: Any, table: dict[str, type], what: str) -> dict[str, Any] | None:
@@ -148,32 +136,6 @@ def _host_tensors(layers: list[Layer], names: tuple[str, ...]) -> dict[str, Any]
     return tensors
 
 
-def _write_all(file: BinaryIO, payload: bytes) -> None:
-    file.write(payload)  # the one write of a save (tests make it fail halfway)
-
-
-def _atomic_write(path: Path, payload: bytes) -> None:
-    """Write a temporary file next to ``path``, fsync it, then rename it over ``path``."""
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"save: folder {path.parent} does not exist; create it first.")
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as file:
-            _write_all(file, payload)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # POSIX: make the rename itself survive a power cut
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        with contextlib.suppress(OSError):  # best effort: some file systems refuse it
-            os.fsync(dir_fd)
-        os.close(dir_fd)
-
-
 def load_model(
     path: str | os.PathLike[str], *, backend: Any = None, model_cls: type | None = None
 ) -> Any:
@@ -183,7 +145,7 @@ def load_model(
     ``nnx.Model``. Raises :class:`ModelFileError` for a truncated, corrupt, foreign or newer file.
     """
     path = Path(path)
-    spec, tensors = _read(path)
+    spec, tensors = read(path)
     if spec.get("kind") != "model":
         raise ModelFileError(
             f"{path}: holds parameters only (written by save_parameters), not a model. Build "
@@ -212,7 +174,7 @@ def load_parameters(model: Any, path: str | os.PathLike[str]) -> None:
     Nothing changes unless the file has a pair of the right shapes for every trainable layer.
     """
     path = Path(path)
-    _, tensors = _read(path)
+    _, tensors = read(path)
     indices = sorted(
         int(m[1]) for key in tensors if (m := re.fullmatch(r"layers\.(\d+)\.weights", key))
     )
@@ -229,39 +191,6 @@ def load_parameters(model: Any, path: str | os.PathLike[str]) -> None:
             _check_array(path, i, layer, name, array)
         pairs.append(tuple(pair))
     model.set_parameters(pairs)
-
-
-def _read(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The checked nnx header and the tensors of ``path``."""
-    try:
-        payload = path.read_bytes()
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"load: no model file at {path}; check the path.") from err
-    try:
-        tensors = safetensors.numpy.load(payload)
-    except safetensors.SafetensorError as err:
-        raise ModelFileError(
-            f"{path}: not a readable safetensors file ({err}). It is truncated, corrupt, or not "
-            "an nnx model file (nnx reads only safetensors files, never pickles)."
-        ) from err
-    header_size = int.from_bytes(payload[:8], "little")  # safetensors checked the header
-    raw = (json.loads(payload[8 : 8 + header_size]).get("__metadata__") or {}).get(FORMAT)
-    try:
-        spec = None if raw is None else json.loads(raw)
-    except ValueError:
-        spec = None
-    if not isinstance(spec, dict) or spec.get("format") != FORMAT:
-        raise ModelFileError(
-            f"{path}: a safetensors file without nnx metadata (a JSON object with "
-            f"format={FORMAT!r} under the key {FORMAT!r}); it was not written by nnx."
-        )
-    version = spec.get("format_version")
-    if type(version) is not int or not 1 <= version <= FORMAT_VERSION:
-        raise ModelFileError(
-            f"{path}: written in nnx file format version {version!r}, but this nnx reads "
-            f"versions 1 to {FORMAT_VERSION}. Upgrade nnx (pip install -U nnx) to read it."
-        )
-    return spec, tensors
 
 
 def _make(entry: Any, table: dict[str, type], what: str, backend: Any, **extra: Any) -> Any:

@@ -16,7 +16,7 @@ import safetensors.numpy
 
 import backends
 import nnx
-from nnx import io
+import nnx._file
 from nnx.datasets import spiral_data
 from nnx.io import ModelFileError
 
@@ -288,7 +288,7 @@ def test_crash_mid_save_keeps_the_old_file(tmp_path, monkeypatch):
         file.write(payload[: len(payload) // 2])
         raise OSError("disk full (simulated)")
 
-    monkeypatch.setattr(io, "_write_all", crash)
+    monkeypatch.setattr(nnx._file, "_write_all", crash)
     newer = _trained()
     newer.train(X, Y, epochs=3, verbose=0)
     with pytest.raises(OSError, match="simulated"):
@@ -304,14 +304,14 @@ import sys
 import time
 import numpy as np
 import nnx
-import nnx.io
+import nnx._file
 model = nnx.Model()
 model.add(nnx.Dense(256, 256, seed=0))
 model.add(nnx.Linear())
 model.set(loss=nnx.MeanSquaredError(), optimizer=nnx.Adam())
 model.finalize()
 model.train(np.ones((8, 256)), np.zeros((8, 256)), epochs=1, verbose=0)
-write_all, stop_at = nnx.io._write_all, int(sys.argv[2])
+write_all, stop_at = nnx._file._write_all, int(sys.argv[2])
 
 def write_half_then_wait(file, payload):
     file.write(payload[: len(payload) // 2])
@@ -322,7 +322,7 @@ def write_half_then_wait(file, payload):
 step = 0
 while True:
     if step == stop_at:
-        nnx.io._write_all = write_half_then_wait
+        nnx._file._write_all = write_half_then_wait
     model.layers[0].set_parameters(model.layers[0].weights, np.full((1, 256), float(step)))
     model.save(sys.argv[1])
     step += 1

@@ -1,0 +1,94 @@
+"""The file a model lives in: one safetensors container with nnx's JSON header.
+
+Tensors are raw numbers; the header is plain JSON under the metadata key ``"nnx"``, checked
+for the format and its version before anything else is read. Reading executes nothing from
+a file. Writes go to a temporary file that is fsynced and renamed over the target, so a
+crash leaves the old file or the new one, never half of one. What the header and the tensors
+hold is ``nnx.io``'s business.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import safetensors
+import safetensors.numpy
+
+FORMAT = "nnx"
+FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be used: truncated, corrupt, foreign, too new, or mismatched."""
+
+
+def write(path: Path, tensors: dict[str, Any], spec: dict[str, Any]) -> None:
+    """Write host ``tensors`` and the header ``spec`` (format and version added) atomically."""
+    header = {"format": FORMAT, "format_version": FORMAT_VERSION, **spec}
+    # default=float turns 0-d arrays (a regression accuracy's precision) into numbers.
+    metadata = {FORMAT: json.dumps(header, default=float, allow_nan=False)}
+    _atomic_write(path, safetensors.numpy.save(tensors, metadata=metadata))
+
+
+def _write_all(file: BinaryIO, payload: bytes) -> None:
+    file.write(payload)  # the one write of a save (tests make it fail halfway)
+
+
+def _atomic_write(path: Path, payload: bytes) -> None:
+    """Write a temporary file next to ``path``, fsync it, then rename it over ``path``."""
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"save: folder {path.parent} does not exist; create it first.")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "xb") as file:
+            _write_all(file, payload)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if hasattr(os, "O_DIRECTORY"):  # POSIX: make the rename itself survive a power cut
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        with contextlib.suppress(OSError):  # best effort: some file systems refuse it
+            os.fsync(dir_fd)
+        os.close(dir_fd)
+
+
+def read(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The checked nnx header and the tensors of ``path``."""
+    try:
+        payload = path.read_bytes()
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"load: no model file at {path}; check the path.") from err
+    try:
+        tensors = safetensors.numpy.load(payload)
+    except safetensors.SafetensorError as err:
+        raise ModelFileError(
+            f"{path}: not a readable safetensors file ({err}). It is truncated, corrupt, or not "
+            "an nnx model file (nnx reads only safetensors files, never pickles)."
+        ) from err
+    header_size = int.from_bytes(payload[:8], "little")  # safetensors checked the header
+    raw = (json.loads(payload[8 : 8 + header_size]).get("__metadata__") or {}).get(FORMAT)
+    try:
+        spec = None if raw is None else json.loads(raw)
+    except ValueError:
+        spec = None
+    if not isinstance(spec, dict) or spec.get("format") != FORMAT:
+        raise ModelFileError(
+            f"{path}: a safetensors file without nnx metadata (a JSON object with "
+            f"format={FORMAT!r} under the key {FORMAT!r}); it was not written by nnx."
+        )
+    version = spec.get("format_version")
+    if type(version) is not int or not 1 <= version <= FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: written in nnx file format version {version!r}, but this nnx reads "
+            f"versions 1 to {FORMAT_VERSION}. Upgrade nnx (pip install -U nnx) to read it."
+        )
+    return spec, tensors
