@@ -278,9 +278,9 @@ def batches(
 _STATE_NAMES = ("weights", "biases", *OPTIMIZER_STATE, "accumulated_sum")
 
 
-def materialize_state(model: Any) -> None:
-    """Lazy backends: compute the state a step leaves behind, so no graph outlives it."""
-    holders = [*model.trainable_layers, model.loss, model.accuracy]
+def materialize_state(backend: Any, holders: list[Any], extra: tuple[Any, ...] = ()) -> list[Any]:
+    """Lazy backends: compute the state a step leaves on ``holders`` (layers, loss, accuracy),
+    so no task graph outlives its step; ``extra`` arrays are computed along, and returned."""
     slots = [
         (holder, name)
         for holder in holders
@@ -288,6 +288,7 @@ def materialize_state(model: Any) -> None:
         for name in _STATE_NAMES
         if hasattr(holder, name) and not isinstance(getattr(holder, name), (int, float))
     ]
-    arrays = model.backend.materialize([getattr(holder, name) for holder, name in slots])
-    for (holder, name), array in zip(slots, arrays, strict=True):
+    arrays = backend.materialize([getattr(holder, name) for holder, name in slots] + list(extra))
+    for (holder, name), array in zip(slots, arrays, strict=False):
         setattr(holder, name, array)
+    return list(arrays[len(slots) :])

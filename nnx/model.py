@@ -170,7 +170,7 @@ class Model:
             self.optimizer.update_params(layer)
         self.optimizer.post_update_params()
         if self.backend.lazy:
-            materialize_state(self)
+            materialize_state(self.backend, [*self.trainable_layers, self.loss, self.accuracy])
         return data_loss, reg_loss, accuracy
 
     def train(

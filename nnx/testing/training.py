@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backends import Backend
+from nnx._train import materialize_state
 from nnx.activations import ReLU
 from nnx.datasets import spiral_data
 from nnx.layers import Dense
@@ -99,25 +100,13 @@ def train_spiral(backend: Backend, dtype: str, optimizer: str, epochs: int = EPO
         step.update_params(dense1)
         step.update_params(dense2)
         step.post_update_params()
-        losses.append(_materialize(backend, [dense1, dense2], loss) if backend.lazy else loss)
+        if backend.lazy:  # as Model does: no task graph outlives its step
+            (loss,) = materialize_state(backend, [dense1, dense2], (loss,))
+        losses.append(loss)
     curve = backend.to_numpy(backend.xp.stack(losses)) if losses else np.empty(0)
     curve = np.asarray(curve, dtype=np.float64)
     final = (dense1.weights, dense1.biases, dense2.weights, dense2.biases)
     return Training(initial, curve, final)
-
-
-# Per-layer state that lives on across steps (parameters and optimizer caches).
-_STATE = ("weights", "biases", "weight_momentums", "bias_momentums", "weight_cache", "bias_cache")
-
-
-def _materialize(backend: Backend, layers: list[Dense], loss: object) -> object:
-    """Lazy backends (Dask): compute the state a step leaves, as Model does, so no task graph
-    outlives its step; returns the computed ``loss``."""
-    slots = [(layer, name) for layer in layers for name in _STATE if hasattr(layer, name)]
-    arrays = backend.materialize([getattr(layer, name) for layer, name in slots] + [loss])
-    for (layer, name), array in zip(slots, arrays, strict=False):
-        setattr(layer, name, array)
-    return arrays[-1]
 
 
 def _host_copy(backend: Backend, array: object) -> np.ndarray:
