@@ -6,6 +6,7 @@ formula) would make every ratio in benchmarks/RESULTS.md meaningless.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -22,11 +23,12 @@ from implementations import (  # noqa: E402
     nnx_loop,
     nnx_model,
 )
+from step import SPECS as BENCHMARK_SPECS  # noqa: E402
 
 SPECS = [
-    Spec("S", (2, 64, 3), 300, "sgd"),
+    BENCHMARK_SPECS[0],  # S as benchmarked
     # M's shape of network, narrower, so the test stays fast.
-    Spec("M", (784, 32, 32, 10), 64, "adam"),
+    dataclasses.replace(BENCHMARK_SPECS[1], sizes=(784, 32, 32, 10), batch=64),
 ]
 STEPS = 5
 
