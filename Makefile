@@ -31,8 +31,18 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The torch columns of the benchmark. torch==2.13.0 is the CPU build this project's machines
+# carry (a plain "torch" pulls a CUDA build there); elsewhere name the build you want, e.g.
+# make bench TORCH="torch --index-url https://download.pytorch.org/whl/cpu", or TORCH= to
+# time without torch.
+TORCH ?= torch==2.13.0
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[bench]" $(TORCH)
+	touch $@
+
 ## bench: one training step, nnx against the book's NumPy code, PyTorch and the matmul floor.
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/step.py
 
 clean:
