@@ -182,8 +182,12 @@ def _constant(xp: Any, kind: str, shape: tuple[int, ...], dtype: Any, device: An
     key = (xp, kind, shape, dtype, device)  # the namespace itself: wrapped ones differ
     try:
         value = _CONSTANTS.get(key)
-    except TypeError:  # unhashable dtypes, devices or namespace: build it every time
-        return _build_constant(xp, kind, shape, dtype, device)
+    except TypeError:  # unhashable dtype or device (CuPy's devices): their names instead
+        key = (xp, kind, shape, str(dtype), str(device))
+        try:
+            value = _CONSTANTS.get(key)
+        except TypeError:  # an unhashable namespace: build it every time
+            return _build_constant(xp, kind, shape, dtype, device)
     if value is None:
         if len(_CONSTANTS) >= _MAX_CONSTANTS:
             _CONSTANTS.clear()
@@ -223,7 +227,7 @@ def row_max(xp: Any, x: Any) -> Any:
     Each fold takes the elementwise maximum of the left and right halves (they overlap by a
     column when the width is odd, which max does not mind): log2(columns) passes over
     shrinking arrays. NumPy's reduction along a short axis costs 15 us on 300x3; the two
-    folds cost 2.4 us.
+    folds cost 2.4 us. A one-column matrix comes back as itself, not a copy.
     """
     while x.shape[1] > 1:
         half = (x.shape[1] + 1) // 2

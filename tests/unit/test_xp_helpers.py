@@ -65,3 +65,35 @@ def test_constants_table_stays_small():
     np.testing.assert_array_equal(
         _xp._constant(np_xp, "arange", (5, 3), None, "cpu"), [0, 3, 6, 9, 12]
     )
+
+
+class _UnhashableDevice:
+    """Like CuPy's devices: comparable, printable, not hashable."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __eq__(self, other):
+        return isinstance(other, _UnhashableDevice)
+
+    def __str__(self):
+        return "device 0"
+
+
+class _Namespace:
+    """A NumPy namespace whose creation functions accept the device above."""
+
+    __name__ = "fake"
+
+    def __init__(self):
+        self.built = 0
+
+    def ones(self, shape, dtype=None, device=None):
+        self.built += 1
+        return np.ones(shape, dtype=dtype)
+
+
+def test_constants_with_an_unhashable_device_are_kept_by_name():
+    xp, device = _Namespace(), _UnhashableDevice()
+    first = _xp._constant(xp, "ones", (1, 3), np.float32, device)
+    assert _xp._constant(xp, "ones", (1, 3), np.float32, device) is first
+    assert xp.built == 1
