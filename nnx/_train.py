@@ -289,6 +289,6 @@ def materialize_state(backend: Any, holders: list[Any], extra: tuple[Any, ...] =
         if hasattr(holder, name) and not isinstance(getattr(holder, name), (int, float))
     ]
     arrays = backend.materialize([getattr(holder, name) for holder, name in slots] + list(extra))
-    for (holder, name), array in zip(slots, arrays, strict=False):
+    for (holder, name), array in zip(slots, arrays[: len(slots)], strict=True):
         setattr(holder, name, array)
     return list(arrays[len(slots) :])
