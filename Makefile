@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: train test lint bench clean
+.PHONY: train test lint bench clean FORCE
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,13 +37,18 @@ lint: $(VENV)/.installed-test
 # time without torch.
 TORCH ?= torch==2.13.0
 
-$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[bench]" $(TORCH)
-	touch $@
+# The marker holds the TORCH it was made with: another value, or a newer pyproject.toml,
+# installs again.
+$(VENV)/.installed-bench: FORCE | $(BIN)/python
+	@if [ "$$(cat $@ 2>/dev/null)" != "torch: $(TORCH)" ] || [ pyproject.toml -nt $@ ]; then \
+		$(BIN)/python -m pip install --quiet -e ".[bench]" $(TORCH) && \
+		echo "torch: $(TORCH)" > $@; fi
 
 ## bench: one training step, nnx against the book's NumPy code, PyTorch and the matmul floor.
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/step.py
+
+FORCE:
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -13,14 +13,12 @@ whole steps and the matmul floors of both libraries.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 from collections.abc import Callable
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see step.py
 from implementations import build_model, host_data, host_params
-from step import SPECS, blas_threads
+from step import SPECS, blas_threads, quiet_thread_pools
 
 import backends
 
@@ -82,6 +80,7 @@ def main() -> None:
     parser.add_argument("workload", nargs="?", default="M", choices=[s.name for s in SPECS])
     parser.add_argument("--reps", type=int, default=0, help="default: 2000 for S, 60 otherwise")
     args = parser.parse_args()
+    quiet_thread_pools()
     spec = next(s for s in SPECS if s.name == args.workload)
     reps = args.reps or (2000 if spec.name == "S" else 60)
     X, y = host_data(spec)

@@ -21,11 +21,6 @@ import tracemalloc
 from typing import Any
 
 import numpy as np
-
-# Idle OpenMP workers (torch's) spin by default; next to NumPy's spinning OpenBLAS workers
-# that oversubscribes a small machine and made torch up to 60x slower in the interleaved
-# run. Passive waiting keeps the comparison about the step, not about the thread pools.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from implementations import (
     Impl,
     Spec,
@@ -104,19 +99,32 @@ def blas_threads() -> int:
         return len(os.sched_getaffinity(0))
 
 
-def steps_per_sample(impl: Impl, target_s: float, least: int) -> int:
-    """How many steps one timed sample takes so that it lasts about ``target_s``.
+# Steps per timed sample, at the least: Model.train has a fixed cost per call (data checks,
+# the move to the backend, the history), torch's thread pool needs a few steps to wake up,
+# and the targets are about training over many steps. With 1-5 steps per sample, torch L
+# measured 55 ms per step instead of 19-24 ms.
+MIN_STEPS = 10
 
-    At least ``least``: ``Model.train`` has a fixed cost per call (data checks, the move to
-    the backend, the history), and the targets are about training over many steps.
+
+def quiet_thread_pools() -> None:
+    """Call before torch is imported.
+
+    Idle OpenMP workers (torch's) spin by default; next to NumPy's spinning OpenBLAS workers
+    that oversubscribes a small machine and made torch up to 60x slower in the interleaved
+    run. Passive waiting keeps the comparison about the step, not about the thread pools.
     """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def steps_per_sample(impl: Impl, target_s: float) -> int:
+    """How many steps one timed sample takes so that it lasts about ``target_s``."""
     impl.run(2)  # warm up: optimizer state, caches, first-call costs
     impl.sync()
     start = time.perf_counter()
     impl.run(2)
     impl.sync()
     per_step = (time.perf_counter() - start) / 2
-    return max(least, min(1000, round(target_s / per_step)))
+    return max(MIN_STEPS, min(1000, round(target_s / per_step)))
 
 
 # After a switch between array libraries, wait this long before timing: the previous
@@ -247,11 +255,11 @@ def cpu_main(args: argparse.Namespace) -> int:
     print("\n".join(environment(threads if torch_device else None)))
     print(
         f"nnx backend {args.backend}; medians of {args.reps} interleaved repetitions "
-        f"of at least {args.least} steps\n"
+        f"of at least {MIN_STEPS} steps\n"
     )
     for spec in (spec for spec in SPECS if spec.name in args.workloads):
         impls = build_all(spec, args.backend, torch_device)
-        steps = steps_per_sample(impls[0], args.target, args.least)
+        steps = steps_per_sample(impls[0], args.target)
         times = interleaved(impls, steps, args.reps)
         print("\n".join(report(spec, times)))
         if spec.name == "L":
@@ -282,7 +290,7 @@ def gpu_main(args: argparse.Namespace) -> int:
 
         impls.append(torch_step(spec, X, y, params, torch_device))
     impls.append(matmul_floor(spec, X, params, "cupy"))
-    steps = steps_per_sample(impls[0], args.target, args.least)
+    steps = steps_per_sample(impls[0], args.target)
     times = interleaved(impls, steps, args.reps)
     print("\n".join(report(spec, times)))
     for name, seconds in times.items():
@@ -305,7 +313,13 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.workloads) - {spec.name for spec in SPECS}
     if unknown:
         parser.error(f"--workloads: unknown {''.join(sorted(unknown))}; choose from S, M, L")
-    args.reps, args.target, args.least = (5, 0.01, 2) if args.quick else (21, 0.03, 10)
+    if not args.gpu and backends.load(args.backend).lazy:
+        parser.error(
+            f"--backend {args.backend}: a lazy backend builds task graphs that these step "
+            "loops never compute; benchmarks/dask_step.py times dask properly."
+        )
+    args.reps, args.target = (5, 0.01) if args.quick else (21, 0.03)
+    quiet_thread_pools()
     return gpu_main(args) if args.gpu else cpu_main(args)
 
 
