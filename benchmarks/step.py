@@ -180,10 +180,14 @@ def step_memory(build: Any) -> tuple[int, int]:
     return peak - held, held
 
 
-def build_all(spec: Spec, backend: str, torch_device: str | None) -> list[Impl]:
+def build_all(spec: Spec, backend: str, torch_device: str | None, book: bool = True) -> list[Impl]:
+    """Every column for ``spec``: nnx on ``backend``, torch on ``torch_device`` (None: no
+    torch), the matmul floors, and the book's NumPy code unless ``book`` is False (the GPU
+    table leaves it out: at GPU sizes it would take seconds per step on the host)."""
     X, y = host_data(spec)
     params = host_params(spec)
-    impls = [book_step(spec, X, y, params), nnx_loop(spec, X, y, params, backend)]
+    impls = [book_step(spec, X, y, params)] if book else []
+    impls.append(nnx_loop(spec, X, y, params, backend))
     if hasattr(nnx, "Model"):
         impls.append(nnx_model(spec, X, y, params, backend))
     if torch_device is not None:
@@ -275,21 +279,18 @@ def gpu_main(args: argparse.Namespace) -> int:
     except backends.BackendError as err:
         print(f"--gpu skipped: no CUDA device for CuPy ({err})")
         return 0
-    import torch
+    try:
+        import torch
 
-    torch_device = "cuda" if torch.cuda.is_available() else None
+        torch_device = "cuda" if torch.cuda.is_available() else None
+    except ImportError:
+        torch_device = None
+    if torch_device is None:
+        print("torch with CUDA not installed: the torch columns are skipped.")
     print("\n".join(environment(None)))
+    print(f"gpu      {_gpu_name()}")
     spec = GPU_SPEC
-    X, y = host_data(spec)
-    params = host_params(spec)
-    impls = [nnx_loop(spec, X, y, params, "cupy")]
-    if hasattr(nnx, "Model"):
-        impls.append(nnx_model(spec, X, y, params, "cupy"))
-    if torch_device:
-        from torch_eager import torch_step
-
-        impls.append(torch_step(spec, X, y, params, torch_device))
-    impls.append(matmul_floor(spec, X, params, "cupy"))
+    impls = build_all(spec, "cupy", torch_device, book=False)
     steps = steps_per_sample(impls[0], args.target)
     times = interleaved(impls, steps, args.reps)
     print("\n".join(report(spec, times)))
@@ -299,6 +300,17 @@ def gpu_main(args: argparse.Namespace) -> int:
             f"{spec.matmul_flops() / seconds / 1e12:7.2f} matmul TFLOP/s"
         )
     return 0
+
+
+def _gpu_name() -> str:
+    try:
+        import cupy
+
+        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+        name = props["name"]
+        return name.decode() if isinstance(name, bytes) else str(name)
+    except Exception as err:  # the name is for the report only
+        return f"? ({type(err).__name__})"
 
 
 def main(argv: list[str] | None = None) -> int:

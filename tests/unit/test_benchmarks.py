@@ -7,6 +7,8 @@ formula) would make every ratio in benchmarks/RESULTS.md meaningless.
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -72,3 +74,41 @@ def test_every_implementation_trains_the_same_network(spec: Spec) -> None:
             np.testing.assert_allclose(
                 ours, theirs, rtol=2e-3, atol=2e-5, err_msg=f"{name}, array {index}"
             )
+
+
+def test_the_gpu_table_wiring_runs_on_the_cpu() -> None:
+    """``step.py --gpu`` builds its columns with build_all(..., book=False) on cupy and
+    CUDA; here the same call on numpy and the CPU, so a GPU run does not meet its bugs first."""
+    pytest.importorskip("torch")
+    from step import build_all
+
+    spec = dataclasses.replace(SPECS[1], name="G")
+    impls = build_all(spec, "numpy", "cpu", book=False)
+    assert [impl.name for impl in impls] == [
+        "nnx loop",
+        "nnx Model",
+        "torch eager",
+        "torch autograd",
+        "matmul floor",
+        "torch matmul floor",
+    ]
+    for impl in impls:
+        impl.run(2)
+        impl.sync()
+
+
+def test_gpu_run_without_a_gpu_fails_and_says_why() -> None:
+    import backends
+
+    if any(status.name == "cupy" and status.usable for status in backends.available()):
+        pytest.skip("a CUDA device is here: run benchmarks/gpu_run.sh itself")
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_run.sh"
+    result = subprocess.run(
+        ["bash", str(script)],
+        env={**os.environ, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "no CUDA device" in result.stdout or "cannot import" in result.stdout

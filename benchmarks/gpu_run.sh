@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Everything the GPU tables need, in one run on a machine with a CUDA GPU: the GPU, the
+# conformance suite on cupy and on torch's CUDA device, then the throughput table of
+# benchmarks/step.py --gpu (batch 8192, widths 4096). It needs nnx's dependencies and CuPy
+# and torch with CUDA in the Python it runs. The figures go into benchmarks/RESULTS.md with
+# the date and the GPU; the exit status is 1 if any part failed.
+#
+#     bash benchmarks/gpu_run.sh            # PYTHON=/path/to/python picks the interpreter
+set -uo pipefail
+cd "$(dirname "$0")/.."
+py=${PYTHON:-python3}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+
+if ! "$py" -c "import nnx, cupy, torch" ; then
+    echo "gpu_run: $py cannot import nnx, cupy and torch; install nnx's dependencies first."
+    exit 1
+fi
+date -u +"date     %Y-%m-%dT%H:%M:%SZ"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+"$py" -c "import cupy, torch; print('cupy', cupy.__version__, ' torch', torch.__version__)"
+
+status=0
+for target in cupy torch:cuda; do
+    echo "== nnx conformance --backend $target"
+    "$py" -m nnx.cli conformance --backend "$target" || status=1
+done
+echo "== python benchmarks/step.py --gpu"
+"$py" benchmarks/step.py --gpu || status=1
+exit $status
