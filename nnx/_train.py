@@ -235,7 +235,17 @@ class TrainLoop:
             return None
 
         def handler(signum: int, frame: Any) -> None:
+            if self._interrupted:  # pressed again: the user wants out now, inside the step
+                raise KeyboardInterrupt(
+                    "Model.train: stopped inside a step, so some layers may hold updated "
+                    "parameters and others not; load a checkpoint or the saved model."
+                )
             self._interrupted = True
+            print(
+                "\nCtrl-C: training stops after the step in progress; press Ctrl-C again to "
+                "stop at once (the model may then be left between two steps).",
+                file=sys.stderr,
+            )
 
         return signal.signal(signal.SIGINT, handler)
 

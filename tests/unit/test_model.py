@@ -197,6 +197,36 @@ def test_ctrl_c_finishes_the_step_and_keeps_the_model(tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_a_second_ctrl_c_stops_at_once(tmp_path):
+    script = textwrap.dedent("""
+        import os, signal, sys
+        sys.path.insert(0, %r)
+        from test_model import classifier
+        from nnx.datasets import spiral_data
+        X, y = spiral_data(50, 3, seed=0)
+        model = classifier()
+        original = model._step
+        def step(*args, **kwargs):
+            if model.optimizer.iterations == 5:  # a long step: both presses land inside it
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGINT)
+            return original(*args, **kwargs)
+        model._step = step
+        try:
+            model.train(X, y, epochs=1000, verbose=0)
+        except KeyboardInterrupt as err:
+            print("raised at iteration", model.optimizer.iterations, "|", err)
+        print("handler restored", signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+    """) % str(__import__("pathlib").Path(__file__).parent)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "raised at iteration 5 | Model.train: stopped inside a step" in done.stdout
+    assert "handler restored True" in done.stdout
+    assert "press Ctrl-C again to stop at once" in done.stderr
+
+
 BAD_INPUT = [
     # (what, call, error type, words of the message)
     (
