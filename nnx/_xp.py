@@ -101,8 +101,7 @@ class Component:
         # The hot path: an array of this backend on this device. ``.device`` is the
         # standard's attribute and cheap; array-api-compat's lookup is for arrays without it.
         if type(data) is self._array_type:
-            device = getattr(data, "device", None)
-            if (device if device is not None else _device_of(data)) == self.device:
+            if _device_fast(data) == self.device:
                 return data if dtype is None or data.dtype == dtype else self.xp.astype(data, dtype)
         if array_api_compat.is_numpy_array(data) or isinstance(data, (list, tuple, int, float)):
             return self.backend.asarray(data, dtype)
