@@ -125,6 +125,20 @@ class Optimizer(Component):
         work *= -lr / root
         return work
 
+    def _update_by_cache(self, layer: Any, rho: float | None) -> None:
+        """Adagrad's (``rho`` None: ``cache += dw^2``) and RMSprop's (``cache = rho * cache +
+        (1 - rho) * dw^2``) update, then ``w += -lr * dw / (sqrt(cache) + epsilon)``."""
+        self._zeros_state(layer)
+        lr, backend = self.current_learning_rate, self.backend
+        for param, grad, _, cache_name in _SLOTS:
+            dw = getattr(layer, grad)
+            work = self._work(dw)
+            squares = self._squares(work, dw, 1.0 if rho is None else 1 - rho)
+            cache = add_into(backend, getattr(layer, cache_name), squares, rho)
+            setattr(layer, cache_name, cache)
+            step = self._adaptive_step(work, dw, cache, lr)
+            setattr(layer, param, add_into(backend, getattr(layer, param), step))
+
     def _move_to(self, backend: Backend) -> None:
         self._workspace = {}  # work arrays are rebuilt on the new backend when first needed
         super()._move_to(backend)
@@ -183,15 +197,7 @@ class Adagrad(Optimizer):
         self.epsilon = float(epsilon)
 
     def update_params(self, layer: Any) -> None:
-        self._zeros_state(layer)
-        lr, backend = self.current_learning_rate, self.backend
-        for param, grad, _, cache_name in _SLOTS:
-            dw = getattr(layer, grad)
-            work = self._work(dw)
-            cache = add_into(backend, getattr(layer, cache_name), self._squares(work, dw))
-            setattr(layer, cache_name, cache)  # cache += dw^2
-            step = self._adaptive_step(work, dw, cache, lr)
-            setattr(layer, param, add_into(backend, getattr(layer, param), step))
+        self._update_by_cache(layer, None)  # cache += dw^2
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "epsilon": self.epsilon}
@@ -216,17 +222,7 @@ class RMSprop(Optimizer):
         self.epsilon, self.rho = float(epsilon), float(rho)
 
     def update_params(self, layer: Any) -> None:
-        self._zeros_state(layer)
-        lr, backend, rho = self.current_learning_rate, self.backend, self.rho
-        for param, grad, _, cache_name in _SLOTS:
-            dw = getattr(layer, grad)
-            work = self._work(dw)
-            # cache = rho * cache + (1 - rho) * dw^2
-            squares = self._squares(work, dw, 1 - rho)
-            cache = add_into(backend, getattr(layer, cache_name), squares, rho)
-            setattr(layer, cache_name, cache)
-            step = self._adaptive_step(work, dw, cache, lr)
-            setattr(layer, param, add_into(backend, getattr(layer, param), step))
+        self._update_by_cache(layer, self.rho)  # cache = rho * cache + (1 - rho) * dw^2
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "epsilon": self.epsilon, "rho": self.rho}
