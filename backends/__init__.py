@@ -11,6 +11,7 @@ import importlib
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -43,7 +44,11 @@ _FACTORIES: dict[str, str | Factory] = {
 }
 _entry_points_read = False
 _instances: dict[tuple[str, str | None], Backend] = {}
-_selected: Backend | None = None
+# Two levels of choice. set_backend sets the program's default (every thread sees it);
+# use_backend overrides it for one block in one context: a thread, or an asyncio task and the
+# tasks it starts. A ContextVar is what keeps one thread's block from leaking into another's.
+_default: Backend | None = None
+_in_block: ContextVar[Backend | None] = ContextVar("nnx_backend", default=None)
 
 
 def register(name: str, factory: Factory | str, *, replace: bool = False) -> None:
@@ -106,29 +111,48 @@ def _resolve_factory(name: str) -> Factory:
 
 
 def set_backend(name: str | Backend | None, device: Any = None) -> Backend:
-    """Make ``name`` the backend that new layers, losses and optimizers take."""
-    global _selected
-    _selected = name if isinstance(name, Backend) else load(name, device)
-    return _selected
+    """Make ``name`` the backend that new layers, losses and optimizers take, in every thread.
+
+    ``None`` forgets the choice and reads NNX_BACKEND / NNX_DEVICE again (when they name an
+    unusable backend, this and every later ``get_backend`` raise until the variables are
+    fixed). Inside a :func:`use_backend` block the block takes the new choice too, until it ends.
+    """
+    global _default
+    if name is None:
+        _default = None
+    backend = name if isinstance(name, Backend) else load(name, device)
+    _default = backend
+    if _in_block.get() is not None:
+        _in_block.set(backend)
+    return backend
 
 
 def get_backend() -> Backend:
-    """The selected backend; when nothing chose one, NNX_BACKEND / NNX_DEVICE (read once)."""
-    global _selected
-    if _selected is None:
-        _selected = load()
-    return _selected
+    """The backend of the current ``use_backend`` block, else the program's default.
+
+    When nothing chose one, NNX_BACKEND / NNX_DEVICE decide (read once).
+    """
+    global _default
+    chosen = _in_block.get()
+    if chosen is not None:
+        return chosen
+    if _default is None:
+        _default = load()
+    return _default
 
 
 @contextmanager
 def use_backend(name: str | Backend, device: Any = None) -> Iterator[Backend]:
-    """Select a backend for the ``with`` block, then restore the previous choice."""
-    global _selected
-    previous = _selected
+    """Select a backend for the ``with`` block in this thread or task, then restore the choice.
+
+    Other threads and tasks keep theirs: the choice lives in a ``contextvars.ContextVar``.
+    """
+    backend = name if isinstance(name, Backend) else load(name, device)
+    token = _in_block.set(backend)
     try:
-        yield set_backend(name, device)
+        yield backend
     finally:
-        _selected = previous
+        _in_block.reset(token)
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -25,13 +27,13 @@ def _clean_registry(monkeypatch):
     monkeypatch.delenv("NNX_DEVICE", raising=False)
     factories = dict(backends._FACTORIES)
     instances = dict(backends._instances)
-    selected = backends._selected
+    selected = backends.get_backend()
     yield
     backends._FACTORIES.clear()
     backends._FACTORIES.update(factories)
     backends._instances.clear()
     backends._instances.update(instances)
-    backends._selected = selected
+    backends.set_backend(selected)
 
 
 def _fake_factory(name="fake", calls=None):
@@ -65,6 +67,7 @@ def test_default_is_numpy():
 def test_env_var_selects_backend(monkeypatch):
     monkeypatch.setenv("NNX_BACKEND", "array_api_strict")
     assert backends.load().name == "array_api_strict"
+    backends.set_backend(None)  # as in a fresh process: nothing chosen, the variables decide
     assert backends.get_backend().name == "array_api_strict"
     assert nnx.Dense(2, 3, seed=0).backend.name == "array_api_strict"
 
@@ -129,6 +132,8 @@ def test_unknown_backend_from_env_lists_names_and_fix(monkeypatch):
     )
     with pytest.raises(ValueError, match=re.escape(expected)):
         backends.load()
+    with pytest.raises(ValueError, match="nosuch"):
+        backends.set_backend(None)  # as in a fresh process: nothing chosen, the variables decide
     with pytest.raises(ValueError, match="nosuch"):  # never a silent fallback to numpy
         backends.get_backend()
     with pytest.raises(ValueError, match="nosuch"):
@@ -263,7 +268,8 @@ def test_register_selected_through_env(monkeypatch):
     backends.register("fake", _fake_factory())
     monkeypatch.setenv("NNX_BACKEND", "fake")
     monkeypatch.setenv("NNX_DEVICE", "dev1")
-    backend = backends.get_backend()
+    backend = backends.set_backend(None)  # nothing chosen: the variables decide
+    assert backends.get_backend() is backend
     assert (backend.name, backend.device) == ("fake", "dev1")
 
 
@@ -314,12 +320,91 @@ def test_use_backend_restores_previous_selection():
 
 
 def test_use_backend_restores_when_block_raises():
-    backends._selected = None
+    before = backends.set_backend(None)
     with pytest.raises(KeyError):
         with backends.use_backend("array_api_strict"):
             raise KeyError("boom")
-    assert backends._selected is None
-    assert backends.get_backend().name == "numpy"
+    assert backends.get_backend() is before
+    assert before.name == "numpy"
+
+
+def test_set_backend_inside_a_block_lasts_beyond_it():
+    with backends.use_backend("array_api_strict"):
+        chosen = backends.set_backend("numpy")
+        assert backends.get_backend() is chosen
+    assert backends.get_backend() is chosen
+
+
+def _build_in_thread(name, barrier, results):
+    """Build a layer inside a use_backend block while the other thread is inside its own."""
+    with backends.use_backend(name):
+        barrier.wait()  # both blocks are open now
+        layer = nnx.Dense(2, 3, seed=0)
+        barrier.wait()  # neither block closes before both layers exist
+        results[name] = (layer.backend.name, backends.get_backend().name)
+
+
+def test_use_backend_in_threads_stays_in_its_thread():
+    main = backends.set_backend("numpy")
+    barrier = threading.Barrier(2, timeout=30)
+    results = {}
+    threads = [
+        threading.Thread(target=_build_in_thread, args=(name, barrier, results))
+        for name in ("array_api_strict", "torch" if _has("torch") else "numpy")
+    ]
+    for thread in threads:
+        thread.start()
+    with backends.use_backend("numpy"):
+        for thread in threads:
+            thread.join()
+    assert {name: got for name, got in results.items()} == {name: (name, name) for name in results}
+    assert len(results) == 2
+    assert backends.get_backend() is main
+    assert nnx.Dense(2, 3, seed=0).backend is main
+
+
+def test_threads_see_the_program_default():
+    chosen = backends.set_backend("array_api_strict")
+    seen = []
+    thread = threading.Thread(target=lambda: seen.append(backends.get_backend()))
+    thread.start()
+    thread.join()
+    assert seen == [chosen]
+
+
+def test_use_backend_in_asyncio_tasks_stays_in_its_task():
+    main = backends.set_backend("numpy")
+
+    async def build(name, started, release):
+        with backends.use_backend(name):
+            started.set()
+            await release.wait()  # the other task runs its block meanwhile
+            return nnx.ReLU().backend.name
+
+    async def both():
+        started = [asyncio.Event(), asyncio.Event()]
+        release = asyncio.Event()
+        tasks = [
+            asyncio.create_task(build(name, event, release))
+            for name, event in zip(("array_api_strict", "numpy"), started, strict=True)
+        ]
+        for event in started:
+            await event.wait()
+        outside = backends.get_backend()
+        release.set()
+        return await asyncio.gather(*tasks), outside
+
+    names, outside = asyncio.run(both())
+    assert names == ["array_api_strict", "numpy"]
+    assert outside is main
+
+
+def _has(module):
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
 
 
 def test_use_backend_with_unknown_name_changes_nothing():

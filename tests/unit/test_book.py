@@ -17,10 +17,10 @@ from nnx import book, datasets
 def _global_state(monkeypatch):
     """The book seeds NumPy's global generator; restore it and the backend choice afterwards."""
     monkeypatch.delenv("NNX_BACKEND", raising=False)
-    state, selected = np.random.get_state(), backends._selected
+    state, selected = np.random.get_state(), backends.get_backend()
     yield
     np.random.set_state(state)
-    backends._selected = selected
+    backends.set_backend(selected)
 
 
 def _chapter_10(epochs: int) -> list[float]:
