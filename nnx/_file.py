@@ -20,7 +20,8 @@ import safetensors
 import safetensors.numpy
 
 FORMAT = "nnx"
-FORMAT_VERSION = 1
+# 2: the tensors are Model.get_state (the step counter among them), dtypes in the configs.
+FORMAT_VERSION = 2
 
 
 class ModelFileError(ValueError):

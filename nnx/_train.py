@@ -20,7 +20,6 @@ from tqdm.auto import tqdm
 from nnx import io
 from nnx._xp import whole_number
 from nnx.data import check_batch_size, shuffled_order
-from nnx.optimizers import OPTIMIZER_STATE
 
 __all__ = ["NonFiniteLossError", "TrainLoop", "batches", "materialize_state"]
 
@@ -37,6 +36,7 @@ class TrainLoop:
     def __init__(
         self,
         model: Any,
+        *,
         epochs: int,
         batch_size: int | None,
         print_every: int,
@@ -284,21 +284,18 @@ def batches(
         yield X[start:stop, ...], (None if y is None else y[start:stop, ...])
 
 
-# What a training step leaves behind: parameters, optimizer state, running sums.
-_STATE_NAMES = ("weights", "biases", *OPTIMIZER_STATE, "accumulated_sum")
-
-
-def materialize_state(backend: Any, holders: list[Any], extra: tuple[Any, ...] = ()) -> list[Any]:
-    """Lazy backends: compute the state a step leaves on ``holders`` (layers, loss, accuracy),
-    so no task graph outlives its step; ``extra`` arrays are computed along, and returned."""
-    slots = [
-        (holder, name)
-        for holder in holders
-        if holder is not None
-        for name in _STATE_NAMES
-        if hasattr(holder, name) and not isinstance(getattr(holder, name), (int, float))
-    ]
+def materialize_state(
+    backend: Any, slots: list[tuple[Any, str]], extra: tuple[Any, ...] = ()
+) -> list[Any]:
+    """Lazy backends: compute the arrays a step leaves in ``slots`` ((holder, attribute) pairs:
+    the model's state, the running sums), so no task graph outlives its step; ``extra`` arrays
+    are computed along, and returned."""
+    slots = [(holder, name) for holder, name in slots if not _is_number(getattr(holder, name))]
     arrays = backend.materialize([getattr(holder, name) for holder, name in slots] + list(extra))
     for (holder, name), array in zip(slots, arrays[: len(slots)], strict=True):
         setattr(holder, name, array)
     return list(arrays[len(slots) :])
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float))

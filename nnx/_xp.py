@@ -77,22 +77,28 @@ class Component:
         self.device = self.backend.device
         self._array_type = type(self.backend.asarray([0.0]))
 
-    # Arrays that only live for one step; moving a component drops them instead of copying.
-    _TRANSIENT = frozenset({"inputs", "output", "dinputs", "dweights", "dbiases", "binary_mask"})
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this part (model files store them)."""
+        return {}
+
+    def _step_arrays(self) -> frozenset[str]:
+        """Attributes that hold arrays of one step only (inputs, gradients, ...)."""
+        return frozenset()
 
     def _move_to(self, backend: Backend) -> None:
-        """Rebind to ``backend``; parameters and optimizer state move through the host."""
+        """Rebind to ``backend``; the arrays of one step are dropped.
+
+        The state (parameters, optimizer state) stays behind: ``Model.to`` replaces it through
+        ``Model.set_state``, the one door state comes in by.
+        """
         old = self.backend
         for name, value in list(vars(self).items()):
-            if name in self._TRANSIENT:
+            if name in self._step_arrays():
                 delattr(self, name)
             elif isinstance(value, Component):
                 value._move_to(backend)
-            elif array_api_compat.is_array_api_obj(value) and not isinstance(value, type):
-                # A copy: torch's .numpy() shares memory, and updates are in place.
-                setattr(self, name, backend.asarray(old.to_numpy(value).copy()))
             elif name != "backend" and _is_dtype(old.xp, value):
-                setattr(self, name, backend.dtype(_dtype_name(old.xp, value)))
+                setattr(self, name, backend.dtype(dtype_name(old.xp, value)))
         self.backend, self.xp, self.device = backend, backend.xp, backend.device
         self._array_type = type(backend.asarray([0.0]))
 
@@ -164,8 +170,17 @@ def _is_dtype(xp: Any, value: Any) -> bool:
         return False
 
 
-def _dtype_name(xp: Any, dtype: Any) -> str:
+def dtype_name(xp: Any, dtype: Any) -> str:
+    """``"float64"`` or ``"float32"``: the name of a float dtype of ``xp``."""
     return "float64" if dtype == xp.float64 else "float32"
+
+
+def real_floating(value: Any) -> bool:
+    """Whether ``value`` is an array (of any library) of real floats."""
+    try:
+        return bool(array_api_compat.array_namespace(value).isdtype(value.dtype, "real floating"))
+    except (TypeError, AttributeError):
+        return False
 
 
 # Constants that a step needs again and again: vectors of ones for the sums below and

@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from backends import Backend
-from nnx._xp import Array, Component
+from nnx._xp import Array, Component, real_number
 
 __all__ = ["Accuracy", "CategoricalAccuracy", "RegressionAccuracy"]
 
@@ -45,6 +45,10 @@ class Accuracy(Component):
         self.accumulated_sum = 0.0
         self.accumulated_count = 0
 
+    def _move_to(self, backend: Backend) -> None:
+        super()._move_to(backend)
+        self.new_pass()  # the running sums were arrays of the old backend
+
 
 class CategoricalAccuracy(Accuracy):
     """Predicted class equals the label; one-hot labels are reduced with argmax.
@@ -54,7 +58,10 @@ class CategoricalAccuracy(Accuracy):
 
     def __init__(self, *, binary: bool = False, backend: Backend | str | None = None) -> None:
         super().__init__(backend)
-        self.binary = binary
+        self.binary = bool(binary)
+
+    def config(self) -> dict[str, Any]:
+        return {"binary": self.binary}
 
     def compare(self, predictions: Array, y: Array) -> Array:
         if not self.binary and y.ndim == 2:
@@ -65,16 +72,31 @@ class CategoricalAccuracy(Accuracy):
 
 
 class RegressionAccuracy(Accuracy):
-    """A prediction counts when within ``std(y) / 250`` of the target (the book's rule)."""
+    """A prediction counts when within ``precision`` of the target.
 
-    def __init__(self, backend: Backend | str | None = None) -> None:
+    Parameters
+    ----------
+    precision : float, optional
+        ``None`` learns the book's rule, ``std(y) / 250``, from the first targets it sees
+        (``init``); model files keep the learned value.
+    """
+
+    def __init__(
+        self, backend: Backend | str | None = None, *, precision: float | None = None
+    ) -> None:
         super().__init__(backend)
-        self.precision: Any = None
+        number = None if precision is None else real_number(precision)
+        if precision is not None and (number is None or not number > 0):
+            raise ValueError(
+                f"RegressionAccuracy: expected precision > 0 or None, got precision={precision!r}."
+            )
+        self.precision = number
 
     def init(self, y: Array, reinit: bool = False) -> None:
         if self.precision is None or reinit:
             y = self._adopt(y, "y")
-            self.precision = self.xp.std(self.xp.astype(y, self._count_dtype)) / 250
+            # A Python float: read once, when training starts, and stored in model files.
+            self.precision = float(self.xp.std(self.xp.astype(y, self._count_dtype)) / 250)
 
     def compare(self, predictions: Array, y: Array) -> Array:
         if self.precision is None:
@@ -82,3 +104,6 @@ class RegressionAccuracy(Accuracy):
         if y.dtype != predictions.dtype:
             y = self.xp.astype(y, predictions.dtype)
         return self.xp.abs(predictions - y) < self.precision
+
+    def config(self) -> dict[str, Any]:
+        return {"precision": self.precision}

@@ -1,32 +1,37 @@
 """Model files (host boundary: arrays travel as NumPy on their way to and from disk).
 
-A model file is one safetensors file: tensors named after the layer list (``layers.0.weights``,
-``layers.0.weight_momentums``, ...) and the architecture as JSON in the metadata key ``"nnx"``.
+A model file is one safetensors file: the tensors are the model's state as ``Model.get_state``
+gives it (``layers.0.weights``, ``layers.0.weight_momentums``, ..., ``optimizer.iterations``),
+and the architecture is JSON in the metadata key ``"nnx"``: each part's class and ``config()``.
 Reading executes nothing from a file: safetensors holds raw numbers, the metadata is plain JSON,
-and class names are looked up in the fixed tables below. Writes are atomic.
+and class names are looked up in the fixed tables below. Writes are atomic. Files of format 1
+(before parts declared their state) are read through :func:`_upgrade_v1`.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from nnx._file import ModelFileError, read, write
-from nnx._xp import resolve
-from nnx.accuracy import CategoricalAccuracy, RegressionAccuracy
+from nnx._state import ITERATIONS, set_state
+from nnx._xp import Component, resolve
+from nnx.accuracy import Accuracy, CategoricalAccuracy, RegressionAccuracy
 from nnx.activations import Linear, ReLU, Sigmoid, Softmax
 from nnx.layers import Dense, Dropout, Layer
 from nnx.losses import (
     BinaryCrossentropy,
     CategoricalCrossentropy,
+    Loss,
     MeanAbsoluteError,
     MeanSquaredError,
 )
-from nnx.optimizers import OPTIMIZER_STATE, SGD, Adagrad, Adam, RMSprop
+from nnx.optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop
 
 __all__ = [
     "ModelFileError",
@@ -38,21 +43,25 @@ __all__ = [
     "save_parameters",
 ]
 
-_PARAMETERS = ("weights", "biases")
-_STATE = OPTIMIZER_STATE
-# Attributes that are state rather than constructor arguments, with their JSON conversion.
-_RESTORED = {"iterations": int, "current_learning_rate": float, "precision": float}
-
 
 def _table(*classes: type) -> dict[str, type]:
     return {cls.__name__: cls for cls in classes}
 
 
-# The only classes a file can name; nothing else is ever looked up or imported.
+# The classes a file can name: nnx's own, and those a caller passes to load_model(classes=...).
+# Nothing else is ever looked up or imported.
 _LAYERS = _table(Dense, Dropout, ReLU, Softmax, Sigmoid, Linear)
 _LOSSES = _table(CategoricalCrossentropy, BinaryCrossentropy, MeanSquaredError, MeanAbsoluteError)
 _OPTIMIZERS = _table(SGD, Adagrad, RMSprop, Adam)
 _ACCURACIES = _table(CategoricalAccuracy, RegressionAccuracy)
+# What each kind of part is, and nnx's classes of it.
+_KINDS: dict[str, tuple[type[Component], dict[str, type]]] = {
+    "layer": (Layer, _LAYERS),
+    "loss": (Loss, _LOSSES),
+    "optimizer": (Optimizer, _OPTIMIZERS),
+    "accuracy": (Accuracy, _ACCURACIES),
+}
+_PARTS = ("loss", "optimizer", "accuracy")  # the model's attributes besides its layers
 
 
 def save_model(model: Any, path: str | os.PathLike[str]) -> None:
@@ -61,7 +70,7 @@ def save_model(model: Any, path: str | os.PathLike[str]) -> None:
 
 
 def save_parameters(model: Any, path: str | os.PathLike[str]) -> None:
-    """Write only the weights and biases of ``model`` (the book's ``save_parameters``)."""
+    """Write only the parameters of ``model`` (the book's ``save_parameters``)."""
     _save(model, Path(path), "parameters")
 
 
@@ -74,22 +83,20 @@ def load_checkpoint(model: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
     """Restore parameters and optimizer state of ``model`` from a checkpoint; return its
     training record. The file must describe the same architecture as ``model``."""
     path = Path(path)
-    spec, tensors = read(path)
+    spec, tensors = _read(path)
     training = spec.get("training")
     if not isinstance(training, dict):
         raise ModelFileError(f"{path}: a model file, not a checkpoint (no training record).")
-    mine = [_part_spec(layer, _LAYERS, "layer") for layer in model.layers]
+    mine = [_part_spec(layer, "layer") for layer in model.layers]
     if (
         spec.get("layers") != mine
-        or spec.get("optimizer", {}).get("class") != type(model.optimizer).__name__
+        or (spec.get("optimizer") or {}).get("class") != type(model.optimizer).__name__
     ):
         raise ModelFileError(
             f"{path}: the checkpoint's layers or optimizer differ from this model's; resume "
             "with the model the checkpoint was written from (or nnx.Model.load(path))."
         )
-    _restore(path, model, tensors, spec.get("tensors"))
-    for key, value in spec["optimizer"].get("state", {}).items():
-        setattr(model.optimizer, key, _RESTORED[key](value))
+    _set_state(path, model.layers, model.optimizer, tensors)
     return training
 
 
@@ -97,55 +104,54 @@ def _save(model: Any, path: Path, kind: str, training: dict[str, Any] | None = N
     spec: dict[str, Any] = {"kind": kind}
     if training is not None:
         spec["training"] = training
-    spec["layers"] = [_part_spec(layer, _LAYERS, "layer") for layer in model.layers]
+    spec["layers"] = [_part_spec(layer, "layer") for layer in model.layers]
     if kind == "model":
         spec["seed"] = model.seed
-        spec["loss"] = _part_spec(model.loss, _LOSSES, "loss")
-        spec["optimizer"] = _part_spec(model.optimizer, _OPTIMIZERS, "optimizer")
-        spec["accuracy"] = _part_spec(model.accuracy, _ACCURACIES, "accuracy")
-    tensors = _host_tensors(model.layers, _PARAMETERS + (_STATE if kind == "model" else ()))
-    weights = [array for key, array in tensors.items() if key.endswith(".weights")]
-    spec.update(dtype=str(weights[0].dtype) if weights else "float32", tensors=sorted(tensors))
-    write(path, tensors, spec)
+        for key in _PARTS:
+            spec[key] = _part_spec(getattr(model, key), key)
+    state = model.get_state(optimizer=kind == "model")
+    tensors = {key: np.asarray(_host(model, key, array), order="C") for key, array in state.items()}
+    write(path, tensors, {**spec, "tensors": list(tensors)})
 
 
-def _part_spec(part: Any, table: dict[str, type], what: str) -> dict[str, Any] | None:
-    """Class name, constructor arguments and restorable state of a layer, loss, ..."""
+def _host(model: Any, key: str, array: Any) -> Any:
+    part = model.optimizer if key == ITERATIONS else model.layers[int(key.split(".")[1])]
+    return part.backend.to_numpy(array)
+
+
+def _part_spec(part: Any, what: str) -> dict[str, Any] | None:
+    """Class name and constructor arguments of a layer, loss, optimizer or accuracy."""
     if part is None:
         return None
+    base, table = _KINDS[what]
     name = type(part).__name__
-    if table.get(name) is not type(part):
+    if not isinstance(part, base) or (name in table and table[name] is not type(part)):
         raise TypeError(
-            f"save: model files hold nnx's own classes only, got {what}={type(part).__qualname__} "
-            f"from {type(part).__module__}. Expected one of: {', '.join(table)}."
+            f"save: expected the {what} as an nnx {base.__name__} under a name of its own, got "
+            f"{what}={type(part).__qualname__} from {type(part).__module__}"
+            + (f", which shadows nnx's {name}; rename the class." if name in table else ".")
         )
-    config = part.config() if hasattr(part, "config") else {}
-    if isinstance(part, CategoricalAccuracy):
-        config = {"binary": bool(part.binary)}
-    state = {key: getattr(part, key) for key in _RESTORED if hasattr(part, key)}
-    return {"class": name, "config": config, "state": state}
-
-
-def _host_tensors(layers: list[Layer], names: tuple[str, ...]) -> dict[str, Any]:
-    tensors = {}
-    for i, layer in enumerate(layers):
-        for name in names if layer.trainable else ():
-            if hasattr(layer, name):
-                array = layer.backend.to_numpy(getattr(layer, name))
-                tensors[f"layers.{i}.{name}"] = np.ascontiguousarray(array)
-    return tensors
+    config: dict[str, Any] = part.config()
+    return {"class": name, "config": config}
 
 
 def load_model(
-    path: str | os.PathLike[str], *, backend: Any = None, model_cls: type | None = None
+    path: str | os.PathLike[str],
+    *,
+    backend: Any = None,
+    model_cls: type | None = None,
+    classes: Sequence[type] = (),
 ) -> Any:
     """Rebuild a model saved by :func:`save_model`, optimizer state included, on ``backend``.
 
     ``backend`` defaults to the selected one (``nnx.get_backend()``); ``model_cls`` to
-    ``nnx.Model``. Raises :class:`ModelFileError` for a truncated, corrupt, foreign or newer file.
+    ``nnx.Model``. ``classes`` are your own layers, losses, optimizers or accuracies that the
+    file may name besides nnx's (``classes=[Scale]``); no other class is ever looked up.
+    Raises :class:`ModelFileError` for a truncated, corrupt, foreign or newer file.
     """
     path = Path(path)
-    spec, tensors = read(path)
+    tables = _tables(classes)  # the caller's mistake, not the file's: checked first
+    spec, tensors = _read(path)
     if spec.get("kind") != "model":
         raise ModelFileError(
             f"{path}: holds parameters only (written by save_parameters), not a model. Build "
@@ -156,111 +162,187 @@ def load_model(
 
         model_cls = Model
     try:
-        model = _build(spec, tensors, resolve(backend), model_cls)
+        model = _build(spec, tensors, resolve(backend), model_cls, tables)
     except (TypeError, ValueError, KeyError, AttributeError) as err:
         raise ModelFileError(
             f"{path}: cannot rebuild the model stored in it ({err}). The file is incomplete, "
             "was altered, or was written by another program; save the model again."
         ) from err
-    _restore(path, model, tensors, spec.get("tensors"))
+    _set_state(path, model.layers, model.optimizer, tensors)
     if model.loss is not None:
         model.finalize()
     return model
 
 
 def load_parameters(model: Any, path: str | os.PathLike[str]) -> None:
-    """Set the weights and biases of ``model`` from a parameters or model file.
+    """Set the parameters of ``model`` from a parameters or model file.
 
-    Nothing changes unless the file has a pair of the right shapes for every trainable layer.
+    The file's trainable layers are matched in order with the model's (a model without its
+    Dropout layers takes the parameters of one with them). Nothing changes unless the file has
+    parameters of the right shapes for every trainable layer.
     """
     path = Path(path)
-    _, tensors = read(path)
-    indices = sorted(
-        int(m[1]) for key in tensors if (m := re.fullmatch(r"layers\.(\d+)\.weights", key))
+    _, tensors = _read(path)
+    in_file = sorted(
+        {int(m[1]) for key in tensors if (m := re.fullmatch(r"layers\.(\d+)\.(\w+)", key))}
     )
     layers = [(i, layer) for i, layer in enumerate(model.layers) if layer.trainable]
-    if len(indices) != len(layers):
+    if len(in_file) != len(layers):
         raise ModelFileError(
-            f"{path}: the file has parameters for {len(indices)} trainable layers, the model "
+            f"{path}: the file has parameters for {len(in_file)} trainable layers, the model "
             f"has {len(layers)}. Load it into a model with the architecture it was saved from."
         )
-    pairs = []
-    for file_index, (i, layer) in zip(indices, layers, strict=True):
-        pair = [tensors.get(f"layers.{file_index}.{name}") for name in _PARAMETERS]
-        for name, array in zip(_PARAMETERS, pair, strict=True):
-            _check_array(path, i, layer, name, array)
-        pairs.append(tuple(pair))
-    model.set_parameters(pairs)
+    state = {}
+    for file_index, (i, layer) in zip(in_file, layers, strict=True):
+        for name in layer.parameters:
+            key = f"layers.{file_index}.{name}"
+            if key not in tensors:
+                raise ModelFileError(f"{path}: no {name} for layer {i} ({layer._label()}).")
+            state[f"layers.{i}.{name}"] = tensors[key]
+    _set_state(path, model.layers, None, state)
 
 
-def _make(entry: Any, table: dict[str, type], what: str, backend: Any, **extra: Any) -> Any:
-    """An instance of the class ``entry`` names in ``table``, with its saved state."""
-    name, config, state = entry["class"], entry.get("config", {}), entry.get("state", {})
+def _read(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header and tensors of a model file, in today's format whatever its version."""
+    spec, tensors = read(path)
+    listed = spec.get("tensors")
+    missing = sorted(set(listed) - set(tensors)) if isinstance(listed, list) else []
+    if not isinstance(listed, list) or not all(isinstance(key, str) for key in listed) or missing:
+        raise ModelFileError(
+            f"{path}: the header lists other tensors than the file holds (missing: "
+            f"{missing or 'the list itself'}). The file is incomplete or was altered."
+        )
+    return _upgrade_v1(path, spec, tensors) if spec["format_version"] == 1 else (spec, tensors)
+
+
+def _upgrade_v1(
+    path: Path, spec: dict[str, Any], tensors: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A format-1 file in format 2's terms.
+
+    Format 1 kept the optimizer's counters and a regression accuracy's precision as "state"
+    beside each part's config, and a Dense layer's dtype only in its tensors. Format 2 keeps
+    the counter as the tensor ``optimizer.iterations`` (the learning rate follows from it),
+    the precision and the dtype in the configs.
+    """
+    spec, tensors = dict(spec), dict(tensors)
+    try:
+        layers = []
+        for i, entry in enumerate(spec.get("layers") or []):
+            entry = {"class": entry["class"], "config": dict(entry.get("config") or {})}
+            cls: Any = _LAYERS.get(entry["class"])
+            first = next(iter(cls.parameters), None) if cls is not None else None
+            tensor = tensors.get(f"layers.{i}.{first}")
+            if tensor is not None:  # a trainable layer: its dtype is its tensors'
+                entry["config"]["dtype"] = str(tensor.dtype)
+            layers.append(entry)
+        spec["layers"] = layers
+        for key in _PARTS:
+            entry = spec.get(key)
+            if entry is None:
+                continue
+            state = entry.get("state") or {}
+            spec[key] = {"class": entry["class"], "config": dict(entry.get("config") or {})}
+            if "precision" in state:
+                spec[key]["config"]["precision"] = state["precision"]
+            if "iterations" in state:
+                iterations = state["iterations"]
+                if type(iterations) is not int or iterations < 0:
+                    raise ValueError(f"iterations={iterations!r} is not a whole number >= 0")
+                tensors[ITERATIONS] = np.asarray(iterations, dtype=np.int64)
+    except (TypeError, ValueError, KeyError, AttributeError) as err:
+        raise ModelFileError(
+            f"{path}: a format-1 model file that cannot be read ({err}). The file is "
+            "incomplete or was altered."
+        ) from err
+    return spec, tensors
+
+
+def _tables(classes: Sequence[type]) -> dict[str, dict[str, type]]:
+    """nnx's classes of each kind, with the caller's own added under their names."""
+    tables = {what: dict(table) for what, (_, table) in _KINDS.items()}
+    for cls in classes:
+        what = next((w for w, (base, _) in _KINDS.items() if _is_subclass(cls, base)), None)
+        if what is None or tables[what].get(cls.__name__, cls) is not cls:
+            raise TypeError(
+                f"load: expected classes of nnx layers, losses, optimizers or accuracies under "
+                f"names of their own, got {cls!r}."
+            )
+        tables[what][cls.__name__] = cls
+    return tables
+
+
+def _is_subclass(cls: Any, base: type) -> bool:
+    return isinstance(cls, type) and issubclass(cls, base)
+
+
+def _make(entry: Any, table: dict[str, type], what: str, backend: Any) -> Any:
+    """An instance of the class ``entry`` names in ``table``, built from its config."""
+    name, config = entry["class"], entry.get("config", {})
     if not isinstance(name, str) or name not in table:
-        raise ValueError(f"unknown {what} class {name!r}; expected one of {', '.join(table)}")
-    if not isinstance(config, dict) or not isinstance(state, dict):
-        raise TypeError(f"expected the {what} config and state as JSON objects")
-    part = table[name](**{**config, **extra}, backend=backend)
-    for key, value in state.items():
-        if key not in _RESTORED:
-            raise ValueError(f"unknown {what} state {key!r}")
-        setattr(part, key, None if value is None and key == "precision" else _RESTORED[key](value))
-    return part
+        raise ValueError(
+            f"unknown {what} class {name!r}; expected one of {', '.join(table)}, or pass your "
+            "own class with Model.load(path, classes=[...])"
+        )
+    if not isinstance(config, dict):
+        raise TypeError(f"expected the {what} config as a JSON object")
+    return table[name](**config, backend=backend)
 
 
-def _build(spec: dict[str, Any], tensors: dict[str, Any], backend: Any, model_cls: type) -> Any:
-    """The model described by ``spec`` on ``backend``; parameters are filled in later."""
+def _build(
+    spec: dict[str, Any],
+    tensors: dict[str, Any],
+    backend: Any,
+    model_cls: type,
+    tables: dict[str, dict[str, type]],
+) -> Any:
+    """The model described by ``spec`` on ``backend``; its state is filled in later."""
     model = model_cls()
     model.seed = spec.get("seed")
-    for i, entry in enumerate(spec["layers"]):
-        extra = {}
-        if entry.get("class") == "Dense":
-            # Sizes are checked against the file before anything is allocated; the first draw
-            # uses a private generator (NumPy's global one is left alone) and is overwritten.
-            weights, config = tensors.get(f"layers.{i}.weights"), entry.get("config", {})
-            shape = (config.get("n_inputs"), config.get("n_neurons"))
-            if weights is None or weights.shape != shape:
-                got = "is missing" if weights is None else f"has shape {weights.shape}"
-                raise ValueError(f"layer {i} is Dense{shape}, but tensor layers.{i}.weights {got}")
-            extra = {"seed": 0, "dtype": str(weights.dtype)}
-        model.add(_make(entry, _LAYERS, "layer", backend, **extra))
-    for key, table in (("loss", _LOSSES), ("optimizer", _OPTIMIZERS), ("accuracy", _ACCURACIES)):
+    # Building a layer draws initial weights (which the file's replace): from NumPy's global
+    # generator where the layer has no seed. The book's nnfs.init() seeds that generator, so
+    # loading a model must not move it.
+    global_state = np.random.get_state()
+    try:
+        for i, entry in enumerate(spec["layers"]):
+            _check_shapes(entry, i, tensors, tables["layer"])  # before anything is allocated
+            model.add(_make(entry, tables["layer"], "layer", backend))
+    finally:
+        np.random.set_state(global_state)
+    for key in _PARTS:
         if spec[key] is not None:
-            model.set(**{key: _make(spec[key], table, key, backend)})
+            model.set(**{key: _make(spec[key], tables[key], key, backend)})
     return model
 
 
-def _restore(path: Path, model: Any, tensors: dict[str, Any], listed: Any) -> None:
-    """Put the file's parameters and optimizer state on the model's trainable layers."""
-    slots = {
-        f"layers.{i}.{name}": (i, layer, name)
-        for i, layer in enumerate(model.layers)
-        if layer.trainable
-        for name in _PARAMETERS + _STATE
-    }
-    required = {key for key, slot in slots.items() if slot[2] in _PARAMETERS}
-    missing = sorted((required | set(listed if isinstance(listed, list) else ())) - set(tensors))
-    unexpected = sorted(set(tensors) - set(slots))
-    if missing or unexpected:
-        raise ModelFileError(
-            f"{path}: the tensors do not match the architecture (missing: {missing or 'none'}; "
-            f"unexpected: {unexpected or 'none'}). The file is incomplete or was altered."
-        )
+def _check_shapes(entry: Any, index: int, tensors: dict[str, Any], table: dict[str, type]) -> None:
+    """The shapes the layer's config declares against the file's tensors, before building."""
+    cls = table.get(entry.get("class"))
+    config = entry.get("config")
+    if cls is None or not issubclass(cls, Layer) or not isinstance(config, dict):
+        return  # _make says what is wrong
+    for name, shape in cls.shapes(config).items():
+        tensor = tensors.get(f"layers.{index}.{name}")
+        if tensor is None or tuple(tensor.shape) != tuple(shape):
+            got = "is missing" if tensor is None else f"has shape {tuple(tensor.shape)}"
+            raise ValueError(
+                f"layer {index} is {entry['class']} with {name} of shape {tuple(shape)}, but "
+                f"tensor layers.{index}.{name} {got}"
+            )
+
+
+def _set_state(path: Path, layers: list[Any], optimizer: Any, tensors: dict[str, Any]) -> None:
+    """The file's tensors into the layers and optimizer, all checked before any is set."""
     for key, array in tensors.items():
-        _check_array(path, *slots[key], array)
-    for key, array in tensors.items():  # all checked: only now change the model
-        _, layer, name = slots[key]
-        setattr(layer, name, layer.backend.asarray(array, layer.dtype))
-
-
-def _check_array(path: Path, index: int, layer: Any, name: str, array: Any) -> None:
-    where = f"layer {index} (Dense(n_inputs={layer.n_inputs}, n_neurons={layer.n_neurons}))"
-    if array is None:
-        raise ModelFileError(f"{path}: no {name} for {where} in the file.")
-    expected = (layer.n_inputs if name.startswith("weight") else 1, layer.n_neurons)
-    if array.dtype.kind != "f" or tuple(array.shape) != expected:
+        if key != ITERATIONS and array.dtype.kind != "f":
+            raise ModelFileError(
+                f"{path}: tensor {key} holds {array.dtype} numbers, expected floats. The file "
+                "was altered or written by another program."
+            )
+    try:
+        set_state(layers, optimizer, tensors)
+    except ValueError as err:
         raise ModelFileError(
-            f"{path}: {where} expects {name} of shape {expected} (floats), the file has shape "
-            f"{tuple(array.shape)} ({array.dtype}). Load the file into a model with the "
-            "architecture it was saved from."
-        )
+            f"{path}: the tensors do not match the architecture: {err} Load the file into a "
+            "model with the architecture it was saved from."
+        ) from err

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 from backends import Backend
-from nnx._xp import Array, Component, column_sums, real_number, whole_number
+from nnx._xp import (
+    Array,
+    Component,
+    column_sums,
+    dtype_name,
+    real_floating,
+    real_number,
+    whole_number,
+)
 
 __all__ = ["Layer", "Dense", "Dropout", "Input"]
 
@@ -14,21 +22,124 @@ _INITS = ("book", "he", "glorot")
 
 
 class Layer(Component):
-    """A step of the network: ``forward`` sets ``output``, ``backward`` sets ``dinputs``."""
+    """A step of the network: ``forward`` sets ``output``, ``backward`` sets ``dinputs``.
 
-    trainable = False
+    A layer that trains says so in two class attributes, and everything else in nnx (the
+    optimizers, regularization, model files, checkpoints, moving to another backend) reads
+    them instead of naming a layer's attributes:
+
+    - ``parameters`` maps each parameter to its gradient, under the book's names
+      (``Dense``: ``{"weights": "dweights", "biases": "dbiases"}``);
+    - ``stems`` gives the book's stem for the names kept per parameter: an optimizer keeps
+      ``weight_momentums`` and ``bias_cache`` on the layer, the penalties are
+      ``weight_regularizer_l1`` and so on (a parameter without a stem is its own stem).
+
+    A new trainable layer is one class: its ``parameters`` (and ``stems``), its parameter
+    arrays and ``dtype`` set in ``__init__``, ``forward``, a ``backward`` that sets every
+    gradient (and calls :meth:`add_penalty_gradients` if it takes ``<stem>_regularizer_l1/l2``
+    arguments), and ``config()``. ``tests/conformance/test_new_layer.py`` builds one.
+    """
+
+    parameters: ClassVar[dict[str, str]] = {}
+    stems: ClassVar[dict[str, str]] = {}
+    # Widths of the inputs and outputs, where the layer fixes them (Dense does, ReLU not).
+    n_inputs: int | None = None
+    n_outputs: int | None = None
+    dtype: Any = None
+    # The first trainable layer of a model has nobody to hand dinputs to; Model switches it off.
+    needs_dinputs = True
     output: Any
     dinputs: Any
+    # What one step leaves on a layer besides the gradients: dropped when a model moves.
+    _STEP_ARRAYS: ClassVar[frozenset[str]] = frozenset({"inputs", "output", "dinputs"})
+
+    @property
+    def trainable(self) -> bool:
+        return bool(self.parameters)
 
     def forward(self, inputs: Array, training: bool = False) -> Array:
         raise NotImplementedError
 
-    def backward(self, dvalues: Array) -> Array:
+    def backward(self, dvalues: Array) -> Array | None:
         raise NotImplementedError
 
-    def config(self) -> dict[str, Any]:
-        """The constructor arguments that rebuild this layer (for model files)."""
+    def state_name(self, parameter: str, kind: str) -> str:
+        """The attribute an optimizer keeps state of ``kind`` in (``weight_momentums``)."""
+        return f"{self.stems.get(parameter, parameter)}_{kind}"
+
+    def regularizers(self, parameter: str) -> tuple[float, float]:
+        """The L1 and L2 strengths of ``parameter`` (0 where the layer has no such penalty)."""
+        stem = self.stems.get(parameter, parameter)
+        return (
+            getattr(self, f"{stem}_regularizer_l1", 0.0),
+            getattr(self, f"{stem}_regularizer_l2", 0.0),
+        )
+
+    @classmethod
+    def shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        """The shape of each parameter of the layer ``cls(**config)`` builds, without building
+        it (model files check a file against them before allocating); {} when not declared."""
         return {}
+
+    def get_parameters(self) -> tuple[Array, ...]:
+        """The parameters, in the order of ``parameters``, on this layer's backend."""
+        return tuple(getattr(self, name) for name in self.parameters)
+
+    def set_parameters(self, *values: Any) -> None:
+        """Replace the parameters (in the order of ``parameters``); host arrays are moved to
+        this layer's backend. Nothing changes unless every value fits."""
+        if len(values) != len(self.parameters):
+            raise ValueError(
+                f"{self._label()}.set_parameters: expected {len(self.parameters)} arrays "
+                f"({', '.join(self.parameters)}), got {len(values)}."
+            )
+        checked = [
+            self._checked_parameter(name, value, f"{self._label()}.set_parameters")
+            for name, value in zip(self.parameters, values, strict=True)
+        ]
+        for name, value in zip(self.parameters, checked, strict=True):
+            setattr(self, name, value)
+
+    def _checked_parameter(self, name: str, value: Any, where: str, like: str = "") -> Array:
+        """``value`` as this layer's own copy for the parameter ``name`` (or for state kept like
+        it, named ``like``): shape and dtype of the parameter, or a ValueError that starts
+        with ``where``."""
+        current = getattr(self, name)
+        if hasattr(value, "dtype") and not real_floating(value):
+            raise ValueError(
+                f"{where}: expected {like or name} as real floats, got an array "
+                f"of dtype {value.dtype}."
+            )
+        # The layer's dtype where it keeps one: after a move, current is of the old backend.
+        array = self._adopt(
+            value, like or name, current.dtype if self.dtype is None else self.dtype
+        )
+        if tuple(array.shape) != tuple(current.shape):
+            raise ValueError(
+                f"{where}: expected {like or name} of shape "
+                f"{tuple(current.shape)}, got {tuple(array.shape)}."
+            )
+        # Own copies: optimizers update parameters in place, never the caller's arrays.
+        return self.xp.asarray(array, copy=True, device=self.device)
+
+    def add_penalty_gradients(self) -> None:
+        """The book's L1/L2 penalty gradients, added to each parameter's gradient: L1 adds
+        ``l1 * sign(p)`` (+1 at p = 0, as in the book), L2 adds ``2 * l2 * p``."""
+        for name, gradient in self.parameters.items():
+            l1, l2 = self.regularizers(name)
+            values = getattr(self, name)
+            if l1 > 0:
+                penalty = l1 * _sign_book(self.xp, values)
+                setattr(self, gradient, add_into(self.backend, getattr(self, gradient), penalty))
+            if l2 > 0:
+                penalty = 2 * l2 * values
+                setattr(self, gradient, add_into(self.backend, getattr(self, gradient), penalty))
+
+    def _step_arrays(self) -> frozenset[str]:
+        return self._STEP_ARRAYS | frozenset(self.parameters.values())
+
+    def _label(self) -> str:
+        return type(self).__name__
 
 
 class Dense(Layer):
@@ -50,7 +161,8 @@ class Dense(Layer):
         Defaults to the selected backend (``nnx.get_backend()``).
     """
 
-    trainable = True
+    parameters = {"weights": "dweights", "biases": "dbiases"}
+    stems = {"weights": "weight", "biases": "bias"}
 
     def __init__(
         self,
@@ -81,6 +193,7 @@ class Dense(Layer):
             if number is None or not number >= 0:
                 raise ValueError(f"Dense: expected {name} >= 0, got {name}={value!r}.")
         self.n_inputs, self.n_neurons, self.init = n_inputs, n_neurons, init
+        self.n_outputs = n_neurons
         self.weight_regularizer_l1 = float(weight_regularizer_l1)
         self.weight_regularizer_l2 = float(weight_regularizer_l2)
         self.bias_regularizer_l1 = float(bias_regularizer_l1)
@@ -91,8 +204,6 @@ class Dense(Layer):
             _draw_weights(rng, n_inputs, n_neurons, init), self.dtype
         )
         self.biases = self.xp.zeros((1, n_neurons), dtype=self.dtype, device=self.device)
-        # The first layer of a model has nobody to hand dinputs to; Model switches it off.
-        self.needs_dinputs = True
 
     def forward(self, inputs: Array, training: bool = False) -> Array:
         inputs = self._adopt(inputs, "inputs", self.dtype)
@@ -107,46 +218,19 @@ class Dense(Layer):
         self.output = add_into(self.backend, inputs @ self.weights, self.biases)
         return self.output
 
-    def backward(self, dvalues: Array) -> Array:
-        xp, backend = self.xp, self.backend
+    def backward(self, dvalues: Array) -> Array | None:
         self.dweights = self.inputs.T @ dvalues
-        self.dbiases = column_sums(xp, dvalues)  # sum over the batch, per neuron
-        # Penalty gradients: L1 adds l1 * sign(w) (+1 at w = 0, as in the book), L2 adds 2 l2 w.
-        if self.weight_regularizer_l1 > 0:
-            l1 = self.weight_regularizer_l1 * _sign_book(xp, self.weights)
-            self.dweights = add_into(backend, self.dweights, l1)
-        if self.weight_regularizer_l2 > 0:
-            l2 = 2 * self.weight_regularizer_l2 * self.weights
-            self.dweights = add_into(backend, self.dweights, l2)
-        if self.bias_regularizer_l1 > 0:
-            l1 = self.bias_regularizer_l1 * _sign_book(xp, self.biases)
-            self.dbiases = add_into(backend, self.dbiases, l1)
-        if self.bias_regularizer_l2 > 0:
-            l2 = 2 * self.bias_regularizer_l2 * self.biases
-            self.dbiases = add_into(backend, self.dbiases, l2)
-        if self.needs_dinputs:
-            self.dinputs = dvalues @ self.weights.T
-        return self.dinputs if self.needs_dinputs else self.dweights
+        self.dbiases = column_sums(self.xp, dvalues)  # sum over the batch, per neuron
+        self.add_penalty_gradients()  # L1/L2 regularization
+        if not self.needs_dinputs:  # the model's first trainable layer: nobody reads them
+            return None
+        self.dinputs = dvalues @ self.weights.T
+        return self.dinputs
 
-    def get_parameters(self) -> tuple[Array, Array]:
-        """``(weights, biases)`` on this layer's backend."""
-        return self.weights, self.biases
-
-    def set_parameters(self, weights: Any, biases: Any) -> None:
-        """Replace the parameters; host arrays are moved to this layer's backend."""
-        weights = self._adopt(weights, "weights", self.dtype)
-        biases = self._adopt(biases, "biases", self.dtype)
-        expected = {"weights": (self.n_inputs, self.n_neurons), "biases": (1, self.n_neurons)}
-        for name, array in (("weights", weights), ("biases", biases)):
-            if tuple(array.shape) != expected[name]:
-                raise ValueError(
-                    f"Dense(n_inputs={self.n_inputs}, n_neurons={self.n_neurons}).set_parameters: "
-                    f"expected {name} of shape {expected[name]}, got {tuple(array.shape)}."
-                )
-        # Own copies: optimizers update parameters in place, never the caller's arrays.
-        xp, device = self.xp, self.device
-        self.weights = xp.asarray(weights, copy=True, device=device)
-        self.biases = xp.asarray(biases, copy=True, device=device)
+    @classmethod
+    def shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        n_inputs, n_neurons = config["n_inputs"], config["n_neurons"]
+        return {"weights": (n_inputs, n_neurons), "biases": (1, n_neurons)}
 
     def config(self) -> dict[str, Any]:
         return {
@@ -157,7 +241,11 @@ class Dense(Layer):
             "bias_regularizer_l1": self.bias_regularizer_l1,
             "bias_regularizer_l2": self.bias_regularizer_l2,
             "init": self.init,
+            "dtype": dtype_name(self.xp, self.dtype),
         }
+
+    def _label(self) -> str:
+        return f"Dense(n_inputs={self.n_inputs}, n_neurons={self.n_neurons})"
 
 
 def add_into(backend: Backend, array: Array, addend: Any, scale: float | None = None) -> Array:
@@ -204,6 +292,8 @@ class Dropout(Layer):
     The mask is drawn on the host from a generator seeded with ``seed`` (or NumPy's global one),
     so every backend drops the same units.
     """
+
+    _STEP_ARRAYS = Layer._STEP_ARRAYS | {"binary_mask"}
 
     def __init__(
         self, rate: float, *, seed: int | None = None, backend: Backend | str | None = None

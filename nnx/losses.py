@@ -31,11 +31,18 @@ class Loss(Component):
 
     accumulated_sum: Any
     accumulated_count: int
+    # The targets it takes, which Model checks before training: "classes" (integer labels or
+    # one-hot rows), "binary" (0/1 per output) or "values" (real numbers, for regression).
+    targets = "values"
 
     def __init__(self, backend: Backend | str | None = None) -> None:
         super().__init__(backend)
         self.trainable_layers: list[Layer] = []
         self.new_pass()
+
+    def _move_to(self, backend: Backend) -> None:
+        super()._move_to(backend)
+        self.new_pass()  # the running sums were arrays of the old backend
 
     def remember_trainable_layers(self, layers: list[Layer]) -> None:
         self.trainable_layers = list(layers)
@@ -75,10 +82,9 @@ class Loss(Component):
         layers: list[Any] = self.trainable_layers if layer is None else [layer]
         total: Any = 0.0
         for lay in layers:
-            for strength_l1, strength_l2, values in (
-                (lay.weight_regularizer_l1, lay.weight_regularizer_l2, lay.weights),
-                (lay.bias_regularizer_l1, lay.bias_regularizer_l2, lay.biases),
-            ):
+            for name in lay.parameters:
+                strength_l1, strength_l2 = lay.regularizers(name)
+                values = getattr(lay, name)
                 if strength_l1 > 0:
                     total = total + strength_l1 * xp.sum(xp.abs(values))
                 if strength_l2 > 0:
@@ -101,6 +107,8 @@ class Loss(Component):
 
 class CategoricalCrossentropy(Loss):
     """``-log`` of the probability given to the true class; labels as integers or one-hot."""
+
+    targets = "classes"
 
     def forward(self, y_pred: Array, y_true: Array) -> Array:
         y_true = self._adopt(y_true, "y_true")
@@ -125,6 +133,8 @@ class CategoricalCrossentropy(Loss):
 
 class BinaryCrossentropy(Loss):
     """Crossentropy of independent yes/no outputs (after a Sigmoid)."""
+
+    targets = "binary"
 
     def forward(self, y_pred: Array, y_true: Array) -> Array:
         y_true = self._adopt(y_true, "y_true")
@@ -179,6 +189,8 @@ class SoftmaxCategoricalCrossentropy(Loss):
     The chapter-10 interface: ``forward(inputs, y_true)`` keeps the probabilities in
     ``output`` and returns the mean loss; ``backward(dvalues, y_true)`` sets ``dinputs``.
     """
+
+    targets = "classes"
 
     def __init__(self, backend: Backend | str | None = None) -> None:
         super().__init__(backend)

@@ -8,24 +8,20 @@ on the backend, and only the printed figures come back to the host.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from backends import Backend, load
-from nnx import data, io
+from nnx import _state, data, io
 from nnx._train import NonFiniteLossError, TrainLoop, batches, materialize_state
 from nnx._xp import Array, common_backend, resolve
 from nnx.accuracy import Accuracy
 from nnx.activations import Softmax
-from nnx.layers import Dense, Input, Layer
-from nnx.losses import (
-    BinaryCrossentropy,
-    CategoricalCrossentropy,
-    Loss,
-    SoftmaxCategoricalCrossentropy,
-)
-from nnx.optimizers import OPTIMIZER_STATE, Optimizer
+from nnx.layers import Input, Layer
+from nnx.losses import CategoricalCrossentropy, Loss, SoftmaxCategoricalCrossentropy
+from nnx.optimizers import Optimizer
 
 __all__ = ["Model"]
 
@@ -67,9 +63,10 @@ class Model:
             # State on the layers belongs to the optimizer that made it (Adam's momentums
             # are not SGD's): a new optimizer starts from zeros, as a fresh one would.
             for layer in self.layers:
-                for name in OPTIMIZER_STATE:
-                    if hasattr(layer, name):
-                        delattr(layer, name)
+                for old in (self.optimizer, optimizer):
+                    for name in old.state_names(layer) if old is not None else ():
+                        if hasattr(layer, name):
+                            delattr(layer, name)
         self.optimizer = optimizer if optimizer is not None else self.optimizer
         self.accuracy = accuracy if accuracy is not None else self.accuracy
         self._finalized = False
@@ -107,17 +104,14 @@ class Model:
             (i for i, layer in enumerate(self.layers) if layer.trainable), len(self.layers)
         )
         for i, layer in enumerate(self.layers):
-            if isinstance(layer, Dense):
-                layer.needs_dinputs = i > self._backward_stop
-        dense = [layer for layer in self.layers if isinstance(layer, Dense)]
-        self._n_inputs = dense[0].n_inputs if dense else None
-        self._n_outputs = dense[-1].n_neurons if dense else 0
-        self._dtype = dense[0].dtype if dense else self.backend.dtype("float32")
-        self._targets = "values"
-        if isinstance(self.loss, CategoricalCrossentropy):
-            self._targets = "classes"
-        elif isinstance(self.loss, BinaryCrossentropy):
-            self._targets = "binary"
+            layer.needs_dinputs = i > self._backward_stop
+        inputs = [layer.n_inputs for layer in self.layers if layer.n_inputs is not None]
+        outputs = [layer.n_outputs for layer in self.layers if layer.n_outputs is not None]
+        dtypes = [layer.dtype for layer in self.layers if layer.dtype is not None]
+        self._n_inputs = inputs[0] if inputs else None
+        self._n_outputs = outputs[-1] if outputs else 0
+        self._dtype = dtypes[0] if dtypes else self.backend.dtype("float32")
+        self._targets = self.loss.targets
         self._finalized = True
 
     def _require(self, training: bool) -> None:
@@ -139,7 +133,6 @@ class Model:
 
     # -- the passes ---------------------------------------------------------------------------
     def forward(self, X: Array, training: bool) -> Array:
-        self.input_layer.forward(X, training)
         output = X
         for layer in self.layers:
             output = layer.forward(output, training)
@@ -170,7 +163,9 @@ class Model:
             self.optimizer.update_params(layer)
         self.optimizer.post_update_params()
         if self.backend.lazy:
-            materialize_state(self.backend, [*self.trainable_layers, self.loss, self.accuracy])
+            sums = [(part, "accumulated_sum") for part in (self.loss, self.accuracy) if part]
+            slots = _state.state_slots(self.layers, self.optimizer)
+            materialize_state(self.backend, [*slots.values(), *sums])
         return data_loss, reg_loss, accuracy
 
     def train(
@@ -205,14 +200,14 @@ class Model:
         self._require(training=True)
         loop = TrainLoop(
             self,
-            epochs,
-            batch_size,
-            print_every,
-            shuffle,
-            verbose,
-            on_nan,
-            checkpoint,
-            checkpoint_every,
+            epochs=epochs,
+            batch_size=batch_size,
+            print_every=print_every,
+            shuffle=shuffle,
+            verbose=verbose,
+            on_nan=on_nan,
+            checkpoint=checkpoint,
+            checkpoint_every=checkpoint_every,
         )
         X, y = self._to_backend(X, y)
         validation = None
@@ -264,20 +259,21 @@ class Model:
         ]
         return outputs[0] if len(outputs) == 1 else self.backend.xp.concat(outputs, axis=0)
 
-    # -- parameters ---------------------------------------------------------------------------
-    def get_parameters(self) -> list[tuple[Array, Array]]:
-        """Copies of ``(weights, biases)`` of every trainable layer, in order.
+    # -- parameters and state ------------------------------------------------------------------
+    def get_parameters(self) -> list[tuple[Array, ...]]:
+        """Copies of the parameters of every trainable layer (``(weights, biases)`` of each
+        Dense), in order.
 
         Copies, so that a snapshot (say, of the best epoch) does not follow the in-place
         updates of further training.
         """
         return [
-            (layer.xp.asarray(layer.weights, copy=True), layer.xp.asarray(layer.biases, copy=True))
+            tuple(layer.xp.asarray(array, copy=True) for array in layer.get_parameters())
             for layer in self.layers
             if layer.trainable
         ]
 
-    def set_parameters(self, parameters: list[tuple[Any, Any]]) -> None:
+    def set_parameters(self, parameters: list[tuple[Any, ...]]) -> None:
         """Replace every trainable layer's parameters (host or backend arrays)."""
         layers = [layer for layer in self.layers if layer.trainable]
         if len(parameters) != len(layers):
@@ -285,8 +281,29 @@ class Model:
                 f"Model.set_parameters: the model has {len(layers)} trainable layers, "
                 f"got parameters for {len(parameters)}."
             )
-        for layer, (weights, biases) in zip(layers, parameters, strict=True):
-            layer.set_parameters(weights, biases)
+        for layer, values in zip(layers, parameters, strict=True):
+            layer.set_parameters(*values)
+
+    def get_state(self, *, optimizer: bool = True) -> dict[str, Array]:
+        """The whole training state as one flat, ordered mapping of the model's own arrays:
+        ``layers.0.weights``, ``layers.0.weight_momentums``, ..., ``optimizer.iterations``.
+
+        ``optimizer=False`` gives the parameters only. Model files, checkpoints and
+        :meth:`to` are built on this and :meth:`set_state`.
+        """
+        return _state.get_state(self.layers, self.optimizer if optimizer else None)
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Put a mapping from :meth:`get_state` back (host or backend arrays, copied in).
+
+        Every parameter is required; optimizer state and the counter are taken where present.
+        An unknown key, a missing parameter or a wrong shape raises ValueError, and then
+        nothing has changed.
+        """
+        try:
+            _state.set_state(self.layers, self.optimizer, state)
+        except ValueError as err:
+            raise ValueError(f"Model.set_state: {err}") from None
 
     def to(self, backend: Backend | str, device: Any = None) -> Model:
         """Move parameters and optimizer state to another backend (in place); returns self."""
@@ -294,9 +311,17 @@ class Model:
             target = resolve(backend)
         else:
             target = load(backend.name if isinstance(backend, Backend) else backend, device)
-        for part in [*self.layers, self.loss, self.optimizer, self.accuracy]:
-            if part is not None:
-                part._move_to(target)
+        parts = [part for part in [*self.layers, self.loss, self.optimizer, self.accuracy] if part]
+        # Through the host, as copies: torch's .numpy() shares memory, updates are in place.
+        host: dict[str, Any] = {
+            key: layer.backend.to_numpy(getattr(layer, name)).copy()
+            for key, (layer, name) in _state.state_slots(self.layers, self.optimizer).items()
+        }
+        if self.optimizer is not None:
+            host[_state.ITERATIONS] = self.optimizer.iterations
+        for part in parts:
+            part._move_to(target)
+        self.set_state(host)
         if self._finalized:
             self.finalize()
         return self
@@ -307,9 +332,14 @@ class Model:
         io.save_model(self, path)
 
     @classmethod
-    def load(cls, path: Any, *, backend: Backend | str | None = None) -> Model:
-        """A model saved with :meth:`save`, rebuilt on ``backend`` (default: the selected one)."""
-        return io.load_model(path, backend=backend, model_cls=cls)
+    def load(
+        cls, path: Any, *, backend: Backend | str | None = None, classes: Sequence[type] = ()
+    ) -> Model:
+        """A model saved with :meth:`save`, rebuilt on ``backend`` (default: the selected one).
+
+        ``classes``: your own layers (losses, ...) that the file names, e.g. ``[Scale]``.
+        """
+        return io.load_model(path, backend=backend, model_cls=cls, classes=classes)
 
     def save_parameters(self, path: Any) -> None:
         io.save_parameters(self, path)

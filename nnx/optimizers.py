@@ -1,8 +1,10 @@
 """Optimizers: the book's SGD (with momentum), Adagrad, RMSprop and Adam.
 
 Each keeps the book's protocol: ``pre_update_params()``, ``update_params(layer)`` for every
-trainable layer, ``post_update_params()``. Per-parameter state (momentums, caches) lives on
-the layer, under the book's names, on the layer's backend.
+trainable layer, ``post_update_params()``. An optimizer updates whatever parameters a layer
+declares (``layer.parameters``) and declares the state it keeps per parameter
+(``state_kinds``); that state lives on the layer under the book's names (``weight_momentums``,
+``bias_cache``: ``layer.state_name(parameter, kind)``), on the layer's backend.
 """
 
 from __future__ import annotations
@@ -14,22 +16,14 @@ from backends import Backend
 from nnx._xp import Array, Component, real_number
 from nnx.layers import Layer, add_into
 
-__all__ = ["OPTIMIZER_STATE", "Optimizer", "SGD", "Adagrad", "RMSprop", "Adam"]
-
-# Every name an optimizer may keep state under on a layer (the book's names).
-OPTIMIZER_STATE = ("weight_momentums", "bias_momentums", "weight_cache", "bias_cache")
-
-# Per parameter of a layer: (parameter, gradient, momentums, cache) attribute names.
-_SLOTS = (
-    ("weights", "dweights", "weight_momentums", "weight_cache"),
-    ("biases", "dbiases", "bias_momentums", "bias_cache"),
-)
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam"]
 
 
 class Optimizer(Component):
     """Base: learning rate with the book's 1/t decay, and the iteration counter."""
 
-    _STATE: tuple[str, ...] = ()
+    # The state kept per parameter, by kind ("momentums", "cache"), on the layer.
+    state_kinds: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -57,18 +51,37 @@ class Optimizer(Component):
                 1.0 / (1.0 + self.decay * self.iterations)
             )
 
+    def restore_iterations(self, iterations: int) -> None:
+        """Continue after ``iterations`` steps (checkpoints, model files): the counter and the
+        learning rate the last of those steps used, computed as ``pre_update_params`` does."""
+        self.iterations = iterations
+        self.current_learning_rate = self.learning_rate
+        if self.decay and iterations > 0:
+            self.iterations -= 1
+            self.pre_update_params()
+            self.iterations = iterations
+
+    def state_names(self, layer: Layer) -> list[str]:
+        """The attributes this optimizer keeps on ``layer`` (``weight_momentums``, ...)."""
+        return [
+            layer.state_name(parameter, kind)
+            for parameter in layer.parameters
+            for kind in self.state_kinds
+        ]
+
     def update_params(self, layer: Layer) -> None:
         raise NotImplementedError
 
     def post_update_params(self) -> None:
         self.iterations += 1
 
-    def _zeros_state(self, layer: Any) -> None:
-        """Create the missing state arrays of ``layer`` as zeros like its parameters."""
-        for name in self._STATE:
-            if not hasattr(layer, name):
-                like = layer.weights if name.startswith("weight") else layer.biases
-                setattr(layer, name, self.xp.zeros_like(like))
+    def _zeros_state(self, layer: Layer) -> None:
+        """Create the missing state arrays of ``layer`` as zeros like their parameters."""
+        for parameter in layer.parameters:
+            for kind in self.state_kinds:
+                name = layer.state_name(parameter, kind)
+                if not hasattr(layer, name):
+                    setattr(layer, name, self.xp.zeros_like(getattr(layer, parameter)))
 
     # Every update below is the book's formula, built from three pieces. Where the backend's
     # arrays are mutable, the temporaries those pieces need are written into one work array
@@ -125,12 +138,13 @@ class Optimizer(Component):
         work *= -lr / root
         return work
 
-    def _update_by_cache(self, layer: Any, rho: float | None) -> None:
+    def _update_by_cache(self, layer: Layer, rho: float | None) -> None:
         """Adagrad's (``rho`` None: ``cache += dw^2``) and RMSprop's (``cache = rho * cache +
         (1 - rho) * dw^2``) update, then ``w += -lr * dw / (sqrt(cache) + epsilon)``."""
         self._zeros_state(layer)
         lr, backend = self.current_learning_rate, self.backend
-        for param, grad, _, cache_name in _SLOTS:
+        for param, grad in layer.parameters.items():
+            cache_name = layer.state_name(param, "cache")
             dw = getattr(layer, grad)
             work = self._work(dw)
             squares = self._squares(work, dw, 1.0 if rho is None else 1 - rho)
@@ -162,12 +176,13 @@ class SGD(Optimizer):
     ) -> None:
         super().__init__(learning_rate, decay, backend, momentum=momentum)
         self.momentum = float(momentum)
-        self._STATE = ("weight_momentums", "bias_momentums") if momentum else ()
+        self.state_kinds = ("momentums",) if momentum else ()
 
-    def update_params(self, layer: Any) -> None:
+    def update_params(self, layer: Layer) -> None:
         self._zeros_state(layer)
         lr, backend = self.current_learning_rate, self.backend
-        for param, grad, momentums, _ in _SLOTS:
+        for param, grad in layer.parameters.items():
+            momentums = layer.state_name(param, "momentums")
             dw = getattr(layer, grad)
             update = self._scaled(self._work(dw), dw, -lr)  # -lr * dw
             if self.momentum:
@@ -183,7 +198,7 @@ class SGD(Optimizer):
 class Adagrad(Optimizer):
     """Adaptive gradient: ``cache += dw^2``, ``w -= lr * dw / (sqrt(cache) + epsilon)``."""
 
-    _STATE = ("weight_cache", "bias_cache")
+    state_kinds = ("cache",)
 
     def __init__(
         self,
@@ -196,7 +211,7 @@ class Adagrad(Optimizer):
         super().__init__(learning_rate, decay, backend, epsilon=epsilon)
         self.epsilon = float(epsilon)
 
-    def update_params(self, layer: Any) -> None:
+    def update_params(self, layer: Layer) -> None:
         self._update_by_cache(layer, None)  # cache += dw^2
 
     def config(self) -> dict[str, Any]:
@@ -206,7 +221,7 @@ class Adagrad(Optimizer):
 class RMSprop(Optimizer):
     """Root mean square propagation: ``cache = rho * cache + (1 - rho) * dw^2``."""
 
-    _STATE = ("weight_cache", "bias_cache")
+    state_kinds = ("cache",)
 
     def __init__(
         self,
@@ -221,7 +236,7 @@ class RMSprop(Optimizer):
         _check_fraction(self, "rho", rho)
         self.epsilon, self.rho = float(epsilon), float(rho)
 
-    def update_params(self, layer: Any) -> None:
+    def update_params(self, layer: Layer) -> None:
         self._update_by_cache(layer, self.rho)  # cache = rho * cache + (1 - rho) * dw^2
 
     def config(self) -> dict[str, Any]:
@@ -231,7 +246,7 @@ class RMSprop(Optimizer):
 class Adam(Optimizer):
     """Adaptive momentum: RMSprop's cache plus momentum, both bias-corrected by step."""
 
-    _STATE = OPTIMIZER_STATE
+    state_kinds = ("momentums", "cache")
 
     def __init__(
         self,
@@ -250,11 +265,13 @@ class Adam(Optimizer):
         _check_fraction(self, "beta_2", beta_2)
         self.epsilon, self.beta_1, self.beta_2 = float(epsilon), float(beta_1), float(beta_2)
 
-    def update_params(self, layer: Any) -> None:
+    def update_params(self, layer: Layer) -> None:
         self._zeros_state(layer)
         lr, backend, b1, b2 = self.current_learning_rate, self.backend, self.beta_1, self.beta_2
         step = self.iterations + 1
-        for param, grad, momentums_name, cache_name in _SLOTS:
+        for param, grad in layer.parameters.items():
+            momentums_name = layer.state_name(param, "momentums")
+            cache_name = layer.state_name(param, "cache")
             dw = getattr(layer, grad)
             work = self._work(dw)
             # m = b1 * m + (1 - b1) * dw and cache = b2 * cache + (1 - b2) * dw^2

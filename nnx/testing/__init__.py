@@ -14,6 +14,8 @@ narrows the set and makes a backend that cannot load a failure rather than a ski
 """
 
 from nnx.testing._check import Check, Output, Result, array_problems
+from nnx.testing._layers import layer_checks
+from nnx.testing._optimizers import optimizer_checks
 from nnx.testing.checks import CHECKS, MODULES, checks_for
 from nnx.testing.runner import (
     DTYPES,
@@ -41,7 +43,9 @@ __all__ = [
     "array_problems",
     "checks_for",
     "format_table",
+    "layer_checks",
     "main",
+    "optimizer_checks",
     "run",
     "run_cli",
     "run_target",

@@ -63,7 +63,8 @@ def regression_reference(backend: Backend, dtype: str) -> list[Output]:
     share = accuracy.calculate(predictions, put(backend, y, dtype))
     count = _count_dtype(backend)
     return [
-        Output("precision", accuracy.precision, "reduction", dtype=count),
+        # A Python float, learned once: on the backend here, to be compared like the rest.
+        Output("precision", backend.asarray(accuracy.precision, backend.dtype(count)), dtype=count),
         Output("accuracy", share, "exact", dtype=count),
         Output("accumulated", accuracy.calculate_accumulated(), "exact", dtype=count),
     ]

@@ -1,13 +1,17 @@
-"""Checks of nnx.layers: Dense (with L1/L2 penalties) and Dropout; host boundary."""
+"""Checks of nnx.layers: any layer through its declarations (Dense, with L1/L2 penalties, among
+them), and Dropout; host boundary."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from backends import Backend
-from nnx.layers import Dense, Dropout
+from nnx.layers import Dense, Dropout, Layer
 from nnx.losses import Loss
-from nnx.testing._check import Check, Output
+from nnx.testing._check import Check, Output, Scenario
 from nnx.testing._data import generator, normal, numeric_gradient, put, scalar
 
 _DROP_RATE, _DROP_SEED = 0.3, 7
@@ -29,55 +33,108 @@ def _dense(n_inputs: int, n_neurons: int, dtype: str, backend: Backend) -> Dense
     )
 
 
-def dense_reference(backend: Backend, dtype: str) -> list[Output]:
-    """Seeded initial weights, then forward, backward and the penalty on O(1) parameters."""
-    rng = generator(11)
-    layer = _dense(5, 4, dtype, backend)
-    initial = Output("initial weights", layer.weights, kind="exact")
-    # Non-zero biases, so the bias penalties and their gradients are not trivially zero.
-    layer.set_parameters(
-        put(backend, normal(rng, 5, 4), dtype), put(backend, normal(rng, 1, 4), dtype)
-    )
-    layer.forward(put(backend, normal(rng, 8, 5), dtype))
-    layer.backward(put(backend, normal(rng, 8, 4), dtype))
+LayerFactory = Callable[[Backend, str], Layer]
+
+
+def layer_checks(component: str, make: LayerFactory, n_inputs: int | None = None) -> list[Check]:
+    """A reference check and a gradient check for the layer ``make(backend, dtype)`` builds.
+
+    Written against the layer's declarations only (``parameters``, its regularizers), so they
+    serve any layer, nnx's or yours: the initial parameters of a seeded layer bit for bit, then
+    forward, backward, every parameter gradient and the penalty on O(1) parameters against
+    NumPy in float64; and the same gradients against central differences of
+    ``sum(output * g) + penalty``.
+
+    Parameters
+    ----------
+    component : str
+        The name the checks report.
+    make : callable ``(backend, dtype) -> Layer``
+        Builds the layer, seeded, on ``backend`` in ``dtype`` (``"float32"``/``"float64"``).
+    n_inputs : int, optional
+        The width of the inputs; defaults to the layer's ``n_inputs``.
+    """
+    return [
+        Check(component, "layers", _reference(make, n_inputs)),
+        Check(component, "layers", _gradient(make, n_inputs), kind="gradient"),
+    ]
+
+
+def _width(layer: Layer, n_inputs: int | None) -> int:
+    width = n_inputs if n_inputs is not None else layer.n_inputs
+    if width is None:
+        raise ValueError(f"layer_checks: pass n_inputs for {type(layer).__name__}.")
+    return width
+
+
+def _penalty(backend: Backend, layer: Layer) -> float:
     penalty = Loss(backend).regularization_loss(layer)
-    return [
-        initial,
-        Output("output", layer.output),
-        Output("dinputs", layer.dinputs),
-        Output("dweights", layer.dweights),
-        Output("dbiases", layer.dbiases),
-        Output("regularization_loss", penalty),
-    ]
+    return float(penalty) if isinstance(penalty, float) else scalar(backend, penalty)
 
 
-def dense_gradient(backend: Backend, dtype: str) -> list[Output]:
-    """dinputs, dweights, dbiases against differences of ``sum(output * g) + penalty``."""
-    rng = generator(12)
-    weights, biases = normal(rng, 3, 2), normal(rng, 1, 2)
-    inputs, g = normal(rng, 4, 3), normal(rng, 4, 2)
-    layer = _dense(3, 2, dtype, backend)
-    loss = Loss(backend)
+def _reference(make: LayerFactory, n_inputs: int | None) -> Scenario:
+    def scenario(backend: Backend, dtype: str) -> list[Output]:
+        rng = generator(11)
+        layer = make(backend, dtype)
+        initial = [
+            Output(f"initial {name}", array, kind="exact")
+            for name, array in zip(layer.parameters, layer.get_parameters(), strict=True)
+        ]
+        # O(1) parameters, so the penalties and their gradients are not trivially small.
+        layer.set_parameters(*[_draw(rng, backend, p, dtype) for p in layer.get_parameters()])
+        layer.forward(put(backend, normal(rng, 8, _width(layer, n_inputs)), dtype))
+        layer.backward(_draw(rng, backend, layer.output, dtype))
+        gradients = [Output(name, getattr(layer, name)) for name in layer.parameters.values()]
+        outputs = [*initial, Output("output", layer.output), Output("dinputs", layer.dinputs)]
+        if any(strength > 0 for p in layer.parameters for strength in layer.regularizers(p)):
+            penalty = Loss(backend).regularization_loss(layer)
+            outputs.append(Output("regularization_loss", penalty))
+        return outputs + gradients
 
-    def objective(w: np.ndarray, b: np.ndarray, x: np.ndarray) -> float:
-        layer.set_parameters(w, b)
-        output = backend.to_numpy(layer.forward(put(backend, x, dtype)))
-        return float(np.sum(output * g)) + scalar(backend, loss.regularization_loss(layer))
+    return scenario
 
-    layer.set_parameters(weights, biases)
-    layer.forward(put(backend, inputs, dtype))
-    layer.backward(put(backend, g, dtype))
-    analytic = layer.dinputs, layer.dweights, layer.dbiases
-    numeric = (
-        numeric_gradient(lambda x: objective(weights, biases, x), inputs),
-        numeric_gradient(lambda w: objective(w, biases, inputs), weights),
-        numeric_gradient(lambda b: objective(weights, b, inputs), biases),
-    )
-    names = ("dinputs", "dweights", "dbiases")
-    return [
-        Output(n, a, "gradient", expected=e)
-        for n, a, e in zip(names, analytic, numeric, strict=True)
-    ]
+
+def _gradient(make: LayerFactory, n_inputs: int | None) -> Scenario:
+    def scenario(backend: Backend, dtype: str) -> list[Output]:
+        rng = generator(12)
+        layer = make(backend, dtype)
+        shapes = [tuple(p.shape) for p in layer.get_parameters()]
+        values = [normal(rng, *shape) for shape in shapes]
+        inputs = normal(rng, 4, _width(layer, n_inputs))
+        layer.set_parameters(*values)
+        g = normal(rng, *tuple(layer.forward(put(backend, inputs, dtype)).shape))
+
+        def objective(parameters: list[np.ndarray], x: np.ndarray) -> float:
+            layer.set_parameters(*parameters)
+            output = backend.to_numpy(layer.forward(put(backend, x, dtype)))
+            return float(np.sum(output * g)) + _penalty(backend, layer)
+
+        def varying(i: int) -> Callable[[np.ndarray], float]:
+            return lambda v: objective([*values[:i], v, *values[i + 1 :]], inputs)
+
+        layer.set_parameters(*values)
+        layer.forward(put(backend, inputs, dtype))
+        layer.backward(put(backend, g, dtype))
+        outputs = [
+            Output(
+                "dinputs",
+                layer.dinputs,
+                "gradient",
+                expected=numeric_gradient(lambda x: objective(values, x), inputs),
+            )
+        ]
+        for i, gradient in enumerate(layer.parameters.values()):
+            analytic = getattr(layer, gradient)
+            numeric = numeric_gradient(varying(i), values[i])
+            outputs.append(Output(gradient, analytic, "gradient", expected=numeric))
+        return outputs
+
+    return scenario
+
+
+def _draw(rng: np.random.Generator, backend: Backend, like: Any, dtype: str) -> Any:
+    """Standard normal values shaped like the array ``like``, on ``backend``."""
+    return put(backend, normal(rng, *tuple(like.shape)), dtype)
 
 
 def dropout_reference(backend: Backend, dtype: str) -> list[Output]:
@@ -115,8 +172,7 @@ def dropout_gradient(backend: Backend, dtype: str) -> list[Output]:
 
 
 CHECKS = (
-    Check("Dense", "layers", dense_reference),
+    *layer_checks("Dense", lambda backend, dtype: _dense(5, 4, dtype, backend)),
     Check("Dropout", "layers", dropout_reference),
-    Check("Dense", "layers", dense_gradient, kind="gradient"),
     Check("Dropout", "layers", dropout_gradient, kind="gradient"),
 )

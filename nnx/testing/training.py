@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backends import Backend
+from nnx._state import state_slots
 from nnx._train import materialize_state
 from nnx.activations import ReLU
 from nnx.datasets import spiral_data
@@ -101,7 +102,8 @@ def train_spiral(backend: Backend, dtype: str, optimizer: str, epochs: int = EPO
         step.update_params(dense2)
         step.post_update_params()
         if backend.lazy:  # as Model does: no task graph outlives its step
-            (loss,) = materialize_state(backend, [dense1, dense2], (loss,))
+            slots = list(state_slots([dense1, dense2], step).values())
+            (loss,) = materialize_state(backend, slots, (loss,))
         losses.append(loss)
     curve = backend.to_numpy(backend.xp.stack(losses)) if losses else np.empty(0)
     curve = np.asarray(curve, dtype=np.float64)

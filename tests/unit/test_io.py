@@ -173,14 +173,37 @@ def test_load_parameters_wrong_layer_count(tmp_path):
         small.load_parameters(tmp_path / "p.safetensors")
 
 
-def test_custom_classes_are_refused_at_save(tmp_path):
-    class MyDense(nnx.Dense):
+class MyDense(nnx.Dense):
+    pass
+
+
+def test_custom_classes_load_only_when_passed(tmp_path):
+    model = nnx.Model()
+    model.add(MyDense(2, 3, seed=0))
+    model.add(nnx.Softmax())
+    model.set(loss=nnx.CategoricalCrossentropy())
+    model.save(tmp_path / "m.nnx")
+    with pytest.raises(ModelFileError, match=r"unknown layer class 'MyDense'.*classes=\["):
+        nnx.Model.load(tmp_path / "m.nnx")
+    loaded = nnx.Model.load(tmp_path / "m.nnx", classes=[MyDense])
+    assert type(loaded.layers[0]) is MyDense
+    np.testing.assert_array_equal(loaded.layers[0].weights, model.layers[0].weights)
+    with pytest.raises(TypeError, match="expected classes of nnx layers"):
+        nnx.Model.load(tmp_path / "m.nnx", classes=[dict])
+
+
+def test_a_class_that_shadows_an_nnx_name_is_refused_at_save(tmp_path):
+    class Dense(nnx.Dense):  # a file naming "Dense" must mean nnx's
         pass
 
     model = nnx.Model()
-    model.add(MyDense(2, 3))
-    with pytest.raises(TypeError, match="nnx's own classes only.*MyDense"):
+    model.add(Dense(2, 3))
+    with pytest.raises(TypeError, match="shadows nnx's Dense; rename the class"):
         model.save(tmp_path / "m.safetensors")
+    with pytest.raises(TypeError, match="expected the layer as an nnx Layer"):
+        io_model = nnx.Model()
+        io_model.layers.append(object())  # past add()'s check: save still refuses it
+        io_model.save(tmp_path / "m.safetensors")
     assert not (tmp_path / "m.safetensors").exists()
 
 
@@ -246,8 +269,8 @@ def _rewrite(path, edit_spec=None, drop=None):
 
 def test_newer_format_version_is_refused(tmp_path):
     path = _saved(tmp_path)
-    _rewrite(path, lambda spec: spec.update(format_version=2))
-    _load_fails(path, "format version 2.*Upgrade nnx")
+    _rewrite(path, lambda spec: spec.update(format_version=3))
+    _load_fails(path, "format version 3.*Upgrade nnx")
 
 
 @pytest.mark.parametrize("tensor", ["layers.0.weights", "layers.3.biases", "layers.3.bias_cache"])

@@ -310,11 +310,12 @@ def _three_steps(cls, backend):
 
 @pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
 def test_in_place_update_equals_the_pure_form(cls):
-    in_place, _ = _three_steps(cls, NP)
+    in_place, optimizer = _three_steps(cls, NP)
     pure, _ = _three_steps(cls, _immutable_numpy())
-    for name in ("weights", "biases", *nnx.optimizers.OPTIMIZER_STATE):
-        if hasattr(pure, name):
-            np.testing.assert_allclose(getattr(in_place, name), getattr(pure, name), **TIGHT)
+    names = ("weights", "biases", *optimizer.state_names(pure))
+    assert all(hasattr(pure, name) for name in names)
+    for name in names:
+        np.testing.assert_allclose(getattr(in_place, name), getattr(pure, name), **TIGHT)
 
 
 @pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)

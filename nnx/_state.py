@@ -1,0 +1,102 @@
+"""A model's training state as one flat, ordered mapping of arrays, and the way back.
+
+The keys name where each array lives: ``layers.3.weights`` is the parameter ``weights`` of
+``model.layers[3]``, ``layers.3.weight_momentums`` the optimizer's state kept for it, and
+``optimizer.iterations`` the step counter (a 0-d integer array). Everything here reads the
+parts' declarations (``Layer.parameters``, ``Optimizer.state_kinds``): model files,
+checkpoints and ``Model.to`` go through these two functions, and a new layer needs no change
+here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["get_state", "set_state", "state_slots"]
+
+ITERATIONS = "optimizer.iterations"
+
+
+def state_slots(layers: list[Any], optimizer: Any) -> dict[str, tuple[Any, str]]:
+    """Where each array of the state of ``layers`` trained by ``optimizer`` (or None) lives:
+    key -> (layer, attribute), in order.
+
+    Per layer: its parameters, then the optimizer's state for them where it exists (an
+    optimizer creates its state at its first update).
+    """
+    return {
+        key: (layer, name)
+        for key, layer, name, _ in _slots(layers, optimizer)
+        if name in layer.parameters or hasattr(layer, name)
+    }
+
+
+def get_state(layers: list[Any], optimizer: Any) -> dict[str, Any]:
+    """The parameters of ``layers``, the state of ``optimizer`` (None: parameters only) and
+    its step counter, as arrays of the backend; the arrays are the layers' own, not copies."""
+    state = {
+        key: getattr(layer, name) for key, (layer, name) in state_slots(layers, optimizer).items()
+    }
+    if optimizer is not None:
+        state[ITERATIONS] = optimizer.backend.asarray(optimizer.iterations, optimizer.xp.int64)
+    return state
+
+
+def set_state(layers: list[Any], optimizer: Any, state: dict[str, Any]) -> None:
+    """Put ``state`` (as :func:`get_state` gives it; host or backend arrays) into ``layers``
+    and ``optimizer`` (None: parameters only).
+
+    Every parameter is required; optimizer state and the counter are taken where present.
+    Everything is checked before anything changes: an unknown key, a missing parameter, a
+    wrong shape or a non-float array raises ValueError and leaves the model as it was.
+    """
+    slots = {
+        key: (layer, name, parameter) for key, layer, name, parameter in _slots(layers, optimizer)
+    }
+    missing = [key for key, (layer, name, _) in slots.items() if name in layer.parameters]
+    missing = [key for key in missing if key not in state]
+    known = set(slots) | ({ITERATIONS} if optimizer is not None else set())
+    unexpected = [key for key in state if key not in known]
+    if missing or unexpected:
+        raise ValueError(
+            f"the state does not fit the model (missing: {', '.join(missing) or 'none'}; "
+            f"unexpected: {', '.join(unexpected) or 'none'})."
+        )
+    checked = {}
+    for key, value in state.items():
+        if key == ITERATIONS:
+            checked[key] = _iterations(optimizer, value)
+        else:
+            layer, name, parameter = slots[key]
+            where = f"layer {key.split('.')[1]} ({layer._label()})"
+            checked[key] = layer._checked_parameter(parameter, value, where, like=name)
+    for key, value in checked.items():  # all checked: only now change the model
+        if key == ITERATIONS:
+            optimizer.restore_iterations(value)
+        else:
+            layer, name, _ = slots[key]
+            setattr(layer, name, value)
+
+
+def _slots(layers: list[Any], optimizer: Any) -> Iterator[tuple[str, Any, str, str]]:
+    """Every slot of the state: (key, layer, attribute, the parameter it belongs to)."""
+    for i, layer in enumerate(layers):
+        for parameter in layer.parameters:
+            yield f"layers.{i}.{parameter}", layer, parameter, parameter
+        if optimizer is not None:
+            for parameter in layer.parameters:
+                for kind in optimizer.state_kinds:
+                    name = layer.state_name(parameter, kind)
+                    yield f"layers.{i}.{name}", layer, name, parameter
+
+
+def _iterations(optimizer: Any, value: Any) -> int:
+    """The step counter as a Python int, from a 0-d integer array or an int."""
+    host = optimizer.backend.to_numpy(optimizer._adopt(value, ITERATIONS))
+    if host.shape != () or host.dtype.kind not in "iu" or int(host) < 0:
+        raise ValueError(
+            f"expected {ITERATIONS} as one whole number >= 0, got an array of shape "
+            f"{tuple(host.shape)} and dtype {host.dtype}."
+        )
+    return int(host)
