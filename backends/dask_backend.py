@@ -8,7 +8,6 @@ sets rows per chunk for every array); smaller ones, such as parameters, stay one
 from __future__ import annotations
 
 import os
-import types
 from typing import Any
 
 import numpy as np
@@ -42,11 +41,9 @@ def make(device: Any = None) -> Backend:
                 f"dask: no scheduler at NNX_DASK_SCHEDULER={address!r} ({err}); start one "
                 "(dask scheduler) or unset the variable."
             ) from err
-    xp = types.ModuleType(compat.__name__, compat.__doc__)
-    vars(xp).update(vars(compat), take_along_axis=_take_along_axis)
     return Backend(
         name="dask",
-        xp=xp,
+        xp=compat,
         device="cpu",
         asarray=run.asarray,
         to_numpy=np.asarray,  # computes on the active Client, else on local threads
@@ -119,17 +116,3 @@ class _Runner:
             from distributed import futures_of, wait
 
             wait(futures_of(self.pending))
-
-
-def _take_along_axis(x: Any, indices: Any, /, *, axis: int = -1) -> Any:
-    """The standard's ``take_along_axis``, which dask lacks: NumPy's on aligned blocks."""
-    import dask.array as da
-
-    axis %= x.ndim
-    x = x.rechunk({axis: -1})
-    shape = tuple(indices.shape[d] if d == axis else x.shape[d] for d in range(x.ndim))
-    chunks = tuple((shape[d],) if d == axis else x.chunks[d] for d in range(x.ndim))
-    indices = da.broadcast_to(da.asarray(indices), shape).rechunk(chunks)
-    return da.map_blocks(
-        np.take_along_axis, x, indices, axis=axis, dtype=x.dtype, chunks=chunks, meta=x._meta
-    )

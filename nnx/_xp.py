@@ -185,8 +185,8 @@ def real_floating(value: Any) -> bool:
 
 # Constants that a step needs again and again: vectors of ones for the sums below and
 # index ranges for pick and one_hot. Built afresh they cost more than the arithmetic they
-# serve on small batches (measured: 4-5 us each through array-api-compat's wrapped ones and
-# arange, against 1-3 us for a spiral-sized matmul). Nobody writes to them, so one per
+# serve on small batches (benchmarks/RESULTS.md, "Why the hot-path helpers"). Nobody writes
+# to them, so one per
 # (library, shape, dtype, device) is kept; the table is emptied if batch sizes keep changing.
 _CONSTANTS: dict[tuple[Any, ...], Any] = {}
 _MAX_CONSTANTS = 64
@@ -222,9 +222,9 @@ def _device_fast(x: Any) -> Any:
     return device if device is not None else array_api_compat.device(x)
 
 
-# Sums over one axis of a matrix, written as products with a vector of ones. BLAS does
-# them 2x-10x faster than NumPy's general reduction (measured: 300x64 column sums 3.5 us
-# against 15 us, row sums of 300x3 1 us against 12 us), and a GPU runs them as well.
+# Sums over one axis of a matrix, written as products with a vector of ones: BLAS does them
+# several times faster than NumPy's general reduction along one axis (benchmarks/RESULTS.md),
+# and a GPU runs them as well.
 def column_sums(xp: Any, x: Any) -> Any:
     """``sum(x, axis=0, keepdims=True)`` of a matrix, shape (1, n)."""
     return _constant(xp, "ones", (1, x.shape[0]), x.dtype, _device_fast(x)) @ x
@@ -240,8 +240,8 @@ def row_max(xp: Any, x: Any) -> Any:
 
     Each fold takes the elementwise maximum of the left and right halves (they overlap by a
     column when the width is odd, which max does not mind): log2(columns) passes over
-    shrinking arrays. NumPy's reduction along a short axis costs 15 us on 300x3; the two
-    folds cost 2.4 us. A one-column matrix comes back as itself, not a copy.
+    shrinking arrays, where NumPy's reduction along a short axis is slow (benchmarks/
+    RESULTS.md). A one-column matrix comes back as itself, not a copy.
     """
     while x.shape[1] > 1:
         half = (x.shape[1] + 1) // 2

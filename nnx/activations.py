@@ -18,8 +18,8 @@ class ReLU(Layer):
 
     def backward(self, dvalues: Array) -> Array:
         # The book zeroes dvalues where inputs <= 0. Multiplying by the 0/1 mask does the same
-        # without branches: where() and masked writes mispredict on ReLU's random signs and
-        # run about 8x slower. (Only a NaN/inf gradient at a zeroed place would differ.)
+        # without branches: where() and masked writes mispredict on ReLU's random signs
+        # (benchmarks/RESULTS.md). Only a NaN/inf gradient at a zeroed place would differ.
         mask = self.xp.astype(self.inputs > 0, dvalues.dtype)
         self.dinputs = dvalues * mask
         return self.dinputs

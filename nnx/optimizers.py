@@ -85,11 +85,9 @@ class Optimizer(Component):
 
     # Every update below is the book's formula, built from three pieces. Where the backend's
     # arrays are mutable, the temporaries those pieces need are written into one work array
-    # per parameter shape, kept between steps, instead of into fresh arrays: Adam over the
-    # M benchmark's parameters (784-512-512-10) took 2.6 ms with fresh temporaries and takes
-    # 2.3 ms this way, in one interleaved run, although it makes more passes. Each fresh
-    # array is memory that has left the cache since its last use; the work array stays in
-    # it. Elsewhere each piece is a new array. One optimizer updates one layer at a time:
+    # per parameter shape, kept between steps, instead of into fresh arrays: faster although
+    # it makes more passes (benchmarks/RESULTS.md), because each fresh array is memory that
+    # has left the cache since its last use, and the work array stays in it. Elsewhere each piece is a new array. One optimizer updates one layer at a time:
     # two threads must not share it (nor could they share its iteration count).
     def _work(self, like: Array) -> Array | None:
         """This optimizer's work array shaped like ``like``, or None on immutable backends."""

@@ -1,3 +1,4 @@
-"""Shared pytest setup: pytester runs inner pytest sessions (the conformance plugin's tests)."""
+"""Shared pytest setup: the conformance plugin (its ``backend`` fixture), and pytester for inner
+pytest sessions (the plugin's own tests)."""
 
-pytest_plugins = ["pytester"]
+pytest_plugins = ["pytester", "nnx.testing.plugin"]

@@ -8,9 +8,13 @@ device, of the requested dtype. Host boundary: checks build inputs with NumPy an
 NumPy copies of the results.
 
 Run it as ``nnx conformance [--backend NAME[:DEVICE]] [--dtype float32|float64]``, as
-``nnx.testing.main([])``, or as ``pytest -m conformance`` (the plugin
-:mod:`nnx.testing.plugin` provides the ``backend`` fixture). ``NNX_TEST_BACKENDS=cupy``
+``nnx.testing.main([])``, or as ``pytest -p nnx.testing.plugin -m conformance`` (the opt-in
+plugin :mod:`nnx.testing.plugin` provides the ``backend`` fixture). ``NNX_TEST_BACKENDS=cupy``
 narrows the set and makes a backend that cannot load a failure rather than a skip.
+
+A layer of your own is checked through its declarations: :func:`layer_checks` (forward,
+backward and every parameter gradient against NumPy and finite differences) and
+:func:`optimizer_checks` (every optimizer's steps on it) give checks to run on any backend.
 """
 
 from nnx.testing._check import Check, Output, Result, array_problems

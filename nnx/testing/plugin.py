@@ -1,6 +1,8 @@
 """pytest plugin of the conformance suite: the ``backend`` fixture over every backend and device.
 
-Loaded through the ``pytest11`` entry point. A test that takes ``backend`` runs once per
+Opt-in, so that installing nnx puts no fixture into other projects' test sessions: load it with
+``pytest -p nnx.testing.plugin`` or ``pytest_plugins = ["nnx.testing.plugin"]`` in a
+``conftest.py`` (as nnx's own tests do). A test that takes ``backend`` runs once per
 target of :func:`nnx.testing.targets` (ids ``numpy``, ``array_api_strict-device1``, ``torch``,
 ``cupy``, ...) and carries the ``conformance`` marker, so ``pytest -m conformance`` selects it.
 A backend that cannot run here is skipped with the reason; under ``NNX_TEST_BACKENDS`` it fails.
@@ -14,7 +16,7 @@ import pytest
 
 from backends import Backend, BackendError
 from nnx.testing._check import Result
-from nnx.testing.checks import checks_for
+from nnx.testing.checks import MODULES, checks_for
 from nnx.testing.targets import Target, targets
 
 __all__ = ["backend", "check_params", "expect_pass"]
@@ -29,20 +31,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "backend" not in metafunc.fixturenames or not _ours(metafunc):
+    if "backend" not in metafunc.fixturenames:
         return
     if _TARGETS not in metafunc.config.stash:
         metafunc.config.stash[_TARGETS] = targets()
     found = metafunc.config.stash[_TARGETS]
     metafunc.parametrize("backend", found, ids=[t.id for t in found], indirect=True)
-
-
-def _ours(metafunc: pytest.Metafunc) -> bool:
-    """Whether ``backend`` resolves to this plugin's fixture, not a project's own one."""
-    # pytest keeps the fixture definitions of a test in a private mapping; without it, assume
-    # the fixture is ours (the plugin's is the only one in nnx).
-    definitions = getattr(metafunc, "_arg2fixturedefs", {}).get("backend")
-    return not definitions or getattr(definitions[-1].func, "__module__", "") == __name__
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -75,15 +69,17 @@ def expect_pass(result: Result) -> None:
         pytest.fail(result.describe(), pytrace=False)
 
 
-def check_params(module: str, kind: str = "reference") -> list[Any]:
-    """The checks of an nnx module as pytest parameters; a known bug is ``xfail(strict=True)``."""
+def check_params(module: str | None = None, kind: str = "reference") -> list[Any]:
+    """The checks of an nnx module (``None``: of every module) as pytest parameters, with ids
+    ``module-component``; a known bug is ``xfail(strict=True)``."""
     return [
         pytest.param(
             check,
-            id=check.component,
+            id=f"{check.module}-{check.component}",
             marks=[pytest.mark.xfail(strict=True, reason=check.known_bug)]
             if check.known_bug
             else [],
         )
-        for check in checks_for(module, kind)
+        for name in (MODULES if module is None else (module,))
+        for check in checks_for(name, kind)
     ]

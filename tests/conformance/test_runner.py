@@ -104,6 +104,8 @@ def test_cli_prints_the_table_and_exits_0(capsys: pytest.CaptureFixture[str]) ->
     assert f"{len(_REFERENCE)} passed, 0 failed" in out and "float64" not in out
 
 
+_PLUGIN = ("-p", "no:cacheprovider", "-p", "nnx.testing.plugin")  # how a project opts in
+
 _PLUGIN_TEST = """
 def test_it(backend):
     assert backend.asarray([1.0]) is not None
@@ -115,13 +117,11 @@ def test_plugin_skips_unusable_backends_and_fails_requested_ones(
 ) -> None:
     register("unusable", _unusable)
     pytester.makepyfile(test_inner=_PLUGIN_TEST)
-    result = pytester.runpytest_inprocess(
-        "-p", "no:cacheprovider", "-rs", "-k", "numpy or unusable"
-    )
+    result = pytester.runpytest_inprocess(*_PLUGIN, "-rs", "-k", "numpy or unusable")
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["*SKIPPED*unusable: no device here*"])
     monkeypatch.setenv("NNX_TEST_BACKENDS", "numpy,unusable")
-    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result = pytester.runpytest_inprocess(*_PLUGIN)
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*unusable was asked for but cannot run*"])
 
@@ -131,6 +131,30 @@ def test_plugin_marks_backend_tests_conformance(
 ) -> None:
     monkeypatch.setenv("NNX_TEST_BACKENDS", "numpy")
     pytester.makepyfile(test_inner=_PLUGIN_TEST + "\n\ndef test_plain():\n    assert True\n")
-    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-m", "conformance", "-v")
+    result = pytester.runpytest_inprocess(*_PLUGIN, "-m", "conformance", "-v")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*test_it[[]numpy[]] PASSED*"])
+
+
+_OWN_FIXTURE = """
+import pytest
+
+
+@pytest.fixture
+def backend():
+    return "the project's own"
+
+
+def test_it(backend):
+    assert backend == "the project's own"
+"""
+
+
+def test_without_opting_in_a_projects_backend_fixture_is_its_own(
+    pytester: pytest.Pytester,
+) -> None:
+    """Installing nnx adds no plugin to other projects' sessions (no pytest11 entry point)."""
+    pytester.makepyfile(test_inner=_OWN_FIXTURE)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*test_it PASSED*"])

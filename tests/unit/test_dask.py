@@ -64,14 +64,6 @@ def test_flags_and_namespace():
     assert isinstance(x, da.Array) and x.dtype == np.float32
 
 
-def test_take_along_axis_matches_numpy():
-    xp = backends.load("dask").xp
-    values = np.random.default_rng(0).random((10, 4))
-    labels = np.array([0, 3, 1, 2, 2, 0, 1, 3, 0, 1])[:, None]
-    picked = xp.take_along_axis(da.from_array(values, chunks=(3, 2)), da.asarray(labels), axis=1)
-    np.testing.assert_array_equal(picked.compute(), np.take_along_axis(values, labels, axis=1))
-
-
 def test_chunks_follow_nnx_dask_chunks(monkeypatch):
     monkeypatch.setenv("NNX_DASK_CHUNKS", "150")
     backend = dask_backend.make()

@@ -1,6 +1,8 @@
-"""Conformance of nnx.layers: Dense (with L1/L2 penalties) and Dropout, on every backend.
+"""Conformance of every nnx component on every backend: layers, activations, losses,
+accuracies and optimizers.
 
-The checks live in nnx.testing (so ``nnx conformance`` runs them too); the ``backend``
+The checks live in nnx.testing (so ``nnx conformance`` runs them too), one list per nnx
+module; ids are ``module-component`` (``-k layers`` selects the layers). The ``backend``
 fixture comes from the nnx.testing.plugin pytest plugin.
 """
 
@@ -14,13 +16,13 @@ from nnx.testing.plugin import check_params, expect_pass
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("check", check_params("layers"))
+@pytest.mark.parametrize("check", check_params())
 def test_matches_numpy_float64(backend: Backend, dtype: str, check: Check) -> None:
     """Values within the tolerance table; namespace, device and dtype of every result."""
     expect_pass(check.run(backend, dtype))
 
 
-@pytest.mark.parametrize("check", check_params("layers", "gradient"))
+@pytest.mark.parametrize("check", check_params(kind="gradient"))
 def test_gradients_match_finite_differences(backend: Backend, check: Check) -> None:
     """Analytic gradients (penalties included) against central differences, in float64."""
     expect_pass(check.run(backend, "float64"))
