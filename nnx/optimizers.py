@@ -87,8 +87,9 @@ class Optimizer(Component):
     # arrays are mutable, the temporaries those pieces need are written into one work array
     # per parameter shape, kept between steps, instead of into fresh arrays: faster although
     # it makes more passes (benchmarks/RESULTS.md), because each fresh array is memory that
-    # has left the cache since its last use, and the work array stays in it. Elsewhere each piece is a new array. One optimizer updates one layer at a time:
-    # two threads must not share it (nor could they share its iteration count).
+    # has left the cache since its last use, and the work array stays in it. Elsewhere each
+    # piece is a new array. One optimizer updates one layer at a time: two threads must not
+    # share it (nor could they share its iteration count).
     def _work(self, like: Array) -> Array | None:
         """This optimizer's work array shaped like ``like``, or None on immutable backends."""
         if not self.backend.mutable:
