@@ -178,17 +178,11 @@ class TrainLoop:
 
     def _save_checkpoint(self, epoch: int) -> None:
         history = self._host_history()
-        # Seeded Dropout layers own a Generator whose state resumes exactly; unseeded ones draw
-        # from NumPy's global generator, which is not saved (its module has no .state).
+        # Layers that draw from a generator of their own (a seeded Dropout) resume its draws.
         dropout = {
             str(i): state
             for i, layer in enumerate(self.model.layers)
-            if isinstance(
-                state := getattr(
-                    getattr(getattr(layer, "_rng", None), "bit_generator", None), "state", None
-                ),
-                dict,
-            )
+            if (state := layer.random_state()) is not None
         }
         # JSON has no NaN (a model without accuracy records NaN): store null instead.
         stored = {k: [None if math.isnan(v) else v for v in vs] for k, vs in history.items()}
@@ -213,7 +207,7 @@ class TrainLoop:
             for key, values in training["history"].items()
         }
         for index, state in training.get("dropout_rng", {}).items():
-            self.model.layers[int(index)]._rng.bit_generator.state = state
+            self.model.layers[int(index)].set_random_state(state)
         return int(training["epoch"]) + 1
 
     def _printed(self, epoch: int) -> bool:

@@ -138,6 +138,15 @@ class Layer(Component):
     def _step_arrays(self) -> frozenset[str]:
         return self._STEP_ARRAYS | frozenset(self.parameters.values())
 
+    def random_state(self) -> dict[str, Any] | None:
+        """The state of the layer's own host generator, where it draws from one (a seeded
+        Dropout): checkpoints keep it, so a resumed run draws what an uninterrupted one would.
+        None for layers that draw nothing, or from NumPy's global generator."""
+        return None
+
+    def set_random_state(self, state: dict[str, Any]) -> None:
+        raise ValueError(f"{self._label()}: has no generator of its own to restore.")
+
     def _label(self) -> str:
         return type(self).__name__
 
@@ -323,6 +332,15 @@ class Dropout(Layer):
     def backward(self, dvalues: Array) -> Array:
         self.dinputs = dvalues if self.binary_mask is None else dvalues * self.binary_mask
         return self.dinputs
+
+    def random_state(self) -> dict[str, Any] | None:
+        state = getattr(getattr(self._rng, "bit_generator", None), "state", None)
+        return state if isinstance(state, dict) else None  # NumPy's global one: not ours
+
+    def set_random_state(self, state: dict[str, Any]) -> None:
+        if self.random_state() is None:
+            super().set_random_state(state)
+        self._rng.bit_generator.state = state
 
     def config(self) -> dict[str, Any]:
         return {"rate": self.rate, "seed": self.seed}
