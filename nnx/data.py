@@ -51,7 +51,7 @@ def check_features(X: Any, n_inputs: int | None, name: str = "X") -> Any:
         raise ValueError(f"expected at least one sample in {name}, got shape {tuple(X.shape)}.")
     if n_inputs is not None and X.shape[1] != n_inputs:
         raise ValueError(
-            f"the first Dense layer expects {n_inputs} features, got {name} of shape "
+            f"the model's first layer expects {n_inputs} features, got {name} of shape "
             f"{tuple(X.shape)}. Check n_inputs of the first layer or the columns of {name}."
         )
     if not _all_finite(X):

@@ -36,7 +36,7 @@ class Model:
     """
 
     def __init__(self, *, seed: int | None = None) -> None:
-        self.layers: list[Any] = []  # Layer; Any so Dense's parameter methods type-check
+        self.layers: list[Layer] = []
         # Any: set() fills these in; finalize() checks that loss (and train() that optimizer) exist.
         self.loss: Any = None
         self.optimizer: Any = None
@@ -147,7 +147,8 @@ class Model:
         else:
             dvalues = self.loss.backward(output, y)
         for layer in reversed(layers[self._backward_stop :]):
-            dvalues = layer.backward(dvalues)
+            # None only from the first trainable layer, the last one here (needs_dinputs).
+            dvalues = layer.backward(dvalues)  # type: ignore[assignment]
 
     def _step(self, batch_X: Array, batch_y: Array, guard: bool = True) -> tuple[Any, Any, Any]:
         output = self.forward(batch_X, training=True)
