@@ -70,9 +70,8 @@ class Layer(Component):
     def regularizers(self, parameter: str) -> tuple[float, float]:
         """The L1 and L2 strengths of ``parameter`` (0 where the layer has no such penalty)."""
         stem = self.stems.get(parameter, parameter)
-        return (
-            getattr(self, f"{stem}_regularizer_l1", 0.0),
-            getattr(self, f"{stem}_regularizer_l2", 0.0),
+        return getattr(self, f"{stem}_regularizer_l1", 0.0), getattr(
+            self, f"{stem}_regularizer_l2", 0.0
         )
 
     @classmethod
@@ -127,12 +126,11 @@ class Layer(Component):
         ``l1 * sign(p)`` (+1 at p = 0, as in the book), L2 adds ``2 * l2 * p``."""
         for name, gradient in self.parameters.items():
             l1, l2 = self.regularizers(name)
-            values = getattr(self, name)
             if l1 > 0:
-                penalty = l1 * _sign_book(self.xp, values)
+                penalty = l1 * _sign_book(self.xp, getattr(self, name))
                 setattr(self, gradient, add_into(self.backend, getattr(self, gradient), penalty))
             if l2 > 0:
-                penalty = 2 * l2 * values
+                penalty = 2 * l2 * getattr(self, name)
                 setattr(self, gradient, add_into(self.backend, getattr(self, gradient), penalty))
 
     def _step_arrays(self) -> frozenset[str]:
