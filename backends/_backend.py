@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -50,6 +50,9 @@ class Backend:
         does not grow from step to step. Eager backends return them as they are.
     version : str
         The array library's version, for reports.
+    kernels : mapping of str to callable
+        Fused in-place optimizer updates over lists of arrays, by name (``"adam"``, ...; the
+        contract is in ``backends/kernels.py``). Empty: optimizers run their plain formulas.
     """
 
     name: str
@@ -63,6 +66,7 @@ class Backend:
     lazy: bool = False
     version: str = ""
     materialize: Callable[[list[Any]], list[Any]] = _as_is
+    kernels: Mapping[str, Callable[..., None]] = field(default_factory=dict)
 
     def dtype(self, name: Any) -> Any:
         """The backend's dtype object for ``"float32"``/``"float64"`` (or a dtype, unchanged)."""

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from backends._backend import Backend, BackendError
+from backends.cupy_kernels import cupy_kernels
 
 
 def make(device: Any = None) -> Backend:
@@ -40,4 +41,5 @@ def make(device: Any = None) -> Backend:
         to_numpy=cupy.asnumpy,
         synchronize=dev.synchronize,
         version=cupy.__version__,
+        kernels=cupy_kernels(cupy),
     )

@@ -8,6 +8,7 @@ import array_api_compat.numpy as xp
 import numpy as np
 
 from backends._backend import Backend, BackendError
+from backends.kernels import numpy_kernels
 
 
 def make(device: Any = None) -> Backend:
@@ -24,4 +25,5 @@ def make(device: Any = None) -> Backend:
         asarray=asarray,
         to_numpy=np.asarray,
         version=np.__version__,
+        kernels=numpy_kernels(),
     )

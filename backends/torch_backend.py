@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from backends._backend import Backend, BackendError
+from backends.torch_kernels import torch_kernels
 
 
 def make(device: Any = None) -> Backend:
@@ -44,4 +45,5 @@ def make(device: Any = None) -> Backend:
         synchronize=synchronize,
         float64=dev.type != "mps",
         version=torch.__version__,
+        kernels=torch_kernels(torch),
     )

@@ -18,7 +18,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from nnx import io
-from nnx._xp import whole_number
+from nnx._component import whole_number
 from nnx.data import check_batch_size, shuffled_order
 
 __all__ = ["NonFiniteLossError", "TrainLoop", "batches", "materialize_state"]

@@ -1,14 +1,18 @@
-"""The one place nnx talks to array-api-compat: the Array type and boundary helpers."""
+"""The one place nnx talks to array-api-compat: the Array type and the array helpers.
+
+What serves every part's arithmetic: sums as products with a ones vector, the row maximum by
+folding, ``pick`` and ``one_hot``, the cache of constants they use, ``add_into`` (the one
+in-place fast path), and the questions about arrays the component base asks (whose, where,
+which dtype).
+"""
 
 from __future__ import annotations
 
-import numbers
-import operator
 from typing import Any, Protocol
 
 import array_api_compat
 
-from backends import Backend, get_backend, load
+from backends import Backend
 
 
 class Array(Protocol):
@@ -52,118 +56,28 @@ class Array(Protocol):
     def __float__(self) -> float: ...
 
 
-def resolve(backend: Backend | str | None) -> Backend:
-    """An explicit backend, a registry name, or the selected backend when ``None``."""
-    if backend is None:
-        return get_backend()
-    if isinstance(backend, Backend):
-        return backend
-    if isinstance(backend, str):
-        return load(backend)
-    raise TypeError(
-        f"expected a Backend, a backend name or None, got backend={type(backend).__name__}."
-    )
-
-
-class Component:
-    """Base of every layer, loss, optimizer and accuracy: holds its backend from birth.
-
-    The namespace is looked up once, here, never per operation (it is the hot path).
-    """
-
-    def __init__(self, backend: Backend | str | None = None) -> None:
-        self.backend = resolve(backend)
-        self.xp = self.backend.xp
-        self.device = self.backend.device
-        self._array_type = type(self.backend.asarray([0.0]))
-
-    def config(self) -> dict[str, Any]:
-        """The constructor arguments that rebuild this part (model files store them)."""
-        return {}
-
-    def _step_arrays(self) -> frozenset[str]:
-        """Attributes that hold arrays of one step only (inputs, gradients, ...)."""
-        return frozenset()
-
-    def _move_to(self, backend: Backend) -> None:
-        """Rebind to ``backend``; the arrays of one step are dropped.
-
-        The state (parameters, optimizer state) stays behind: ``Model.to`` replaces it through
-        ``Model.set_state``, the one door state comes in by.
-        """
-        old = self.backend
-        for name, value in list(vars(self).items()):
-            if name in self._step_arrays():
-                delattr(self, name)
-            elif isinstance(value, Component):
-                value._move_to(backend)
-            elif name != "backend" and _is_dtype(old.xp, value):
-                setattr(self, name, backend.dtype(dtype_name(old.xp, value)))
-        self.backend, self.xp, self.device = backend, backend.xp, backend.device
-        self._array_type = type(backend.asarray([0.0]))
-
-    def _adopt(self, data: Any, what: str, dtype: Any = None) -> Any:
-        """``data`` as an array of this backend: host data moves, foreign arrays raise."""
-        # The hot path: an array of this backend on this device. ``.device`` is the
-        # standard's attribute and cheap; array-api-compat's lookup is for arrays without it.
-        if type(data) is self._array_type:
-            if _device_fast(data) == self.device:
-                return data if dtype is None or data.dtype == dtype else self.xp.astype(data, dtype)
-        if array_api_compat.is_numpy_array(data) or isinstance(data, (list, tuple, int, float)):
-            return self.backend.asarray(data, dtype)
-        if array_api_compat.is_array_api_obj(data):
-            raise TypeError(
-                f"{type(self).__name__}: {what} is an array of {_library_of(data)} on "
-                f"{_device_of(data)}, but this object lives on backend {self.backend.name} on "
-                f"{self.device}. Move the data with backend.asarray(backend.to_numpy(x)) "
-                "or build the model on the data's backend."
-            )
-        raise TypeError(
-            f"{type(self).__name__}: expected {what} as an array or a list of numbers, "
-            f"got {what}={type(data).__name__}."
-        )
-
-
-def common_backend(parts: list[Any]) -> Backend:
-    """The one backend and device every part lives on; mixing them is a TypeError."""
-    parts = [part for part in parts if part is not None]
-    first = parts[0]
-    for part in parts[1:]:
-        if (part.backend.name, str(part.device)) != (first.backend.name, str(first.device)):
-            raise TypeError(
-                f"Model.finalize: {type(part).__name__} lives on {part.backend.name} "
-                f"({part.device}) but {type(first).__name__} on {first.backend.name} "
-                f"({first.device}); build every part under one backend."
-            )
-    return first.backend
-
-
-def _device_of(array: Any) -> Any:
+def device_of(array: Any) -> Any:
+    """The device of an array of any library."""
     return array_api_compat.device(array)
 
 
-def _library_of(array: Any) -> str:
+def library_of(array: Any) -> str:
+    """The top-level package an array's type comes from (``torch``, ``numpy``, ...)."""
     return type(array).__module__.split(".")[0]
 
 
-def whole_number(value: Any) -> int | None:
-    """``value`` as an int when it is an integer (NumPy's too, not bool), else None."""
-    if isinstance(value, bool):
-        return None
-    try:
-        return operator.index(value)
-    except TypeError:
-        return None
+def is_host_data(data: Any) -> bool:
+    """NumPy arrays, lists, tuples and Python numbers: what any backend's ``asarray`` takes."""
+    return array_api_compat.is_numpy_array(data) or isinstance(data, (list, tuple, int, float))
 
 
-def real_number(value: Any) -> float | None:
-    """``value`` as a float when it is a real number (NumPy scalars too, not bool), else None."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return None
-    return float(value)
+def is_array(data: Any) -> bool:
+    """An array of any Array API library."""
+    return bool(array_api_compat.is_array_api_obj(data))
 
 
-def _is_dtype(xp: Any, value: Any) -> bool:
+def is_dtype(xp: Any, value: Any) -> bool:
+    """Whether ``value`` is one of the float dtypes of ``xp``."""
     try:
         return any(value == getattr(xp, name) for name in ("float32", "float64"))
     except TypeError:
@@ -216,7 +130,7 @@ def _build_constant(xp: Any, kind: str, shape: tuple[int, ...], dtype: Any, devi
     return xp.arange(0, n * step, step, device=device)
 
 
-def _device_fast(x: Any) -> Any:
+def device_fast(x: Any) -> Any:
     """``x.device`` (the standard's attribute); array-api-compat's lookup for arrays without it."""
     device = getattr(x, "device", None)
     return device if device is not None else array_api_compat.device(x)
@@ -227,12 +141,12 @@ def _device_fast(x: Any) -> Any:
 # and a GPU runs them as well.
 def column_sums(xp: Any, x: Any) -> Any:
     """``sum(x, axis=0, keepdims=True)`` of a matrix, shape (1, n)."""
-    return _constant(xp, "ones", (1, x.shape[0]), x.dtype, _device_fast(x)) @ x
+    return _constant(xp, "ones", (1, x.shape[0]), x.dtype, device_fast(x)) @ x
 
 
 def row_sums(xp: Any, x: Any) -> Any:
     """``sum(x, axis=1, keepdims=True)`` of a matrix, shape (n, 1)."""
-    return x @ _constant(xp, "ones", (x.shape[1], 1), x.dtype, _device_fast(x))
+    return x @ _constant(xp, "ones", (x.shape[1], 1), x.dtype, device_fast(x))
 
 
 def row_max(xp: Any, x: Any) -> Any:
@@ -256,7 +170,7 @@ def pick(xp: Any, x: Any, columns: Any) -> Any:
     that is cheaper than ``take_along_axis``, which builds index grids.
     """
     rows, n_columns = x.shape
-    starts = _constant(xp, "arange", (rows, n_columns), None, _device_fast(x))
+    starts = _constant(xp, "arange", (rows, n_columns), None, device_fast(x))
     return xp.take(xp.reshape(x, (-1,)), columns + starts)
 
 
@@ -264,3 +178,18 @@ def one_hot(xp: Any, labels: Any, n_classes: int, dtype: Any, device: Any) -> An
     """Rows of the identity picked by ``labels``: comparison with ``arange`` (no fancy writes)."""
     classes = _constant(xp, "arange", (n_classes, 1), None, device)
     return xp.astype(labels[:, None] == classes[None, :], dtype)
+
+
+def add_into(backend: Backend, array: Array, addend: Any, scale: float | None = None) -> Array:
+    """``scale * array + addend``, written into ``array`` when the backend allows it.
+
+    The book updates parameters in place (``weights += ...``); doing the same for every
+    state update saves a full-size temporary and a pass over memory each time. Immutable
+    backends get the same value as a new array. Pass only arrays the caller owns.
+    """
+    if not backend.mutable:
+        return addend + (array if scale is None else scale * array)
+    if scale is not None:
+        array *= scale
+    array += addend
+    return array

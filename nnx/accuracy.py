@@ -6,7 +6,8 @@ import math
 from typing import Any
 
 from backends import Backend
-from nnx._xp import Array, Component, real_number
+from nnx._component import Component, real_number
+from nnx._xp import Array
 
 __all__ = ["Accuracy", "CategoricalAccuracy", "RegressionAccuracy"]
 

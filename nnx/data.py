@@ -11,7 +11,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from nnx._xp import whole_number
+from nnx._component import whole_number
 
 __all__ = ["check_features", "check_targets", "check_batch_size", "shuffled_order"]
 

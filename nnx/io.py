@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from nnx._component import Component, resolve
 from nnx._file import ModelFileError, read, write
 from nnx._state import ITERATIONS, set_state
-from nnx._xp import Component, resolve
 from nnx.accuracy import Accuracy, CategoricalAccuracy, RegressionAccuracy
 from nnx.activations import Linear, ReLU, Sigmoid, Softmax
 from nnx.layers import Dense, Dropout, Layer

@@ -3,150 +3,16 @@
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any
 
 from backends import Backend
-from nnx._xp import (
-    Array,
-    Component,
-    column_sums,
-    dtype_name,
-    real_floating,
-    real_number,
-    whole_number,
-)
+from nnx._component import real_number, whole_number
+from nnx._layer import Layer
+from nnx._xp import Array, add_into, column_sums, dtype_name
 
 __all__ = ["Layer", "Dense", "Dropout", "Input"]
 
 _INITS = ("book", "he", "glorot")
-
-
-class Layer(Component):
-    """A step of the network: ``forward`` sets ``output``, ``backward`` sets ``dinputs``.
-
-    A layer that trains says so in two class attributes, and everything else in nnx (the
-    optimizers, regularization, model files, checkpoints, moving to another backend) reads
-    them instead of naming a layer's attributes:
-
-    - ``parameters`` maps each parameter to its gradient, under the book's names
-      (``Dense``: ``{"weights": "dweights", "biases": "dbiases"}``);
-    - ``stems`` gives the book's stem for the names kept per parameter: an optimizer keeps
-      ``weight_momentums`` and ``bias_cache`` on the layer, the penalties are
-      ``weight_regularizer_l1`` and so on (a parameter without a stem is its own stem).
-
-    A new trainable layer is one class: its ``parameters`` (and ``stems``), its parameter
-    arrays and ``dtype`` set in ``__init__``, ``forward``, a ``backward`` that sets every
-    gradient (and calls :meth:`add_penalty_gradients` if it takes ``<stem>_regularizer_l1/l2``
-    arguments), and ``config()``. ``tests/conformance/test_new_layer.py`` builds one.
-    """
-
-    parameters: ClassVar[dict[str, str]] = {}
-    stems: ClassVar[dict[str, str]] = {}
-    # Widths of the inputs and outputs, where the layer fixes them (Dense does, ReLU not).
-    n_inputs: int | None = None
-    n_outputs: int | None = None
-    dtype: Any = None
-    # The first trainable layer of a model has nobody to hand dinputs to; Model switches it off.
-    needs_dinputs = True
-    output: Any
-    dinputs: Any
-    # What one step leaves on a layer besides the gradients: dropped when a model moves.
-    _STEP_ARRAYS: ClassVar[frozenset[str]] = frozenset({"inputs", "output", "dinputs"})
-
-    @property
-    def trainable(self) -> bool:
-        return bool(self.parameters)
-
-    def forward(self, inputs: Array, training: bool = False) -> Array:
-        raise NotImplementedError
-
-    def backward(self, dvalues: Array) -> Array | None:
-        raise NotImplementedError
-
-    def state_name(self, parameter: str, kind: str) -> str:
-        """The attribute an optimizer keeps state of ``kind`` in (``weight_momentums``)."""
-        return f"{self.stems.get(parameter, parameter)}_{kind}"
-
-    def regularizers(self, parameter: str) -> tuple[float, float]:
-        """The L1 and L2 strengths of ``parameter`` (0 where the layer has no such penalty)."""
-        stem = self.stems.get(parameter, parameter)
-        return getattr(self, f"{stem}_regularizer_l1", 0.0), getattr(
-            self, f"{stem}_regularizer_l2", 0.0
-        )
-
-    @classmethod
-    def shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-        """The shape of each parameter of the layer ``cls(**config)`` builds, without building
-        it (model files check a file against them before allocating); {} when not declared."""
-        return {}
-
-    def get_parameters(self) -> tuple[Array, ...]:
-        """The parameters, in the order of ``parameters``, on this layer's backend."""
-        return tuple(getattr(self, name) for name in self.parameters)
-
-    def set_parameters(self, *values: Any) -> None:
-        """Replace the parameters (in the order of ``parameters``); host arrays are moved to
-        this layer's backend. Nothing changes unless every value fits."""
-        if len(values) != len(self.parameters):
-            raise ValueError(
-                f"{self._label()}.set_parameters: expected {len(self.parameters)} arrays "
-                f"({', '.join(self.parameters)}), got {len(values)}."
-            )
-        checked = [
-            self._checked_parameter(name, value, f"{self._label()}.set_parameters")
-            for name, value in zip(self.parameters, values, strict=True)
-        ]
-        for name, value in zip(self.parameters, checked, strict=True):
-            setattr(self, name, value)
-
-    def _checked_parameter(self, name: str, value: Any, where: str, like: str = "") -> Array:
-        """``value`` as this layer's own copy for the parameter ``name`` (or for state kept like
-        it, named ``like``): shape and dtype of the parameter, or a ValueError that starts
-        with ``where``."""
-        current = getattr(self, name)
-        if hasattr(value, "dtype") and not real_floating(value):
-            raise ValueError(
-                f"{where}: expected {like or name} as real floats, got an array "
-                f"of dtype {value.dtype}."
-            )
-        # The layer's dtype where it keeps one: after a move, current is of the old backend.
-        array = self._adopt(
-            value, like or name, current.dtype if self.dtype is None else self.dtype
-        )
-        if tuple(array.shape) != tuple(current.shape):
-            raise ValueError(
-                f"{where}: expected {like or name} of shape "
-                f"{tuple(current.shape)}, got {tuple(array.shape)}."
-            )
-        # Own copies: optimizers update parameters in place, never the caller's arrays.
-        return self.xp.asarray(array, copy=True, device=self.device)
-
-    def add_penalty_gradients(self) -> None:
-        """The book's L1/L2 penalty gradients, added to each parameter's gradient: L1 adds
-        ``l1 * sign(p)`` (+1 at p = 0, as in the book), L2 adds ``2 * l2 * p``."""
-        for name, gradient in self.parameters.items():
-            l1, l2 = self.regularizers(name)
-            if l1 > 0:
-                penalty = l1 * _sign_book(self.xp, getattr(self, name))
-                setattr(self, gradient, add_into(self.backend, getattr(self, gradient), penalty))
-            if l2 > 0:
-                penalty = 2 * l2 * getattr(self, name)
-                setattr(self, gradient, add_into(self.backend, getattr(self, gradient), penalty))
-
-    def _step_arrays(self) -> frozenset[str]:
-        return self._STEP_ARRAYS | frozenset(self.parameters.values())
-
-    def random_state(self) -> dict[str, Any] | None:
-        """The state of the layer's own host generator, where it draws from one (a seeded
-        Dropout): checkpoints keep it, so a resumed run draws what an uninterrupted one would.
-        None for layers that draw nothing, or from NumPy's global generator."""
-        return None
-
-    def set_random_state(self, state: dict[str, Any]) -> None:
-        raise ValueError(f"{self._label()}: has no generator of its own to restore.")
-
-    def _label(self) -> str:
-        return type(self).__name__
 
 
 class Dense(Layer):
@@ -255,21 +121,6 @@ class Dense(Layer):
         return f"Dense(n_inputs={self.n_inputs}, n_neurons={self.n_neurons})"
 
 
-def add_into(backend: Backend, array: Array, addend: Any, scale: float | None = None) -> Array:
-    """``scale * array + addend``, written into ``array`` when the backend allows it.
-
-    The book updates parameters in place (``weights += ...``); doing the same for every
-    state update saves a full-size temporary and a pass over memory each time. Immutable
-    backends get the same value as a new array. Pass only arrays the caller owns.
-    """
-    if not backend.mutable:
-        return addend + (array if scale is None else scale * array)
-    if scale is not None:
-        array *= scale
-    array += addend
-    return array
-
-
 def _size(name: str, value: Any) -> int:
     """A layer width: any integer (NumPy's too, as from ``y.max() + 1``), at least 1."""
     size = whole_number(value)
@@ -285,12 +136,6 @@ def _draw_weights(rng: Any, n_inputs: int, n_neurons: int, init: str) -> Any:
         return rng.uniform(-limit, limit, size=(n_inputs, n_neurons))
     scale = 0.01 if init == "book" else math.sqrt(2.0 / n_inputs)
     return scale * rng.standard_normal(size=(n_inputs, n_neurons))
-
-
-def _sign_book(xp: Any, values: Array) -> Array:
-    """The book's L1 derivative: 1 where value >= 0, else -1."""
-    ones = xp.ones_like(values)
-    return xp.where(values >= 0, ones, -ones)
 
 
 class Dropout(Layer):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from backends import Backend
-from nnx._xp import Array, Component, one_hot, pick
+from nnx._component import Component
+from nnx._xp import Array, one_hot, pick
 from nnx.activations import Softmax
 from nnx.layers import Layer
 

@@ -15,8 +15,9 @@ from tqdm.auto import tqdm
 
 from backends import Backend, load
 from nnx import _state, data, io
+from nnx._component import common_backend, resolve
 from nnx._train import NonFiniteLossError, TrainLoop, batches, materialize_state
-from nnx._xp import Array, common_backend, resolve
+from nnx._xp import Array
 from nnx.accuracy import Accuracy
 from nnx.activations import Softmax
 from nnx.layers import Input, Layer
@@ -160,8 +161,7 @@ class Model:
         accuracy = self.accuracy.calculate(predictions, batch_y) if self.accuracy else math.nan
         self.backward(output, batch_y)
         self.optimizer.pre_update_params()
-        for layer in self.trainable_layers:
-            self.optimizer.update_params(layer)
+        self.optimizer.update_layers(self.trainable_layers)  # one fused call where offered
         self.optimizer.post_update_params()
         if self.backend.lazy:
             sums = [(part, "accumulated_sum") for part in (self.loss, self.accuracy) if part]

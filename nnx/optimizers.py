@@ -1,35 +1,53 @@
 """Optimizers: the book's SGD (with momentum), Adagrad, RMSprop and Adam.
 
-Each keeps the book's protocol: ``pre_update_params()``, ``update_params(layer)`` for every
-trainable layer, ``post_update_params()``. An optimizer updates whatever parameters a layer
-declares (``layer.parameters``) and declares the state it keeps per parameter
-(``state_kinds``); that state lives on the layer under the book's names (``weight_momentums``,
-``bias_cache``: ``layer.state_name(parameter, kind)``), on the layer's backend.
+The book's protocol: ``pre_update_params()``, ``update_params(layer)`` for every trainable
+layer, ``post_update_params()``. Each ``update`` is chapter 10's formulas for one parameter,
+written once where the book writes them for ``weights`` and again for ``biases``: it serves any
+parameter a layer declares. The state kept (``state_kinds``) lives on the layer under the
+book's names (``weight_momentums``, ``bias_cache``).
+
+This plain form is the reference, on every backend. A backend may offer a fused kernel for the
+same update over many arrays at once (``Backend.kernels``, see ``backends/kernels.py``): then
+``update_params`` and ``Model`` hand it every array, unless ``fused=False``. The conformance
+suite checks each kernel against the plain form.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 from typing import Any
 
 from backends import Backend
-from nnx._xp import Array, Component, real_number
-from nnx.layers import Layer, add_into
+from nnx._component import Component, real_number
+from nnx._xp import Array
+from nnx.layers import Layer
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam"]
 
 
 class Optimizer(Component):
-    """Base: learning rate with the book's 1/t decay, and the iteration counter."""
+    """Base: learning rate with the book's 1/t decay, the iteration counter, state on layers.
+
+    Parameters
+    ----------
+    learning_rate, decay : float
+        ``current_learning_rate = learning_rate / (1 + decay * iterations)``.
+    fused : bool
+        Use the backend's fused kernel for this update where it offers one (same formulas,
+        rounded in another order); ``False`` always runs the plain form below.
+    """
 
     # The state kept per parameter, by kind ("momentums", "cache"), on the layer.
     state_kinds: tuple[str, ...] = ()
+    # The name of the fused update a backend may offer for this optimizer.
+    kernel = ""
 
     def __init__(
         self,
         learning_rate: float,
         decay: float = 0.0,
         backend: Backend | str | None = None,
+        fused: bool = True,
         **hyper: float,
     ) -> None:
         super().__init__(backend)
@@ -43,13 +61,77 @@ class Optimizer(Component):
         self.current_learning_rate = float(learning_rate)
         self.decay = float(decay)
         self.iterations = 0
-        self._workspace: dict[tuple[Any, ...], Array] = {}
+        self.fused = bool(fused)
+        self._hyper = tuple(hyper)  # the subclass's own: epsilon, rho, beta_1, ...
 
     def pre_update_params(self) -> None:
         if self.decay:
             self.current_learning_rate = self.learning_rate * (
                 1.0 / (1.0 + self.decay * self.iterations)
             )
+
+    def update_params(self, layer: Layer) -> None:
+        """Update every parameter of ``layer`` from its gradient."""
+        self.update_layers([layer])
+
+    def post_update_params(self) -> None:
+        self.iterations += 1
+
+    def update(self, layer: Layer, name: str, dparams: Array) -> None:
+        """The book's update of the parameter ``name`` of ``layer``, from its gradient."""
+        raise NotImplementedError
+
+    # -- the state on the layer, and the fused path ------------------------------------------
+    def update_layers(self, layers: Sequence[Layer]) -> None:
+        """Update every parameter of ``layers``: one fused kernel call for all of them where
+        the backend offers one, else the plain ``update`` of each."""
+        # Kernels write in place: a backend without in-place updates runs the plain form.
+        fused = self.fused and self.backend.mutable
+        kernel = self.backend.kernels.get(self.kernel) if fused else None
+        if kernel is None:
+            for layer in layers:
+                for name, gradient in layer.parameters.items():
+                    self.update(layer, name, getattr(layer, gradient))
+            return
+        params, grads = [], []
+        states: list[list[Array]] = [[] for _ in self.state_kinds]
+        for layer in layers:
+            for name, gradient in layer.parameters.items():
+                params.append(getattr(layer, name))
+                grads.append(getattr(layer, gradient))
+                for arrays, kind in zip(states, self.state_kinds, strict=True):
+                    arrays.append(self.state(layer, name, kind))
+        kernel(params, grads, *states, **self.hyperparameters())
+
+    def hyperparameters(self) -> dict[str, float]:
+        """What a fused kernel takes besides the arrays, for the step about to run."""
+        return {"lr": self.current_learning_rate, **{n: getattr(self, n) for n in self._hyper}}
+
+    def state(self, layer: Layer, name: str, kind: str) -> Array:
+        """The state of ``kind`` kept for the parameter ``name`` (zeros at first, as the book
+        creates them when ``hasattr`` finds none)."""
+        attribute = layer.state_name(name, kind)
+        if not hasattr(layer, attribute):
+            setattr(layer, attribute, self.xp.zeros_like(getattr(layer, name)))
+        return getattr(layer, attribute)
+
+    def keep(self, layer: Layer, name: str, kind: str, value: Array) -> None:
+        """Store the new state of ``kind`` for the parameter ``name``."""
+        setattr(layer, layer.state_name(name, kind), value)
+
+    def apply(self, layer: Layer, name: str, updates: Array) -> None:
+        """``layer.<name> += updates``: in place where the backend's arrays allow it."""
+        params = getattr(layer, name)
+        params += updates
+        setattr(layer, name, params)  # a new array on backends without in-place updates
+
+    def state_names(self, layer: Layer) -> list[str]:
+        """The attributes this optimizer keeps on ``layer`` (``weight_momentums``, ...)."""
+        return [
+            layer.state_name(parameter, kind)
+            for parameter in layer.parameters
+            for kind in self.state_kinds
+        ]
 
     def restore_iterations(self, iterations: int) -> None:
         """Continue after ``iterations`` steps (checkpoints, model files): the counter and the
@@ -61,109 +143,17 @@ class Optimizer(Component):
             self.pre_update_params()
             self.iterations = iterations
 
-    def state_names(self, layer: Layer) -> list[str]:
-        """The attributes this optimizer keeps on ``layer`` (``weight_momentums``, ...)."""
-        return [
-            layer.state_name(parameter, kind)
-            for parameter in layer.parameters
-            for kind in self.state_kinds
-        ]
-
-    def update_params(self, layer: Layer) -> None:
-        raise NotImplementedError
-
-    def post_update_params(self) -> None:
-        self.iterations += 1
-
-    def _zeros_state(self, layer: Layer) -> None:
-        """Create the missing state arrays of ``layer`` as zeros like their parameters."""
-        for parameter in layer.parameters:
-            for kind in self.state_kinds:
-                name = layer.state_name(parameter, kind)
-                if not hasattr(layer, name):
-                    setattr(layer, name, self.xp.zeros_like(getattr(layer, parameter)))
-
-    # Every update below is the book's formula, built from three pieces. Where the backend's
-    # arrays are mutable, the temporaries those pieces need are written into one work array
-    # per parameter shape, kept between steps, instead of into fresh arrays: faster although
-    # it makes more passes (benchmarks/RESULTS.md), because each fresh array is memory that
-    # has left the cache since its last use, and the work array stays in it. Elsewhere each
-    # piece is a new array. One optimizer updates one layer at a time: two threads must not
-    # share it (nor could they share its iteration count).
-    def _work(self, like: Array) -> Array | None:
-        """This optimizer's work array shaped like ``like``, or None on immutable backends."""
-        if not self.backend.mutable:
-            return None
-        key = (tuple(like.shape), like.dtype)
-        work = self._workspace.get(key)
-        if work is None:
-            work = self._workspace[key] = self.xp.empty_like(like)
-        return work
-
-    def _scaled(self, work: Array | None, values: Array, scale: float) -> Array:
-        """``scale * values``."""
-        if work is None:
-            return scale * values
-        work[...] = values
-        work *= scale
-        return work
-
-    def _squares(self, work: Array | None, values: Array, scale: float = 1.0) -> Array:
-        """``scale * values**2``."""
-        if work is None:
-            return values**2 if scale == 1.0 else scale * values**2
-        work[...] = values
-        work **= 2  # one pass over one array (NumPy's square kernel), where *= values reads two
-        if scale != 1.0:
-            work *= scale
-        return work
-
-    def _adaptive_step(
-        self, work: Array | None, update: Array, cache: Array, lr: float, cache_scale: float = 1.0
-    ) -> Array:
-        """``-lr * update / (sqrt(cache_scale * cache) + epsilon)``: Adagrad, RMSprop, Adam."""
-        eps = self.epsilon  # type: ignore[attr-defined]
-        if work is None:
-            scaled_cache = cache if cache_scale == 1.0 else cache_scale * cache
-            return -lr * update / (self.xp.sqrt(scaled_cache) + eps)
-        # sqrt(s * c) + eps = sqrt(s) * (sqrt(c) + eps / sqrt(s)): the factor joins -lr and
-        # the pass that would scale the cache is saved.
-        root = math.sqrt(cache_scale)
-        work[...] = cache
-        work **= 0.5  # sqrt: NumPy and torch take their square-root kernel for 0.5
-        work += eps / root
-        work **= -1  # 1 / (...), so the division can be a product into the work array
-        work *= update
-        work *= -lr / root
-        return work
-
-    def _update_by_cache(self, layer: Layer, rho: float | None) -> None:
-        """Adagrad's (``rho`` None: ``cache += dw^2``) and RMSprop's (``cache = rho * cache +
-        (1 - rho) * dw^2``) update, then ``w += -lr * dw / (sqrt(cache) + epsilon)``."""
-        self._zeros_state(layer)
-        lr, backend = self.current_learning_rate, self.backend
-        for param, grad in layer.parameters.items():
-            cache_name = layer.state_name(param, "cache")
-            dw = getattr(layer, grad)
-            work = self._work(dw)
-            squares = self._squares(work, dw, 1.0 if rho is None else 1 - rho)
-            cache = add_into(backend, getattr(layer, cache_name), squares, rho)
-            setattr(layer, cache_name, cache)
-            step = self._adaptive_step(work, dw, cache, lr)
-            setattr(layer, param, add_into(backend, getattr(layer, param), step))
-
-    def _move_to(self, backend: Backend) -> None:
-        self._workspace = {}  # work arrays are rebuilt on the new backend when first needed
-        super()._move_to(backend)
-
     def config(self) -> dict[str, Any]:
         """Hyperparameters that rebuild this optimizer (for model files)."""
-        return {"learning_rate": self.learning_rate, "decay": self.decay}
+        config = {"learning_rate": self.learning_rate, "decay": self.decay, "fused": self.fused}
+        return {**config, **{name: getattr(self, name) for name in self._hyper}}
 
 
 class SGD(Optimizer):
     """Stochastic gradient descent: ``w -= lr * dw``; with momentum,
     ``m = momentum * m - lr * dw`` and ``w += m``."""
+
+    kernel = "sgd"
 
     def __init__(
         self,
@@ -171,33 +161,31 @@ class SGD(Optimizer):
         decay: float = 0.0,
         momentum: float = 0.0,
         *,
+        fused: bool = True,
         backend: Backend | str | None = None,
     ) -> None:
-        super().__init__(learning_rate, decay, backend, momentum=momentum)
+        super().__init__(learning_rate, decay, backend, fused, momentum=momentum)
         self.momentum = float(momentum)
         self.state_kinds = ("momentums",) if momentum else ()
 
-    def update_params(self, layer: Layer) -> None:
-        self._zeros_state(layer)
-        lr, backend = self.current_learning_rate, self.backend
-        for param, grad in layer.parameters.items():
-            momentums = layer.state_name(param, "momentums")
-            dw = getattr(layer, grad)
-            update = self._scaled(self._work(dw), dw, -lr)  # -lr * dw
-            if self.momentum:
-                # m = momentum * m - lr * dw, and the step is m
-                update = add_into(backend, getattr(layer, momentums), update, self.momentum)
-                setattr(layer, momentums, update)
-            setattr(layer, param, add_into(backend, getattr(layer, param), update))
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "momentum": self.momentum}
+    def update(self, layer: Layer, name: str, dparams: Array) -> None:
+        if self.momentum:
+            # A fraction of the previous update carries over: the step keeps rolling.
+            updates = (
+                self.momentum * self.state(layer, name, "momentums")
+                - self.current_learning_rate * dparams
+            )
+            self.keep(layer, name, "momentums", updates)
+        else:
+            updates = -self.current_learning_rate * dparams
+        self.apply(layer, name, updates)
 
 
 class Adagrad(Optimizer):
     """Adaptive gradient: ``cache += dw^2``, ``w -= lr * dw / (sqrt(cache) + epsilon)``."""
 
     state_kinds = ("cache",)
+    kernel = "adagrad"
 
     def __init__(
         self,
@@ -205,22 +193,25 @@ class Adagrad(Optimizer):
         decay: float = 0.0,
         epsilon: float = 1e-7,
         *,
+        fused: bool = True,
         backend: Backend | str | None = None,
     ) -> None:
-        super().__init__(learning_rate, decay, backend, epsilon=epsilon)
+        super().__init__(learning_rate, decay, backend, fused, epsilon=epsilon)
         self.epsilon = float(epsilon)
 
-    def update_params(self, layer: Layer) -> None:
-        self._update_by_cache(layer, None)  # cache += dw^2
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "epsilon": self.epsilon}
+    def update(self, layer: Layer, name: str, dparams: Array) -> None:
+        cache = self.state(layer, name, "cache") + dparams**2
+        self.keep(layer, name, "cache", cache)
+        # Each parameter's step shrinks with the sum of its squared gradients so far.
+        updates = -self.current_learning_rate * dparams / (self.xp.sqrt(cache) + self.epsilon)
+        self.apply(layer, name, updates)
 
 
 class RMSprop(Optimizer):
     """Root mean square propagation: ``cache = rho * cache + (1 - rho) * dw^2``."""
 
     state_kinds = ("cache",)
+    kernel = "rmsprop"
 
     def __init__(
         self,
@@ -229,23 +220,26 @@ class RMSprop(Optimizer):
         epsilon: float = 1e-7,
         rho: float = 0.9,
         *,
+        fused: bool = True,
         backend: Backend | str | None = None,
     ) -> None:
-        super().__init__(learning_rate, decay, backend, epsilon=epsilon, rho=rho)
+        super().__init__(learning_rate, decay, backend, fused, epsilon=epsilon, rho=rho)
         _check_fraction(self, "rho", rho)
         self.epsilon, self.rho = float(epsilon), float(rho)
 
-    def update_params(self, layer: Layer) -> None:
-        self._update_by_cache(layer, self.rho)  # cache = rho * cache + (1 - rho) * dw^2
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "epsilon": self.epsilon, "rho": self.rho}
+    def update(self, layer: Layer, name: str, dparams: Array) -> None:
+        # A moving average of squared gradients, where Adagrad keeps their sum.
+        cache = self.rho * self.state(layer, name, "cache") + (1 - self.rho) * dparams**2
+        self.keep(layer, name, "cache", cache)
+        updates = -self.current_learning_rate * dparams / (self.xp.sqrt(cache) + self.epsilon)
+        self.apply(layer, name, updates)
 
 
 class Adam(Optimizer):
     """Adaptive momentum: RMSprop's cache plus momentum, both bias-corrected by step."""
 
     state_kinds = ("momentums", "cache")
+    kernel = "adam"
 
     def __init__(
         self,
@@ -255,48 +249,35 @@ class Adam(Optimizer):
         beta_1: float = 0.9,
         beta_2: float = 0.999,
         *,
+        fused: bool = True,
         backend: Backend | str | None = None,
     ) -> None:
         super().__init__(
-            learning_rate, decay, backend, epsilon=epsilon, beta_1=beta_1, beta_2=beta_2
+            learning_rate, decay, backend, fused, epsilon=epsilon, beta_1=beta_1, beta_2=beta_2
         )
         _check_fraction(self, "beta_1", beta_1)
         _check_fraction(self, "beta_2", beta_2)
         self.epsilon, self.beta_1, self.beta_2 = float(epsilon), float(beta_1), float(beta_2)
 
-    def update_params(self, layer: Layer) -> None:
-        self._zeros_state(layer)
-        lr, backend, b1, b2 = self.current_learning_rate, self.backend, self.beta_1, self.beta_2
+    def update(self, layer: Layer, name: str, dparams: Array) -> None:
+        momentums = self.beta_1 * self.state(layer, name, "momentums") + (1 - self.beta_1) * dparams
+        cache = self.beta_2 * self.state(layer, name, "cache") + (1 - self.beta_2) * dparams**2
+        self.keep(layer, name, "momentums", momentums)
+        self.keep(layer, name, "cache", cache)
+        # Both start at zero, so early steps average over few gradients: dividing by
+        # (1 - beta^step) corrects that bias (step counts from 1).
         step = self.iterations + 1
-        for param, grad in layer.parameters.items():
-            momentums_name = layer.state_name(param, "momentums")
-            cache_name = layer.state_name(param, "cache")
-            dw = getattr(layer, grad)
-            work = self._work(dw)
-            # m = b1 * m + (1 - b1) * dw and cache = b2 * cache + (1 - b2) * dw^2
-            momentums = add_into(
-                backend, getattr(layer, momentums_name), self._scaled(work, dw, 1 - b1), b1
-            )
-            setattr(layer, momentums_name, momentums)
-            squares = self._squares(work, dw, 1 - b2)
-            cache = add_into(backend, getattr(layer, cache_name), squares, b2)
-            setattr(layer, cache_name, cache)
-            # Early steps average over few gradients; dividing by (1 - beta^step) corrects the
-            # bias: m_hat = m / (1 - b1^step), cache_hat = cache / (1 - b2^step), and
-            # w += -lr * m_hat / (sqrt(cache_hat) + eps), with both divisions folded into
-            # the scalars (lr / (1 - b1^step) and the factor on the cache).
-            update = self._adaptive_step(
-                work, momentums, cache, lr / (1 - b1**step), 1 / (1 - b2**step)
-            )
-            setattr(layer, param, add_into(backend, getattr(layer, param), update))
+        momentums_corrected = momentums / (1 - self.beta_1**step)
+        cache_corrected = cache / (1 - self.beta_2**step)
+        updates = (
+            -self.current_learning_rate
+            * momentums_corrected
+            / (self.xp.sqrt(cache_corrected) + self.epsilon)
+        )
+        self.apply(layer, name, updates)
 
-    def config(self) -> dict[str, Any]:
-        return {
-            **super().config(),
-            "epsilon": self.epsilon,
-            "beta_1": self.beta_1,
-            "beta_2": self.beta_2,
-        }
+    def hyperparameters(self) -> dict[str, float]:
+        return {**super().hyperparameters(), "step": self.iterations + 1}
 
 
 def _check_fraction(optimizer: Optimizer, name: str, value: float) -> None:

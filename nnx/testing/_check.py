@@ -13,7 +13,7 @@ import numpy as np
 from backends import Backend, load
 from nnx.testing.tolerances import tolerance
 
-__all__ = ["Output", "Result", "Check", "array_problems", "device_label"]
+__all__ = ["Output", "Result", "Check", "NotOffered", "array_problems", "device_label"]
 
 REFERENCE = ("numpy", "float64")
 
@@ -77,6 +77,11 @@ def _fmt(value: float | None) -> str:
 Scenario = Callable[[Backend, str], list[Output]]
 
 
+class NotOffered(Exception):
+    """Raised by a scenario whose subject the backend does not have (a fused kernel): the
+    check is skipped with this reason."""
+
+
 @dataclass(frozen=True)
 class Check:
     """A component run on the backend under test and judged against NumPy or finite differences.
@@ -89,9 +94,10 @@ class Check:
         The nnx module of that class (``"layers"``, ``"losses"``, ...).
     scenario : callable ``(backend, dtype) -> list[Output]``
         Builds seeded host inputs, runs the component, returns its named outputs.
-    kind : {"reference", "gradient"}
+    kind : {"reference", "gradient", "kernel"}
         Compared with the NumPy float64 run of the same scenario, or with the ``expected``
-        finite differences each output carries (float64 only).
+        values each output carries: finite differences (``"gradient"``, float64 only), or the
+        plain formulas on the same backend and dtype (``"kernel"``: a fused update).
     known_bug : str
         A bug of nnx this check finds and nobody fixed yet: the runner reports its failure as
         ``xfail`` and its passing as a failure (remove the note with the fix); tests mark it
@@ -117,6 +123,8 @@ class Check:
         try:
             outputs = self.scenario(backend, dtype)
             expected = self._expected(outputs)
+        except NotOffered as err:
+            return row.result("skip", str(err))
         except Exception as err:  # whatever the backend raised is the finding
             return row.result("fail", f"raised {type(err).__name__}: {err}")
         for output in outputs:
@@ -127,7 +135,7 @@ class Check:
         return row.finish()
 
     def _expected(self, outputs: list[Output]) -> dict[str, np.ndarray]:
-        if self.kind == "gradient":
+        if self.kind in ("gradient", "kernel"):
             return {o.name: np.asarray(o.expected) for o in outputs}
         numpy = load(REFERENCE[0])
         return {o.name: numpy.to_numpy(o.value) for o in self.scenario(numpy, REFERENCE[1])}

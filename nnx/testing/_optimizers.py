@@ -9,7 +9,7 @@ from typing import Any
 from backends import Backend
 from nnx.layers import Dense, Layer
 from nnx.optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop
-from nnx.testing._check import Check, Output, Scenario
+from nnx.testing._check import Check, NotOffered, Output, Scenario
 from nnx.testing._data import generator, normal, put
 
 _STEPS = 3
@@ -75,4 +75,68 @@ def _dense(backend: Backend, dtype: str) -> Layer:
     return Dense(3, 4, seed=5, dtype=dtype, backend=backend)
 
 
-CHECKS = tuple(optimizer_checks(_dense))
+_KERNEL_STEPS = 30
+# Every hyperparameter away from its default, epsilon large enough to matter (a kernel that
+# dropped it would be off by ~1e-4 relative).
+_KERNEL_SETTINGS: dict[str, Callable[[Backend], Optimizer]] = {
+    "SGD": lambda b: SGD(0.5, decay=0.1, backend=b),
+    "SGD momentum": lambda b: SGD(0.5, decay=0.1, momentum=0.7, backend=b),
+    "Adagrad": lambda b: Adagrad(0.4, decay=0.1, epsilon=1e-4, backend=b),
+    "RMSprop": lambda b: RMSprop(0.02, decay=0.1, epsilon=1e-5, rho=0.8, backend=b),
+    "Adam": lambda b: Adam(0.05, decay=0.1, epsilon=1e-5, beta_1=0.8, beta_2=0.95, backend=b),
+}
+
+
+def _kernel_scenario(name: str) -> Scenario:
+    def scenario(backend: Backend, dtype: str) -> list[Output]:
+        make = _KERNEL_SETTINGS[name]
+        kernel = make(backend).kernel
+        if kernel not in backend.kernels:
+            raise NotOffered(f"{backend.name} offers no fused {kernel!r} kernel")
+        fused = _kernel_steps(backend, dtype, make(backend))
+        plain = _kernel_steps(backend, dtype, make(backend), fused=False)
+        return [
+            Output(key, fused[key], "elementwise", expected=backend.to_numpy(plain[key]))
+            for key in plain
+        ]
+
+    scenario.__doc__ = f"{name}: the backend's fused kernel against the plain formulas."
+    return scenario
+
+
+def _kernel_steps(
+    backend: Backend, dtype: str, optimizer: Optimizer, fused: bool = True
+) -> dict[str, Any]:
+    """Many decayed steps over two layers at once (one kernel call per step), seeded."""
+    optimizer.fused = fused
+    rng = generator(52)
+    layers = [
+        Dense(3, 4, seed=5, dtype=dtype, backend=backend),
+        Dense(4, 2, seed=6, dtype=dtype, backend=backend),
+    ]
+    for layer in layers:
+        layer.set_parameters(*[_draw(rng, backend, p, dtype) for p in layer.get_parameters()])
+    for _ in range(_KERNEL_STEPS):
+        for layer in layers:
+            for name, gradient in layer.parameters.items():
+                setattr(layer, gradient, _draw(rng, backend, getattr(layer, name), dtype))
+        optimizer.pre_update_params()
+        optimizer.update_layers(layers)
+        optimizer.post_update_params()
+    return {
+        f"{i}.{name}": getattr(layer, name)
+        for i, layer in enumerate(layers)
+        for name in [*layer.parameters, *optimizer.state_names(layer)]
+    }
+
+
+def kernel_checks() -> list[Check]:
+    """One check per optimizer setting: the backend's fused kernel against the plain
+    formulas on the same backend and dtype, over many steps (skipped where none is offered)."""
+    return [
+        Check(f"{name} kernel", "optimizers", _kernel_scenario(name), kind="kernel")
+        for name in _KERNEL_SETTINGS
+    ]
+
+
+CHECKS = (*optimizer_checks(_dense), *kernel_checks())

@@ -8,6 +8,7 @@ from nnx.testing._check import Check
 __all__ = ["CHECKS", "MODULES", "checks_for"]
 
 MODULES = ("layers", "activations", "losses", "optimizers", "accuracy")
+KINDS = ("reference", "gradient", "kernel")
 
 # "reference" checks compare with NumPy in float64; "gradient" checks compare analytic
 # gradients with finite differences (float64 only).
@@ -18,9 +19,9 @@ CHECKS: tuple[Check, ...] = (
 
 def checks_for(module: str, kind: str = "reference") -> list[Check]:
     """The checks of one nnx module (``"layers"``, ...), of one kind (``"reference"``, ...)."""
-    if module not in MODULES or kind not in ("reference", "gradient"):
+    if module not in MODULES or kind not in KINDS:
         raise ValueError(
-            f"checks_for: expected module in {MODULES} and kind 'reference' or 'gradient', "
+            f"checks_for: expected module in {MODULES} and kind in {KINDS}, "
             f"got module={module!r}, kind={kind!r}."
         )
     return [c for c in CHECKS if c.module == module and c.kind == kind]

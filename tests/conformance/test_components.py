@@ -1,5 +1,5 @@
 """Conformance of every nnx component on every backend: layers, activations, losses,
-accuracies and optimizers.
+accuracies and optimizers, and the fused optimizer kernels a backend offers.
 
 The checks live in nnx.testing (so ``nnx conformance`` runs them too), one list per nnx
 module; ids are ``module-component`` (``-k layers`` selects the layers). The ``backend``
@@ -26,3 +26,11 @@ def test_matches_numpy_float64(backend: Backend, dtype: str, check: Check) -> No
 def test_gradients_match_finite_differences(backend: Backend, check: Check) -> None:
     """Analytic gradients (penalties included) against central differences, in float64."""
     expect_pass(check.run(backend, "float64"))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("check", check_params(kind="kernel"))
+def test_fused_kernels_match_the_plain_formulas(backend: Backend, dtype: str, check: Check) -> None:
+    """A backend's fused optimizer kernels against nnx's plain formulas, same backend and dtype,
+    over many steps (skipped where a backend offers none)."""
+    expect_pass(check.run(backend, dtype))

@@ -64,6 +64,8 @@ def test_entry_point_backend_is_listed_and_passes(
     results = run(backends=["thirdparty"])
     table = format_table(results)
     assert results and {r.backend for r in results} == {"thirdparty"}, table
-    assert all(r.status == "pass" for r in results), table
+    # It offers no fused optimizer kernels: those checks skip, and say why.
+    assert all(r.status == "pass" or (r.check, r.status) == ("kernel", "skip") for r in results)
+    assert any(r.status == "pass" for r in results), table
     assert {r.dtype for r in results} == {"float32", "float64"}
     assert "thirdparty" in table

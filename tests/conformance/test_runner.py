@@ -17,6 +17,7 @@ pytestmark = pytest.mark.conformance
 
 _REFERENCE = [c for c in CHECKS if c.kind == "reference"]
 _GRADIENT = [c for c in CHECKS if c.kind == "gradient"]
+_KERNEL = [c for c in CHECKS if c.kind == "kernel"]
 
 
 def _unusable(device: Any = None) -> Backend:
@@ -39,8 +40,9 @@ def register(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
 
 def test_run_gives_a_row_per_check_and_dtype() -> None:
     results = run(backends=["numpy"])
-    assert len(results) == 2 * len(_REFERENCE) + len(_GRADIENT)
+    assert len(results) == 2 * len(_REFERENCE) + len(_GRADIENT) + 2 * len(_KERNEL)
     assert all(r.status == "pass" and r.backend == "numpy" for r in results)
+    assert {r.dtype for r in results if r.check == "kernel"} == {"float32", "float64"}
     assert {r.dtype for r in results if r.check == "gradient"} == {"float64"}
 
 
@@ -101,7 +103,8 @@ def test_cli_prints_the_table_and_exits_0(capsys: pytest.CaptureFixture[str]) ->
     out = capsys.readouterr().out
     header = out.splitlines()[0].split()
     assert header[:5] == ["backend", "device", "dtype", "component", "check"]
-    assert f"{len(_REFERENCE)} passed, 0 failed" in out and "float64" not in out
+    passed = len(_REFERENCE) + len(_KERNEL)  # NumPy offers every fused kernel
+    assert f"{passed} passed, 0 failed" in out and "float64" not in out
 
 
 _PLUGIN = ("-p", "no:cacheprovider", "-p", "nnx.testing.plugin")  # how a project opts in

@@ -43,10 +43,14 @@ def test_a_format_1_checkpoint_resumes_as_before():
     X, y = spiral_data(20, 3, seed=0)
     model = spiral_model()
     history = model.train(X, y, epochs=5, verbose=0, resume=FIXTURES / "v1_checkpoint.nnx")
-    np.testing.assert_array_equal(history["loss"], EXPECTED["resumed_loss"])
+    # The three recorded epochs come from the file, bit for bit. Adam has since gone back to
+    # the book's formulas (the old nnx folded the bias corrections into two scalars), so the
+    # two new epochs agree with the old nnx's to float32 rounding, not to the bit.
+    np.testing.assert_array_equal(history["loss"][:3], EXPECTED["resumed_loss"][:3])
+    np.testing.assert_allclose(history["loss"], EXPECTED["resumed_loss"], rtol=1e-6)
     for i, (weights, biases) in enumerate(model.get_parameters()):
-        np.testing.assert_array_equal(weights, EXPECTED[f"resumed_{i}_weights"])
-        np.testing.assert_array_equal(biases, EXPECTED[f"resumed_{i}_biases"])
+        np.testing.assert_allclose(weights, EXPECTED[f"resumed_{i}_weights"], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(biases, EXPECTED[f"resumed_{i}_biases"], rtol=1e-5, atol=1e-7)
 
 
 def test_a_format_1_regression_model_keeps_its_precision_and_momentums():

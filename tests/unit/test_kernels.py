@@ -1,0 +1,113 @@
+"""Fused optimizer kernels (backends/kernels.py and friends) against the plain formulas.
+
+On NumPy the kernel runs the plain formulas' operations in their order, only into kept
+scratch arrays: the results must be the very same bits, and so on torch for the ``_foreach``
+kernels (one call per operation); torch's own fused Adam agrees to rounding. The conformance
+suite runs the same comparison on every backend.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import backends
+import nnx
+
+OPTIMIZERS = {
+    "SGD": lambda fused, b: nnx.SGD(0.5, decay=0.01, fused=fused, backend=b),
+    "SGD momentum": lambda fused, b: nnx.SGD(0.5, 0.01, momentum=0.8, fused=fused, backend=b),
+    "Adagrad": lambda fused, b: nnx.Adagrad(0.3, 0.01, epsilon=1e-5, fused=fused, backend=b),
+    "RMSprop": lambda fused, b: nnx.RMSprop(0.02, 0.01, 1e-6, rho=0.8, fused=fused, backend=b),
+    "Adam": lambda fused, b: nnx.Adam(0.05, 0.01, 1e-6, 0.85, 0.99, fused=fused, backend=b),
+}
+
+
+def _run(name, fused, backend, dtype="float64", steps=25):
+    rng = np.random.default_rng(7)
+    layers = [nnx.Dense(3, 4, seed=1, dtype=dtype, backend=backend),
+              nnx.Dense(4, 2, seed=2, dtype=dtype, backend=backend)]  # fmt: skip
+    optimizer = OPTIMIZERS[name](fused, backend)
+    for _ in range(steps):
+        for layer in layers:
+            for param, grad in layer.parameters.items():
+                shape = tuple(getattr(layer, param).shape)
+                setattr(layer, grad, layer.backend.asarray(rng.standard_normal(shape), layer.dtype))
+        optimizer.pre_update_params()
+        optimizer.update_layers(layers)
+        optimizer.post_update_params()
+    return {
+        f"{i}.{name}": np.asarray(layer.backend.to_numpy(getattr(layer, name)))
+        for i, layer in enumerate(layers)
+        for name in [*layer.parameters, *optimizer.state_names(layer)]
+    }
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_numpy_kernels_give_the_plain_formulas_bits(name, dtype):
+    numpy = backends.load("numpy")
+    assert nnx.SGD(backend=numpy).kernel in numpy.kernels
+    fused, plain = _run(name, True, numpy, dtype), _run(name, False, numpy, dtype)
+    assert list(fused) == list(plain)
+    for key in plain:
+        np.testing.assert_array_equal(fused[key], plain[key], err_msg=key)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_torch_kernels_match_the_plain_formulas(name):
+    pytest.importorskip("torch")
+    torch = backends.load("torch")
+    fused, plain = _run(name, True, torch), _run(name, False, torch)
+    for key in plain:
+        if name == "Adam":  # torch's own fused kernel rounds in its own order
+            np.testing.assert_allclose(fused[key], plain[key], rtol=1e-13, atol=1e-15)
+        else:  # the same operations, one _foreach call each: the same bits
+            np.testing.assert_array_equal(fused[key], plain[key], err_msg=key)
+    reference = _run(name, False, backends.load("numpy"))
+    for key in plain:
+        np.testing.assert_allclose(fused[key], reference[key], rtol=1e-12, atol=1e-14)
+
+
+def test_the_kernel_is_used_and_fused_false_keeps_the_plain_form(monkeypatch):
+    numpy = backends.load("numpy")
+    calls = []
+    kernels = dict(numpy.kernels)
+    adam = kernels["adam"]
+    kernels["adam"] = lambda *a, **k: (calls.append(len(a[0])), adam(*a, **k))
+    spy = backends.Backend(**{**vars(numpy), "kernels": kernels})
+    model = nnx.Model(seed=0)
+    for layer in (nnx.Dense(2, 8, seed=1, backend=spy), nnx.ReLU(backend=spy),
+                  nnx.Dense(8, 3, seed=2, backend=spy), nnx.Softmax(backend=spy)):  # fmt: skip
+        model.add(layer)
+    model.set(loss=nnx.CategoricalCrossentropy(backend=spy), optimizer=nnx.Adam(backend=spy))
+    model.finalize()
+    X, y = nnx.datasets.spiral_data(10, 3, seed=0)
+    model.train(X, y, epochs=2, verbose=0)
+    assert calls == [4, 4]  # one call per step for all four arrays of the model
+    model.set(optimizer=nnx.Adam(fused=False, backend=spy))
+    model.finalize()
+    model.train(X, y, epochs=2, verbose=0)
+    assert calls == [4, 4]
+
+
+def test_numpy_kernels_keep_scratch_arrays_per_thread():
+    """Two threads updating different models at once: each gets the plain bits."""
+    numpy = backends.load("numpy")
+    results, expected = {}, {}
+    for name in ("Adam", "RMSprop"):
+        expected[name] = _run(name, False, numpy, steps=200)
+
+    def work(name):
+        results[name] = _run(name, True, numpy, steps=200)
+
+    threads = [threading.Thread(target=work, args=(name,)) for name in expected]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for name, arrays in expected.items():
+        for key, array in arrays.items():
+            np.testing.assert_array_equal(results[name][key], array, err_msg=f"{name} {key}")
