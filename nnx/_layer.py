@@ -57,14 +57,37 @@ class Layer(Component):
 
     def state_name(self, parameter: str, kind: str) -> str:
         """The attribute an optimizer keeps state of ``kind`` in (``weight_momentums``)."""
-        return f"{self.stems.get(parameter, parameter)}_{kind}"
+        return stemmed(type(self), parameter, kind)
 
     def regularizers(self, parameter: str) -> tuple[float, float]:
         """The L1 and L2 strengths of ``parameter`` (0 where the layer has no such penalty)."""
-        stem = self.stems.get(parameter, parameter)
-        return getattr(self, f"{stem}_regularizer_l1", 0.0), getattr(
-            self, f"{stem}_regularizer_l2", 0.0
+        cls = type(self)
+        return (
+            getattr(self, stemmed(cls, parameter, "regularizer_l1"), 0.0),
+            getattr(self, stemmed(cls, parameter, "regularizer_l2"), 0.0),
         )
+
+    @classmethod
+    def slots(cls, kinds: tuple[str, ...]) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+        """Per parameter: its name, its gradient's, and the attribute of each of ``kinds`` of
+        optimizer state for it (``("weights", "dweights", ("weight_momentums",))``)."""
+        slots = _SLOTS.get((cls, kinds))
+        if slots is None:
+            slots = _SLOTS[cls, kinds] = tuple(
+                (name, gradient, tuple(stemmed(cls, name, kind) for kind in kinds))
+                for name, gradient in cls.parameters.items()
+            )
+        return slots
+
+    def penalties(self) -> list[tuple[str, str, float, float]]:
+        """``(parameter, gradient, l1, l2)`` for each parameter with an L1 or L2 penalty."""
+        names = _PENALTY_NAMES.get(type(self)) or _penalty_names(type(self))
+        found = []
+        for name, gradient, l1_name, l2_name in names:
+            l1, l2 = getattr(self, l1_name, 0.0), getattr(self, l2_name, 0.0)
+            if l1 > 0 or l2 > 0:
+                found.append((name, gradient, l1, l2))
+        return found
 
     @classmethod
     def shapes(cls, config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
@@ -116,8 +139,7 @@ class Layer(Component):
     def add_penalty_gradients(self) -> None:
         """The book's L1/L2 penalty gradients, added to each parameter's gradient: L1 adds
         ``l1 * sign(p)`` (+1 at p = 0, as in the book), L2 adds ``2 * l2 * p``."""
-        for name, gradient in self.parameters.items():
-            l1, l2 = self.regularizers(name)
+        for name, gradient, l1, l2 in self.penalties():
             if l1 > 0:
                 penalty = l1 * _sign_book(self.xp, getattr(self, name))
                 setattr(self, gradient, add_into(self.backend, getattr(self, gradient), penalty))
@@ -139,6 +161,30 @@ class Layer(Component):
 
     def _label(self) -> str:
         return type(self).__name__
+
+
+# Attribute names derived from a class's declarations, built once per class: they are looked
+# up every step, and building them there cost more than the arithmetic of a small layer.
+_NAMES: dict[tuple[Any, str, str], str] = {}
+_PENALTY_NAMES: dict[Any, tuple[tuple[str, str, str, str], ...]] = {}
+_SLOTS: dict[tuple[Any, ...], tuple[tuple[str, str, tuple[str, ...]], ...]] = {}
+
+
+def stemmed(cls: Any, parameter: str, suffix: str) -> str:
+    """``<stem>_<suffix>`` for a parameter of the layer class ``cls`` (``weight_momentums``)."""
+    key = (cls, parameter, suffix)
+    name = _NAMES.get(key)
+    if name is None:
+        name = _NAMES[key] = f"{cls.stems.get(parameter, parameter)}_{suffix}"
+    return name
+
+
+def _penalty_names(cls: Any) -> tuple[tuple[str, str, str, str], ...]:
+    names = _PENALTY_NAMES[cls] = tuple(
+        (p, g, stemmed(cls, p, "regularizer_l1"), stemmed(cls, p, "regularizer_l2"))
+        for p, g in cls.parameters.items()
+    )
+    return names
 
 
 def _sign_book(xp: Any, values: Array) -> Array:

@@ -84,11 +84,10 @@ def _slots(layers: list[Any], optimizer: Any) -> Iterator[tuple[str, Any, str, s
     for i, layer in enumerate(layers):
         for parameter in layer.parameters:
             yield f"layers.{i}.{parameter}", layer, parameter, parameter
-        if optimizer is not None:
-            for parameter in layer.parameters:
-                for kind in optimizer.state_kinds:
-                    name = layer.state_name(parameter, kind)
-                    yield f"layers.{i}.{name}", layer, name, parameter
+        kinds = optimizer.state_kinds if optimizer is not None else ()
+        for parameter, _, names in layer.slots(kinds):
+            for name in names:
+                yield f"layers.{i}.{name}", layer, name, parameter
 
 
 def _iterations(optimizer: Any, value: Any) -> int:

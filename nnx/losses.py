@@ -83,8 +83,7 @@ class Loss(Component):
         layers: list[Any] = self.trainable_layers if layer is None else [layer]
         total: Any = 0.0
         for lay in layers:
-            for name in lay.parameters:
-                strength_l1, strength_l2 = lay.regularizers(name)
+            for name, _, strength_l1, strength_l2 in lay.penalties():
                 values = getattr(lay, name)
                 if strength_l1 > 0:
                     total = total + strength_l1 * xp.sum(xp.abs(values))

@@ -96,11 +96,12 @@ class Optimizer(Component):
         params, grads = [], []
         states: list[list[Array]] = [[] for _ in self.state_kinds]
         for layer in layers:
-            for name, gradient in layer.parameters.items():
+            for name, gradient, attributes in layer.slots(self.state_kinds):
                 params.append(getattr(layer, name))
                 grads.append(getattr(layer, gradient))
-                for arrays, kind in zip(states, self.state_kinds, strict=True):
-                    arrays.append(self.state(layer, name, kind))
+                for arrays, attribute, kind in zip(states, attributes, self.state_kinds):  # noqa: B905
+                    state = getattr(layer, attribute, None)
+                    arrays.append(self.state(layer, name, kind) if state is None else state)
         kernel(params, grads, *states, **self.hyperparameters())
 
     def hyperparameters(self) -> dict[str, float]:
@@ -127,11 +128,7 @@ class Optimizer(Component):
 
     def state_names(self, layer: Layer) -> list[str]:
         """The attributes this optimizer keeps on ``layer`` (``weight_momentums``, ...)."""
-        return [
-            layer.state_name(parameter, kind)
-            for parameter in layer.parameters
-            for kind in self.state_kinds
-        ]
+        return [name for *_, names in layer.slots(self.state_kinds) for name in names]
 
     def restore_iterations(self, iterations: int) -> None:
         """Continue after ``iterations`` steps (checkpoints, model files): the counter and the
