@@ -33,11 +33,12 @@ def cupy_kernels(cupy: Any) -> dict[str, Callable[..., None]]:
         "nnx_adaptive",
     )
     adam_kernel = cupy.ElementwiseKernel(
-        "T g, T lr, T epsilon, T beta_1, T beta_2, T correction_1, T correction_2",
+        "T g, T lr, T epsilon, T beta_1, T beta_2, T fresh_1, T fresh_2, T correction_1, "
+        "T correction_2",
         "T p, T m, T c",
         """
-        m = beta_1 * m + (1 - beta_1) * g;
-        c = beta_2 * c + (1 - beta_2) * (g * g);
+        m = beta_1 * m + fresh_1 * g;
+        c = beta_2 * c + fresh_2 * (g * g);
         p += -lr * (m / correction_1) / (sqrt(c / correction_2) + epsilon);
         """,
         "nnx_adam",
@@ -77,9 +78,12 @@ def cupy_kernels(cupy: Any) -> dict[str, Callable[..., None]]:
         beta_2: float,
         step: int,
     ) -> None:
+        # 1 - beta on the host, in float64, rounded once (as the plain form does): in float32
+        # on the device, 1 - 0.999 is off by 1e-5 relative.
+        fresh = (1 - beta_1, 1 - beta_2)
         corrections = (1 - beta_1**step, 1 - beta_2**step)
         for p, g, m, c in zip(params, grads, momentums, caches, strict=True):
-            values = scalars(g, lr, epsilon, beta_1, beta_2, *corrections)
+            values = scalars(g, lr, epsilon, beta_1, beta_2, *fresh, *corrections)
             adam_kernel(g, *values, p, m, c)
 
     return {"sgd": sgd, "adagrad": adagrad, "rmsprop": rmsprop, "adam": adam}

@@ -94,11 +94,15 @@ def torch_kernels(torch: Any) -> dict[str, Callable[..., None]]:
         # torch.optim.Adam(fused=True)'s kernel: one pass over each tensor, on CPU and CUDA.
         # The same formulas (epsilon outside the root of the corrected cache), rounded in its
         # own order: m moves by lerp, and the corrections divide the root and the rate.
+        if not params:
+            return
         steps = [torch.full((), float(step), device=params[0].device)] * len(params)
         torch._fused_adam_(
             params, grads, momentums, caches, [], steps, lr=lr, beta1=beta_1, beta2=beta_2,
             weight_decay=0.0, eps=epsilon, amsgrad=False, maximize=False,
         )  # fmt: skip
 
-    adam = fused_adam if hasattr(torch, "_fused_adam_") else foreach_adam
+    # torch has had _fused_adam_ since 2.0, for CUDA; its CPU kernel came with 2.4.
+    major, minor = (int(part) for part in torch.__version__.split(".")[:2])
+    adam = fused_adam if (major, minor) >= (2, 4) else foreach_adam
     return {"sgd": sgd, "adagrad": adagrad, "rmsprop": rmsprop, "adam": adam}

@@ -46,22 +46,27 @@ class Component:
         """Attributes that hold arrays of one step only (inputs, gradients, ...)."""
         return frozenset()
 
-    def _move_to(self, backend: Backend) -> None:
-        """Rebind to ``backend``; the arrays of one step are dropped.
-
-        The state (parameters, optimizer state) stays behind: ``Model.to`` replaces it through
-        ``Model.set_state``, the one door state comes in by.
-        """
+    def _move_to(self, backend: Backend, replaced: frozenset[str] = frozenset()) -> None:
+        """Rebind to ``backend``: the arrays of one step are dropped, other arrays move through
+        the host, except ``replaced`` (the model's state: ``Model.to`` puts it back through
+        ``Model.set_state``, the one door state comes in by)."""
         old = self.backend
         for name, value in list(vars(self).items()):
             if name in self._step_arrays():
                 delattr(self, name)
             elif isinstance(value, Component):
                 value._move_to(backend)
+            elif is_array(value) and not isinstance(value, type) and name not in replaced:
+                # A copy: torch's .numpy() shares memory, and updates are in place.
+                setattr(self, name, backend.asarray(old.to_numpy(value).copy()))
             elif name != "backend" and is_dtype(old.xp, value):
                 setattr(self, name, backend.dtype(dtype_name(old.xp, value)))
         self.backend, self.xp, self.device = backend, backend.xp, backend.device
         self._array_type = type(backend.asarray([0.0]))
+        self._moved()
+
+    def _moved(self) -> None:
+        """After a move: reset what only made sense on the old backend (running sums)."""
 
     def _adopt(self, data: Any, what: str, dtype: Any = None) -> Any:
         """``data`` as an array of this backend: host data moves, foreign arrays raise."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from nnx._component import Component
-from nnx._xp import Array, add_into, real_floating
+from nnx._xp import Array, add_into, dtype_of, real_floating
 
 __all__ = ["Layer"]
 
@@ -124,10 +124,10 @@ class Layer(Component):
                 f"{where}: expected {like or name} as real floats, got an array "
                 f"of dtype {value.dtype}."
             )
-        # The layer's dtype where it keeps one: after a move, current is of the old backend.
-        array = self._adopt(
-            value, like or name, current.dtype if self.dtype is None else self.dtype
-        )
+        # The layer's dtype where it keeps one; else the parameter's, by name (after a move,
+        # ``current`` is still an array of the old backend).
+        dtype = self.dtype if self.dtype is not None else self.backend.dtype(dtype_of(current))
+        array = self._adopt(value, like or name, dtype)
         if tuple(array.shape) != tuple(current.shape):
             raise ValueError(
                 f"{where}: expected {like or name} of shape "

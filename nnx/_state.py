@@ -47,7 +47,9 @@ def set_state(layers: list[Any], optimizer: Any, state: dict[str, Any]) -> None:
     """Put ``state`` (as :func:`get_state` gives it; host or backend arrays) into ``layers``
     and ``optimizer`` (None: parameters only).
 
-    Every parameter is required; optimizer state and the counter are taken where present.
+    Every parameter is required; optimizer state and the counter are taken where present. A
+    mapping with the counter is a whole training state: optimizer state it lacks is removed
+    (it starts from zeros again, as at step 0), so no stale momentum outlives a reset counter.
     Everything is checked before anything changes: an unknown key, a missing parameter, a
     wrong shape or a non-float array raises ValueError and leaves the model as it was.
     """
@@ -70,7 +72,14 @@ def set_state(layers: list[Any], optimizer: Any, state: dict[str, Any]) -> None:
         else:
             layer, name, parameter = slots[key]
             where = f"layer {key.split('.')[1]} ({layer._label()})"
-            checked[key] = layer._checked_parameter(parameter, value, where, like=name)
+            try:
+                checked[key] = layer._checked_parameter(parameter, value, where, like=name)
+            except TypeError as err:  # not an array, or one of another backend
+                raise ValueError(f"{key}: {err}") from None
+    if ITERATIONS in state:  # a whole training state: drop the optimizer state it lacks
+        for key, (layer, name, parameter) in slots.items():
+            if name != parameter and key not in state and hasattr(layer, name):
+                delattr(layer, name)
     for key, value in checked.items():  # all checked: only now change the model
         if key == ITERATIONS:
             optimizer.restore_iterations(value)

@@ -89,6 +89,11 @@ def dtype_name(xp: Any, dtype: Any) -> str:
     return "float64" if dtype == xp.float64 else "float32"
 
 
+def dtype_of(array: Any) -> str:
+    """``"float64"`` or ``"float32"``: the float dtype of an array of any library."""
+    return dtype_name(array_api_compat.array_namespace(array), array.dtype)
+
+
 def real_floating(value: Any) -> bool:
     """Whether ``value`` is an array (of any library) of real floats."""
     try:

@@ -46,8 +46,7 @@ class Accuracy(Component):
         self.accumulated_sum = 0.0
         self.accumulated_count = 0
 
-    def _move_to(self, backend: Backend) -> None:
-        super()._move_to(backend)
+    def _moved(self) -> None:
         self.new_pass()  # the running sums were arrays of the old backend
 
 

@@ -41,8 +41,7 @@ class Loss(Component):
         self.trainable_layers: list[Layer] = []
         self.new_pass()
 
-    def _move_to(self, backend: Backend) -> None:
-        super()._move_to(backend)
+    def _moved(self) -> None:
         self.new_pass()  # the running sums were arrays of the old backend
 
     def remember_trainable_layers(self, layers: list[Layer]) -> None:

@@ -59,6 +59,13 @@ class Model:
         accuracy: Accuracy | None = None,
     ) -> None:
         """Choose the loss, optimizer and accuracy (keywords, as in the book)."""
+        for name, value, kind in (("loss", loss, Loss), ("optimizer", optimizer, Optimizer),
+                                  ("accuracy", accuracy, Accuracy)):  # fmt: skip
+            if value is not None and not isinstance(value, kind):
+                raise TypeError(
+                    f"Model.set: expected {name} as an instance of nnx's {kind.__name__}, got "
+                    f"{name}={value!r}. Build it first, e.g. {name}={kind.__name__}(...)."
+                )
         self.loss = loss if loss is not None else self.loss
         if optimizer is not None and optimizer is not self.optimizer:
             # State on the layers belongs to the optimizer that made it (Adam's momentums
@@ -313,16 +320,28 @@ class Model:
         else:
             target = load(backend.name if isinstance(backend, Backend) else backend, device)
         parts = [part for part in [*self.layers, self.loss, self.optimizer, self.accuracy] if part]
+        slots = _state.state_slots(self.layers, self.optimizer)
         # Through the host, as copies: torch's .numpy() shares memory, updates are in place.
         host: dict[str, Any] = {
             key: layer.backend.to_numpy(getattr(layer, name)).copy()
-            for key, (layer, name) in _state.state_slots(self.layers, self.optimizer).items()
+            for key, (layer, name) in slots.items()
         }
         if self.optimizer is not None:
             host[_state.ITERATIONS] = self.optimizer.iterations
-        for part in parts:
-            part._move_to(target)
-        self.set_state(host)
+        replaced = {
+            id(layer): frozenset(n for l, n in slots.values() if l is layer)
+            for layer in self.layers
+        }
+        source = [(part, part.backend) for part in parts]
+        try:
+            for part in parts:
+                part._move_to(target, replaced.get(id(part), frozenset()))
+            self.set_state(host)
+        except BaseException:  # put everything back where it was, then say why
+            for part, backend_before in source:
+                part._move_to(backend_before, replaced.get(id(part), frozenset()))
+            self.set_state(host)
+            raise
         if self._finalized:
             self.finalize()
         return self

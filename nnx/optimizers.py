@@ -19,6 +19,7 @@ from typing import Any
 
 from backends import Backend
 from nnx._component import Component, real_number
+from nnx._fused import kernel_for, run_kernel
 from nnx._xp import Array
 from nnx.layers import Layer
 
@@ -85,24 +86,13 @@ class Optimizer(Component):
     def update_layers(self, layers: Sequence[Layer]) -> None:
         """Update every parameter of ``layers``: one fused kernel call for all of them where
         the backend offers one, else the plain ``update`` of each."""
-        # Kernels write in place: a backend without in-place updates runs the plain form.
-        fused = self.fused and self.backend.mutable
-        kernel = self.backend.kernels.get(self.kernel) if fused else None
+        kernel = kernel_for(self)
         if kernel is None:
             for layer in layers:
                 for name, gradient in layer.parameters.items():
                     self.update(layer, name, getattr(layer, gradient))
             return
-        params, grads = [], []
-        states: list[list[Array]] = [[] for _ in self.state_kinds]
-        for layer in layers:
-            for name, gradient, attributes in layer.slots(self.state_kinds):
-                params.append(getattr(layer, name))
-                grads.append(getattr(layer, gradient))
-                for arrays, attribute, kind in zip(states, attributes, self.state_kinds):  # noqa: B905
-                    state = getattr(layer, attribute, None)
-                    arrays.append(self.state(layer, name, kind) if state is None else state)
-        kernel(params, grads, *states, **self.hyperparameters())
+        run_kernel(self, kernel, layers)
 
     def hyperparameters(self) -> dict[str, float]:
         """What a fused kernel takes besides the arrays, for the step about to run."""

@@ -111,3 +111,33 @@ def test_numpy_kernels_keep_scratch_arrays_per_thread():
     for name, arrays in expected.items():
         for key, array in arrays.items():
             np.testing.assert_array_equal(results[name][key], array, err_msg=f"{name} {key}")
+
+
+def test_scratch_arrays_are_per_thread():
+    from backends.kernels import _Work
+
+    work, like = _Work(), np.zeros((3, 4), np.float32)
+    mine = work.like(like)
+    theirs = []
+    thread = threading.Thread(target=lambda: theirs.append(work.like(like)))
+    thread.start()
+    thread.join()
+    assert work.like(like) is mine  # kept between calls in one thread
+    assert theirs[0] is not mine and theirs[0].shape == mine.shape
+
+
+class _FrozenBiasesSGD(nnx.SGD):
+    """A subclass that rewrites the update: the kernel (the parent's formula) must not run."""
+
+    def update(self, layer, name, dparams):
+        if name != "biases":
+            super().update(layer, name, dparams)
+
+
+def test_a_subclass_that_rewrites_update_runs_its_own_update():
+    layer = nnx.Dense(2, 3, seed=0)
+    layer.dweights, layer.dbiases = np.ones((2, 3), np.float32), np.ones((1, 3), np.float32)
+    optimizer = _FrozenBiasesSGD(0.5)
+    optimizer.update_params(layer)
+    np.testing.assert_array_equal(layer.biases, np.zeros((1, 3)))
+    assert nnx.SGD(0.5).kernel in backends.load("numpy").kernels  # nnx.SGD itself is fused
