@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["get_state", "set_state", "state_slots"]
+__all__ = ["get_state", "host_state", "set_state", "state_slots"]
 
 ITERATIONS = "optimizer.iterations"
 
@@ -40,6 +40,19 @@ def get_state(layers: list[Any], optimizer: Any) -> dict[str, Any]:
     }
     if optimizer is not None:
         state[ITERATIONS] = optimizer.backend.asarray(optimizer.iterations, optimizer.xp.int64)
+    return state
+
+
+def host_state(layers: list[Any], optimizer: Any) -> dict[str, Any]:
+    """:func:`get_state` as NumPy copies (files, moves): copies, because torch's ``.numpy()``
+    shares memory and updates are in place."""
+    state = {
+        key: layer.backend.to_numpy(getattr(layer, name)).copy()
+        for key, (layer, name) in state_slots(layers, optimizer).items()
+    }
+    if optimizer is not None:
+        counter = optimizer.backend.asarray(optimizer.iterations, optimizer.xp.int64)
+        state[ITERATIONS] = optimizer.backend.to_numpy(counter).copy()
     return state
 
 

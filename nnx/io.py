@@ -20,7 +20,7 @@ import numpy as np
 
 from nnx._component import Component, resolve
 from nnx._file import ModelFileError, read, write
-from nnx._state import ITERATIONS, set_state
+from nnx._state import ITERATIONS, host_state, set_state
 from nnx.accuracy import Accuracy, CategoricalAccuracy, RegressionAccuracy
 from nnx.activations import Linear, ReLU, Sigmoid, Softmax
 from nnx.layers import Dense, Dropout, Layer
@@ -109,14 +109,8 @@ def _save(model: Any, path: Path, kind: str, training: dict[str, Any] | None = N
         spec["seed"] = model.seed
         for key in _PARTS:
             spec[key] = _part_spec(getattr(model, key), key)
-    state = model.get_state(optimizer=kind == "model")
-    tensors = {key: np.asarray(_host(model, key, array), order="C") for key, array in state.items()}
+    tensors = host_state(model.layers, model.optimizer if kind == "model" else None)
     write(path, tensors, {**spec, "tensors": list(tensors)})
-
-
-def _host(model: Any, key: str, array: Any) -> Any:
-    part = model.optimizer if key == ITERATIONS else model.layers[int(key.split(".")[1])]
-    return part.backend.to_numpy(array)
 
 
 def _part_spec(part: Any, what: str) -> dict[str, Any] | None:

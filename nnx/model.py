@@ -321,13 +321,7 @@ class Model:
             target = load(backend.name if isinstance(backend, Backend) else backend, device)
         parts = [part for part in [*self.layers, self.loss, self.optimizer, self.accuracy] if part]
         slots = _state.state_slots(self.layers, self.optimizer)
-        # Through the host, as copies: torch's .numpy() shares memory, updates are in place.
-        host: dict[str, Any] = {
-            key: layer.backend.to_numpy(getattr(layer, name)).copy()
-            for key, (layer, name) in slots.items()
-        }
-        if self.optimizer is not None:
-            host[_state.ITERATIONS] = self.optimizer.iterations
+        host = _state.host_state(self.layers, self.optimizer)
         replaced = {
             id(layer): frozenset(n for l, n in slots.values() if l is layer)
             for layer in self.layers

@@ -94,8 +94,8 @@ def _kernel_scenario(name: str) -> Scenario:
         kernel = make(backend).kernel
         if kernel not in backend.kernels:
             raise NotOffered(f"{backend.name} offers no fused {kernel!r} kernel")
-        fused = _kernel_steps(backend, dtype, make(backend))
-        plain = _kernel_steps(backend, dtype, make(backend), fused=False)
+        fused = kernel_steps(backend, dtype, make(backend))
+        plain = kernel_steps(backend, dtype, make(backend), fused=False)
         return [
             Output(key, fused[key], "elementwise", expected=backend.to_numpy(plain[key]))
             for key in plain
@@ -105,10 +105,11 @@ def _kernel_scenario(name: str) -> Scenario:
     return scenario
 
 
-def _kernel_steps(
-    backend: Backend, dtype: str, optimizer: Optimizer, fused: bool = True
+def kernel_steps(
+    backend: Backend, dtype: str, optimizer: Optimizer, fused: bool = True, steps: int = 0
 ) -> dict[str, Any]:
-    """Many decayed steps over two layers at once (one kernel call per step), seeded."""
+    """``steps`` (default 30) decayed steps over two seeded layers at once (one kernel call
+    per step where fused): every parameter and state array, by ``layer.attribute``."""
     optimizer.fused = fused
     rng = generator(52)
     layers = [
@@ -117,7 +118,7 @@ def _kernel_steps(
     ]
     for layer in layers:
         layer.set_parameters(*[_draw(rng, backend, p, dtype) for p in layer.get_parameters()])
-    for _ in range(_KERNEL_STEPS):
+    for _ in range(steps or _KERNEL_STEPS):
         for layer in layers:
             for name, gradient in layer.parameters.items():
                 setattr(layer, gradient, _draw(rng, backend, getattr(layer, name), dtype))

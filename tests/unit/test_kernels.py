@@ -15,6 +15,7 @@ import pytest
 
 import backends
 import nnx
+from nnx.testing._optimizers import kernel_steps
 
 OPTIMIZERS = {
     "SGD": lambda fused, b: nnx.SGD(0.5, decay=0.01, fused=fused, backend=b),
@@ -26,23 +27,9 @@ OPTIMIZERS = {
 
 
 def _run(name, fused, backend, dtype="float64", steps=25):
-    rng = np.random.default_rng(7)
-    layers = [nnx.Dense(3, 4, seed=1, dtype=dtype, backend=backend),
-              nnx.Dense(4, 2, seed=2, dtype=dtype, backend=backend)]  # fmt: skip
-    optimizer = OPTIMIZERS[name](fused, backend)
-    for _ in range(steps):
-        for layer in layers:
-            for param, grad in layer.parameters.items():
-                shape = tuple(getattr(layer, param).shape)
-                setattr(layer, grad, layer.backend.asarray(rng.standard_normal(shape), layer.dtype))
-        optimizer.pre_update_params()
-        optimizer.update_layers(layers)
-        optimizer.post_update_params()
-    return {
-        f"{i}.{name}": np.asarray(layer.backend.to_numpy(getattr(layer, name)))
-        for i, layer in enumerate(layers)
-        for name in [*layer.parameters, *optimizer.state_names(layer)]
-    }
+    """The steps of the conformance kernel check, as host arrays."""
+    arrays = kernel_steps(backend, dtype, OPTIMIZERS[name](fused, backend), fused, steps)
+    return {key: np.asarray(backend.to_numpy(value)) for key, value in arrays.items()}
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
