@@ -59,14 +59,6 @@ class Layer(Component):
         """The attribute an optimizer keeps state of ``kind`` in (``weight_momentums``)."""
         return stemmed(type(self), parameter, kind)
 
-    def regularizers(self, parameter: str) -> tuple[float, float]:
-        """The L1 and L2 strengths of ``parameter`` (0 where the layer has no such penalty)."""
-        cls = type(self)
-        return (
-            getattr(self, stemmed(cls, parameter, "regularizer_l1"), 0.0),
-            getattr(self, stemmed(cls, parameter, "regularizer_l2"), 0.0),
-        )
-
     @classmethod
     def slots(cls, kinds: tuple[str, ...]) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
         """Per parameter: its name, its gradient's, and the attribute of each of ``kinds`` of
@@ -81,9 +73,8 @@ class Layer(Component):
 
     def penalties(self) -> list[tuple[str, str, float, float]]:
         """``(parameter, gradient, l1, l2)`` for each parameter with an L1 or L2 penalty."""
-        names = _PENALTY_NAMES.get(type(self)) or _penalty_names(type(self))
         found = []
-        for name, gradient, l1_name, l2_name in names:
+        for name, gradient, (l1_name, l2_name) in self.slots(_PENALTIES):
             l1, l2 = getattr(self, l1_name, 0.0), getattr(self, l2_name, 0.0)
             if l1 > 0 or l2 > 0:
                 found.append((name, gradient, l1, l2))
@@ -166,7 +157,8 @@ class Layer(Component):
 # Attribute names derived from a class's declarations, built once per class: they are looked
 # up every step, and building them there cost more than the arithmetic of a small layer.
 _NAMES: dict[tuple[Any, str, str], str] = {}
-_PENALTY_NAMES: dict[Any, tuple[tuple[str, str, str, str], ...]] = {}
+# The penalty strengths of a parameter: <stem>_regularizer_l1 and _l2 (the book's names).
+_PENALTIES = ("regularizer_l1", "regularizer_l2")
 _SLOTS: dict[tuple[Any, ...], tuple[tuple[str, str, tuple[str, ...]], ...]] = {}
 
 
@@ -177,14 +169,6 @@ def stemmed(cls: Any, parameter: str, suffix: str) -> str:
     if name is None:
         name = _NAMES[key] = f"{cls.stems.get(parameter, parameter)}_{suffix}"
     return name
-
-
-def _penalty_names(cls: Any) -> tuple[tuple[str, str, str, str], ...]:
-    names = _PENALTY_NAMES[cls] = tuple(
-        (p, g, stemmed(cls, p, "regularizer_l1"), stemmed(cls, p, "regularizer_l2"))
-        for p, g in cls.parameters.items()
-    )
-    return names
 
 
 def _sign_book(xp: Any, values: Array) -> Array:

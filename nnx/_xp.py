@@ -185,16 +185,14 @@ def one_hot(xp: Any, labels: Any, n_classes: int, dtype: Any, device: Any) -> An
     return xp.astype(labels[:, None] == classes[None, :], dtype)
 
 
-def add_into(backend: Backend, array: Array, addend: Any, scale: float | None = None) -> Array:
-    """``scale * array + addend``, written into ``array`` when the backend allows it.
+def add_into(backend: Backend, array: Array, addend: Any) -> Array:
+    """``array + addend``, written into ``array`` when the backend allows it.
 
-    The book updates parameters in place (``weights += ...``); doing the same for every
-    state update saves a full-size temporary and a pass over memory each time. Immutable
-    backends get the same value as a new array. Pass only arrays the caller owns.
+    Saves a full-size temporary and a pass over memory (the bias added into a fresh product,
+    a penalty into a fresh gradient). Immutable backends get a new array. Pass only arrays
+    the caller owns.
     """
     if not backend.mutable:
-        return addend + (array if scale is None else scale * array)
-    if scale is not None:
-        array *= scale
+        return array + addend
     array += addend
     return array

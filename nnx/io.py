@@ -326,13 +326,8 @@ def _check_shapes(entry: Any, index: int, tensors: dict[str, Any], table: dict[s
 
 
 def _set_state(path: Path, layers: list[Any], optimizer: Any, tensors: dict[str, Any]) -> None:
-    """The file's tensors into the layers and optimizer, all checked before any is set."""
-    for key, array in tensors.items():
-        if key != ITERATIONS and array.dtype.kind != "f":
-            raise ModelFileError(
-                f"{path}: tensor {key} holds {array.dtype} numbers, expected floats. The file "
-                "was altered or written by another program."
-            )
+    """The file's tensors into the layers and optimizer, all checked (shapes, float dtypes, the
+    counter) before any is set."""
     try:
         set_state(layers, optimizer, tensors)
     except ValueError as err:

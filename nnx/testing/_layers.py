@@ -86,7 +86,7 @@ def _reference(make: LayerFactory, n_inputs: int | None) -> Scenario:
         layer.backward(_draw(rng, backend, layer.output, dtype))
         gradients = [Output(name, getattr(layer, name)) for name in layer.parameters.values()]
         outputs = [*initial, Output("output", layer.output), Output("dinputs", layer.dinputs)]
-        if any(strength > 0 for p in layer.parameters for strength in layer.regularizers(p)):
+        if layer.penalties():
             penalty = Loss(backend).regularization_loss(layer)
             outputs.append(Output("regularization_loss", penalty))
         return outputs + gradients

@@ -98,3 +98,22 @@ def test_a_tampered_format_1_counter_is_refused(tmp_path):
     (tmp_path / "bad.nnx").write_bytes(len(raw).to_bytes(8, "little") + raw + payload[8 + size :])
     with pytest.raises(nnx.ModelFileError, match="format-1 model file.*iterations=2.5"):
         nnx.Model.load(tmp_path / "bad.nnx")
+
+
+def test_an_integer_tensor_is_refused_before_anything_changes(tmp_path):
+    import safetensors.numpy
+
+    model = nnx.Model.load(FIXTURES / "v1_spiral_adam.nnx")
+    model.save(tmp_path / "m.nnx")
+    tensors = safetensors.numpy.load_file(tmp_path / "m.nnx")
+    metadata = {"nnx": json.dumps(_header(tmp_path / "m.nnx"))}
+    tensors["layers.3.biases"] = tensors["layers.3.biases"].astype(np.int32)
+    safetensors.numpy.save_file(tensors, tmp_path / "int.nnx", metadata=metadata)
+    before = [np.array(a) for pair in model.get_parameters() for a in pair]
+    with pytest.raises(nnx.ModelFileError, match=r"int\.nnx.*biases as real floats.*int32"):
+        model.load_parameters(tmp_path / "int.nnx")
+    after = [a for pair in model.get_parameters() for a in pair]
+    for old, new in zip(before, after, strict=True):
+        np.testing.assert_array_equal(old, new)
+    with pytest.raises(nnx.ModelFileError, match="real floats"):
+        nnx.Model.load(tmp_path / "int.nnx")
