@@ -28,6 +28,7 @@ __all__ = [
     "register",
     "registered",
     "set_backend",
+    "to_numpy",
     "use_backend",
 ]
 
@@ -153,6 +154,25 @@ def use_backend(name: str | Backend, device: Any = None) -> Iterator[Backend]:
         yield backend
     finally:
         _in_block.reset(token)
+
+
+def to_numpy(array: Any) -> Any:
+    """An array of any backend loaded so far, as a NumPy array; NumPy data comes back as is.
+
+    For code that holds an array without its backend (the book's bookkeeping lines): the
+    backend whose arrays have the array's type brings it to the host.
+    """
+    for backend in list(_instances.values()):
+        if type(array) is backend.array_type:
+            return backend.to_numpy(array)
+    if type(array).__module__.split(".")[0] == "numpy":
+        return array
+    loaded = ", ".join(sorted({name for name, _ in _instances})) or "none"
+    raise TypeError(
+        f"to_numpy: expected an array of a loaded backend (loaded: {loaded}), got a "
+        f"{type(array).__module__}.{type(array).__name__}. Load its backend first "
+        "(backends.load(name))."
+    )
 
 
 @dataclass(frozen=True)

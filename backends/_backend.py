@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +37,8 @@ class Backend:
     asarray : callable ``(host_data, dtype) -> array``
         Host data (NumPy arrays, lists, scalars) onto ``device``.
     to_numpy : callable ``(array) -> numpy.ndarray``
-        The way back to the host: files, printing, tests.
+        The way back to the host: files, printing, tests. It takes an array of the library on
+        any of its devices (``backends.to_numpy`` relies on that).
     synchronize : callable ``() -> None``
         Wait for queued work, so that a clock read on a GPU measures finished work.
     float64 : bool
@@ -82,6 +84,14 @@ class Backend:
             )
         return getattr(self.xp, name)
 
+    @property
+    def array_type(self) -> type:
+        """The type of this backend's arrays (one small array is made, once, to learn it)."""
+        found = _ARRAY_TYPES.get(self)
+        if found is None:
+            found = _ARRAY_TYPES[self] = type(self.asarray([0.0]))
+        return found
+
     def rng(self, seed: Any = None) -> Any:
         """The host random source, identical on every backend: draw there, then ``asarray``.
 
@@ -93,3 +103,8 @@ class Backend:
 
     def __repr__(self) -> str:
         return f"Backend(name={self.name!r}, device={self.device!r})"
+
+
+# Backend.array_type, learned once per backend; kept outside the record so that copies of its
+# fields (dataclasses.replace, Backend(**vars(b))) stay plain.
+_ARRAY_TYPES: weakref.WeakKeyDictionary[Backend, type] = weakref.WeakKeyDictionary()
