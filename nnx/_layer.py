@@ -37,13 +37,21 @@ class Layer(Component):
     # Widths of the inputs and outputs, where the layer fixes them (Dense does, ReLU not).
     n_inputs: int | None = None
     n_outputs: int | None = None
-    dtype: Any = None
     # The first trainable layer of a model has nobody to hand dinputs to; Model switches it off.
     needs_dinputs = True
     output: Any
     dinputs: Any
     # What one step leaves on a layer besides the gradients: dropped when a model moves.
     _STEP_ARRAYS: ClassVar[frozenset[str]] = frozenset({"inputs", "output", "dinputs"})
+    # Host data given to these (and inputs or output set by hand before backward) moves to the
+    # layer's backend first: see Component. The formulas see only their backend's arrays.
+    takes_arrays = {"forward": ("floats",), "backward": ("floats",), "predictions": ("floats",)}
+    takes_state = {"backward": ("inputs", "output")}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Parameters set by hand (chapter 6 assigns ``dense1.weights``) pass forward's door.
+        cls.takes_state = {**cls.takes_state, "forward": tuple(cls.parameters)}
+        super().__init_subclass__(**kwargs)
 
     @property
     def trainable(self) -> bool:

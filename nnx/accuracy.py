@@ -17,6 +17,8 @@ class Accuracy(Component):
 
     accumulated_sum: Any
     accumulated_count: int
+    # Host data given to these moves to the accuracy's backend first (see Component).
+    takes_arrays = {"calculate": ("data", "data"), "compare": ("data", "data"), "init": ("data",)}
 
     def __init__(self, backend: Backend | str | None = None) -> None:
         super().__init__(backend)
@@ -31,7 +33,6 @@ class Accuracy(Component):
         raise NotImplementedError
 
     def calculate(self, predictions: Array, y: Any) -> Any:
-        y = self._adopt(y, "y")
         hits = self.xp.astype(self.compare(predictions, y), self._count_dtype)
         # One reduction serves both the batch's share and the running count.
         batch_hits, count = self.xp.sum(hits), math.prod(hits.shape)
@@ -94,7 +95,6 @@ class RegressionAccuracy(Accuracy):
 
     def init(self, y: Array, reinit: bool = False) -> None:
         if self.precision is None or reinit:
-            y = self._adopt(y, "y")
             # A Python float: read once, when training starts, and stored in model files.
             self.precision = float(self.xp.std(self.xp.astype(y, self._count_dtype)) / 250)
 

@@ -79,7 +79,6 @@ class Dense(Layer):
         self.biases = self.xp.zeros((1, n_neurons), dtype=self.dtype, device=self.device)
 
     def forward(self, inputs: Array, training: bool = False) -> Array:
-        inputs = self._adopt(inputs, "inputs", self.dtype)
         if inputs.ndim != 2 or inputs.shape[1] != self.n_inputs:
             raise ValueError(
                 f"Dense(n_inputs={self.n_inputs}, n_neurons={self.n_neurons}).forward: expected "

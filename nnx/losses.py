@@ -35,6 +35,12 @@ class Loss(Component):
     # The targets it takes, which Model checks before training: "classes" (integer labels or
     # one-hot rows), "binary" (0/1 per output) or "values" (real numbers, for regression).
     targets = "values"
+    # Host data given to these moves to the loss's backend first (see Component).
+    takes_arrays = {
+        "forward": ("floats", "data"),
+        "backward": ("floats", "data"),
+        "calculate": ("floats", "data"),
+    }
 
     def __init__(self, backend: Backend | str | None = None) -> None:
         super().__init__(backend)
@@ -110,7 +116,6 @@ class CategoricalCrossentropy(Loss):
     targets = "classes"
 
     def forward(self, y_pred: Array, y_true: Array) -> Array:
-        y_true = self._adopt(y_true, "y_true")
         xp = self.xp
         if y_true.ndim == 1:
             # The book's y_pred_clipped[range(n), y_true]; picking before clipping gives the
@@ -122,7 +127,6 @@ class CategoricalCrossentropy(Loss):
         return -xp.log(correct)
 
     def backward(self, dvalues: Array, y_true: Array) -> Array:
-        y_true = self._adopt(y_true, "y_true")
         samples = dvalues.shape[0]
         # Clipped as in forward (the book divides by the raw values): a probability of exactly
         # 0 for the true class would otherwise give -inf, and 0/0 NaN elsewhere.
@@ -136,7 +140,6 @@ class BinaryCrossentropy(Loss):
     targets = "binary"
 
     def forward(self, y_pred: Array, y_true: Array) -> Array:
-        y_true = self._adopt(y_true, "y_true")
         xp = self.xp
         clipped = self._clip(y_pred)
         y_true = self._targets(y_true, clipped)
@@ -144,7 +147,6 @@ class BinaryCrossentropy(Loss):
         return xp.mean(losses, axis=-1)
 
     def backward(self, dvalues: Array, y_true: Array) -> Array:
-        y_true = self._adopt(y_true, "y_true")
         samples, outputs = dvalues.shape
         clipped = self._clip(dvalues)
         y_true = self._targets(y_true, clipped)
@@ -156,12 +158,10 @@ class MeanSquaredError(Loss):
     """L2 loss: mean of squared differences, for regression."""
 
     def forward(self, y_pred: Array, y_true: Array) -> Array:
-        y_true = self._adopt(y_true, "y_true")
         diff = self._targets(y_true, y_pred) - y_pred
         return self.xp.mean(diff * diff, axis=-1)
 
     def backward(self, dvalues: Array, y_true: Array) -> Array:
-        y_true = self._adopt(y_true, "y_true")
         samples, outputs = dvalues.shape
         self.dinputs = -2.0 * (self._targets(y_true, dvalues) - dvalues) / outputs / samples
         return self.dinputs
@@ -171,11 +171,9 @@ class MeanAbsoluteError(Loss):
     """L1 loss: mean of absolute differences, for regression."""
 
     def forward(self, y_pred: Array, y_true: Array) -> Array:
-        y_true = self._adopt(y_true, "y_true")
         return self.xp.mean(self.xp.abs(self._targets(y_true, y_pred) - y_pred), axis=-1)
 
     def backward(self, dvalues: Array, y_true: Array) -> Array:
-        y_true = self._adopt(y_true, "y_true")
         samples, outputs = dvalues.shape
         # d|y - y_hat|/dy_hat = -sign(y - y_hat); the book's listing drops this minus sign.
         self.dinputs = -self.xp.sign(self._targets(y_true, dvalues) - dvalues) / outputs / samples
@@ -197,12 +195,10 @@ class SoftmaxCategoricalCrossentropy(Loss):
         self.loss = CategoricalCrossentropy(self.backend)
 
     def forward(self, inputs: Array, y_true: Array) -> Any:  # type: ignore[override]
-        y_true = self._adopt(y_true, "y_true")
         self.output = self.activation.forward(inputs)
         return self.loss.calculate(self.output, y_true)
 
     def backward(self, dvalues: Array, y_true: Array) -> Array:
-        y_true = self._adopt(y_true, "y_true")
         samples = dvalues.shape[0]
         self.dinputs = (dvalues - self._one_hot(y_true, dvalues)) / samples
         return self.dinputs

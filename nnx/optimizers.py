@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from backends import Backend
-from nnx._component import Component, real_number
+from nnx._component import Component, _all_fit, real_number
 from nnx._fused import kernel_for, run_kernel
 from nnx._xp import Array
 from nnx.layers import Layer
@@ -72,14 +72,22 @@ class Optimizer(Component):
             )
 
     def update_params(self, layer: Layer) -> None:
-        """Update every parameter of ``layer`` from its gradient."""
+        """Update every parameter of ``layer`` from its gradient.
+
+        Parameters or gradients set by hand as host data (NumPy arrays, lists) move to the
+        layer's backend first, as at every method that takes arrays.
+        """
+        arrays = _parameters_and_gradients(type(layer))
+        if not _all_fit(layer, arrays):
+            layer._arrive_attributes(arrays, f"{type(self).__name__}.update_params")
         self.update_layers([layer])
 
     def post_update_params(self) -> None:
         self.iterations += 1
 
     def update(self, layer: Layer, name: str, dparams: Array) -> None:
-        """The book's update of the parameter ``name`` of ``layer``, from its gradient."""
+        """The book's update of the parameter ``name`` of ``layer``, from its gradient (an
+        array of the layer's backend; ``update_params`` brings host data over first)."""
         raise NotImplementedError
 
     # -- the state on the layer, and the fused path ------------------------------------------
@@ -134,6 +142,17 @@ class Optimizer(Component):
         """Hyperparameters that rebuild this optimizer (for model files)."""
         config = {"learning_rate": self.learning_rate, "decay": self.decay, "fused": self.fused}
         return {**config, **{name: getattr(self, name) for name in self._hyper}}
+
+
+_ARRAYS: dict[type, tuple[str, ...]] = {}
+
+
+def _parameters_and_gradients(cls: type[Layer]) -> tuple[str, ...]:
+    """The names of a layer class's parameters and gradients, built once per class."""
+    names = _ARRAYS.get(cls)
+    if names is None:
+        names = _ARRAYS[cls] = tuple(a for pair in cls.parameters.items() for a in pair)
+    return names
 
 
 class SGD(Optimizer):

@@ -82,10 +82,11 @@ def _reference(make: LayerFactory, n_inputs: int | None) -> Scenario:
         ]
         # O(1) parameters, so the penalties and their gradients are not trivially small.
         layer.set_parameters(*[_draw(rng, backend, p, dtype) for p in layer.get_parameters()])
-        layer.forward(put(backend, normal(rng, 8, _width(layer, n_inputs)), dtype))
-        layer.backward(_draw(rng, backend, layer.output, dtype))
+        # Forward's own result, held before backward's door could move a leaked NumPy output.
+        output = layer.forward(put(backend, normal(rng, 8, _width(layer, n_inputs)), dtype))
+        layer.backward(_draw(rng, backend, output, dtype))
         gradients = [Output(name, getattr(layer, name)) for name in layer.parameters.values()]
-        outputs = [*initial, Output("output", layer.output), Output("dinputs", layer.dinputs)]
+        outputs = [*initial, Output("output", output), Output("dinputs", layer.dinputs)]
         if layer.penalties():
             penalty = Loss(backend).regularization_loss(layer)
             outputs.append(Output("regularization_loss", penalty))
@@ -142,11 +143,11 @@ def dropout_reference(backend: Backend, dtype: str) -> list[Output]:
     rng = generator(13)
     inputs = put(backend, normal(rng, 6, 5), dtype)
     layer = Dropout(_DROP_RATE, seed=_DROP_SEED, backend=backend)
-    layer.forward(inputs, training=True)
+    output = layer.forward(inputs, training=True)
     layer.backward(put(backend, normal(rng, 6, 5), dtype))
     outputs = [
         Output("binary_mask", layer.binary_mask, kind="exact"),
-        Output("output", layer.output, kind="elementwise"),
+        Output("output", output, kind="elementwise"),
         Output("dinputs", layer.dinputs, kind="elementwise"),
     ]
     inference = Dropout(_DROP_RATE, seed=_DROP_SEED, backend=backend).forward(inputs)
