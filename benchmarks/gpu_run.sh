@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Everything the GPU tables need, in one run on a machine with a CUDA GPU: the GPU, the
-# conformance suite on cupy and on torch's CUDA device, then the throughput table of
-# benchmarks/step.py --gpu (batch 8192, widths 4096). It needs nnx's dependencies and CuPy
-# and torch with CUDA in the Python it runs. The figures go into benchmarks/RESULTS.md with
+# conformance suite on cupy and on torch's CUDA device, the book's chapter-10 loops there,
+# then the throughput table of benchmarks/step.py --gpu (batch 8192, widths 4096). It needs
+# nnx's test dependencies and CuPy and torch with CUDA in the Python it runs. The figures go into benchmarks/RESULTS.md with
 # the date and the GPU; the exit status is 1 if any part failed.
 #
 #     bash benchmarks/gpu_run.sh            # PYTHON=/path/to/python picks the interpreter
@@ -24,6 +24,11 @@ for target in cupy torch:cuda; do
     echo "== nnx conformance --backend $target"
     "$py" -m nnx.cli conformance --backend "$target" || status=1
 done
+# The book's chapter-10 loops and every method's host-data door, on the GPU backends (the
+# NumPy reference runs inside the tests; a GPU backend that cannot load fails, not skips).
+echo "== pytest tests/conformance/test_book.py tests/conformance/test_host_inputs.py"
+NNX_TEST_BACKENDS=cupy,torch:cuda "$py" -m pytest -q -p no:cacheprovider \
+    tests/conformance/test_book.py tests/conformance/test_host_inputs.py || status=1
 echo "== python benchmarks/step.py --gpu"
 "$py" benchmarks/step.py --gpu || status=1
 exit $status
