@@ -187,6 +187,9 @@ class Dropout(Layer):
     def config(self) -> dict[str, Any]:
         return {"rate": self.rate, "seed": self.seed}
 
+    def _label(self) -> str:
+        return f"Dropout(rate={self.rate})"
+
 
 class Input(Layer):
     """The book's input layer: passes its inputs on (it is where data meets the model)."""

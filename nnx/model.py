@@ -11,10 +11,10 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from backends import Backend, load
-from nnx import _state, data, io
+from nnx import _state, _summary, data, io
 from nnx._component import common_backend, resolve
 from nnx._train import NonFiniteLossError, TrainLoop, batches, materialize_state
 from nnx._xp import Array
@@ -266,6 +266,13 @@ class Model:
             for batch_X, _ in batches(self.backend.xp, X, None, batch_size)
         ]
         return outputs[0] if len(outputs) == 1 else self.backend.xp.concat(outputs, axis=0)
+
+    def summary(self) -> str:
+        """Print and return a table of the layers (output shape, parameter count, trainable),
+        the totals, the backend, device and dtype, and the loss, optimizer and accuracy."""
+        text = _summary.summary(self)
+        print(text)
+        return text
 
     # -- parameters and state ------------------------------------------------------------------
     def get_parameters(self) -> list[tuple[Array, ...]]:

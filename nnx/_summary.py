@@ -1,0 +1,72 @@
+"""``Model.summary()``: one table of the layers, their output widths and parameter counts, then
+the totals, where the model lives and what trains it (Keras users look there first)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from nnx._xp import dtype_name
+
+__all__ = ["summary"]
+
+
+def summary(model: Any) -> str:
+    """The text of ``model.summary()`` (see :meth:`nnx.Model.summary`)."""
+    rows: list[tuple[str, ...]] = [("#", "layer", "output shape", "parameters", "trainable")]
+    width: int | None = None
+    total = trainable = 0
+    for i, layer in enumerate(model.layers):
+        # A layer that fixes its width (Dense) sets it; the others (activations) keep it.
+        width = layer.n_outputs if layer.n_outputs is not None else width
+        count = sum(math.prod(array.shape) for array in layer.get_parameters())
+        total += count
+        trainable += count if layer.trainable else 0
+        rows.append(
+            (
+                str(i),
+                layer._label(),
+                f"(batch, {'?' if width is None else width})",
+                f"{count:,}",
+                "yes" if layer.trainable else "no",
+            )
+        )
+    lines = _table(rows, right=(0, 3))
+    lines.append(f"parameters: {total:,} ({trainable:,} trainable)")
+    if model.layers:
+        lines.append(_where(model.layers))
+    for role in ("loss", "optimizer", "accuracy"):
+        part = getattr(model, role)
+        lines.append(f"{role}: {'-' if part is None else _described(part)}")
+    iterations = getattr(model.optimizer, "iterations", 0)
+    if iterations:
+        lines.append(f"trained: {iterations:,} optimizer steps")
+    return "\n".join(lines)
+
+
+def _table(rows: list[tuple[str, ...]], right: tuple[int, ...]) -> list[str]:
+    """Columns padded to their widest cell; the columns in ``right`` aligned right."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(w) if i in right else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def _where(layers: list[Any]) -> str:
+    backend = layers[0].backend
+    dtypes = [layer.dtype for layer in layers if layer.dtype is not None]
+    dtype = dtype_name(backend.xp, dtypes[0]) if dtypes else "float32"
+    return f"backend: {backend.name} on {backend.device}, {dtype}"
+
+
+def _described(part: Any) -> str:
+    """``Adam(learning_rate=0.05, decay=5e-07, ...)``: the class and what rebuilds it."""
+    config = {k: v for k, v in part.config().items() if k != "fused" and v is not None}
+    arguments = ", ".join(f"{name}={value!r}" for name, value in config.items())
+    return f"{type(part).__name__}({arguments})"
