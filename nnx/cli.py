@@ -1,4 +1,4 @@
-"""The ``nnx`` command: info, train, predict, conformance (host boundary).
+"""The ``nnx`` command: info, train, predict, summary, conformance (host boundary).
 
 Flags win over NNX_BACKEND / NNX_DEVICE; errors print one line and exit 1.
 """
@@ -58,7 +58,13 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--dataset", choices=_DATASETS)
     source.add_argument("--input", help="a .npy file of samples, shape (n, features)")
     predict.add_argument("--limit", type=int, default=10, help="rows to print (0: all)")
+    predict.add_argument("--output", "-o", help="write every prediction to this .npy file")
     predict.set_defaults(run=_predict)
+
+    summary = commands.add_parser("summary", help="layers, parameters and training of a model file")
+    _backend_flags(summary)
+    summary.add_argument("model_file")
+    summary.set_defaults(run=_summary)
 
     conformance = commands.add_parser("conformance", help="cross-backend conformance table")
     from nnx import testing
@@ -160,17 +166,36 @@ def _optimizer(name: str, learning_rate: float | None) -> Any:
 def _predict(args: argparse.Namespace) -> int:
     import nnx
 
+    if args.limit < 0:
+        raise ValueError(f"expected --limit >= 0 (0 prints every row), got --limit {args.limit}.")
     backend = _select(args)
     model = nnx.Model.load(args.model_file, backend=backend)
+    y = None
     if args.input is not None:
         X = np.load(args.input, allow_pickle=False)
     else:
-        X, _ = _load_dataset(args.dataset, 0)
+        X, y = _load_dataset(args.dataset, 0)
     outputs = model.predict(X)
     predictions = backend.to_numpy(model.output_layer_activation.predictions(outputs))
+    if args.output is not None:
+        np.save(args.output, predictions, allow_pickle=False)
     shown = predictions if args.limit == 0 else predictions[: args.limit]
     for row in shown:
         print(" ".join(str(v) for v in np.atleast_1d(row)))
+    if len(shown) < len(predictions):
+        print(f"(the first {len(shown)} of {len(predictions)} rows; --limit 0 prints all)")
+    if args.output is not None:
+        print(f"wrote all {len(predictions)} rows to {args.output}")
+    if y is not None:  # a bundled data set: its labels are known
+        loss, accuracy = model.evaluate(X, y, verbose=0)
+        print(f"{args.dataset}: accuracy {accuracy:.3f}, loss {loss:.3f} on {len(X)} rows")
+    return 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    import nnx
+
+    nnx.Model.load(args.model_file, backend=_select(args)).summary()
     return 0
 
 
