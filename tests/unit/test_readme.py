@@ -48,3 +48,50 @@ def test_quoted_error_is_the_real_one() -> None:
         model.train(X[:, :1], y)
     assert " ".join(quoted.group(1).split()) == str(err.value)
     assert np.asarray(X).shape == (300, 2)
+
+
+def _text_block_after(marker: str) -> str:
+    """The first ```text block after ``marker`` in the README."""
+    text = README.read_text()
+    found = re.search(r"```text\n(.*?)```", text[text.index(marker) :], flags=re.DOTALL)
+    assert found is not None, marker
+    return found.group(1)
+
+
+def test_summary_shown_is_the_real_one(capsys: pytest.CaptureFixture[str]) -> None:
+    """The "Using nnx" snippet, then model.summary(): the README's table, line for line."""
+    namespace: dict[str, object] = {}
+    exec(SNIPPETS[0], namespace)  # noqa: S102 (the README's own snippet)
+    capsys.readouterr()
+    model = namespace["model"]
+    assert isinstance(model, nnx.Model)
+    text = model.summary()
+    assert capsys.readouterr().out == text + "\n"  # printed, and returned
+    assert text + "\n" == _text_block_after("`model.summary()` prints")
+
+
+def test_predict_shown_is_the_real_one(tmp_path: Path) -> None:
+    shown = _text_block_after("After the `nnx train`").splitlines()
+    command = shown[0].removeprefix("$ ").split()
+    assert command[:2] == ["nnx", "predict"]
+
+    def nnx_command(*args: str) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "nnx.cli", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.splitlines()
+
+    nnx_command("train", "--dataset", "spiral", "--epochs", "2000")
+    printed = nnx_command(*command[1:])
+    assert printed[:-1] == shown[1:-1]  # the predictions and where they were cut
+    # The last line's figures come from 2000 float32 steps: BLAS may round them otherwise.
+    figures = re.compile(r"spiral: accuracy ([\d.]+), loss ([\d.]+) on 300 rows")
+    got, want = figures.fullmatch(printed[-1]), figures.fullmatch(shown[-1])
+    assert got is not None and want is not None, printed[-1]
+    assert float(got[1]) == pytest.approx(float(want[1]), abs=0.02)
+    assert float(got[2]) == pytest.approx(float(want[2]), abs=0.02)
