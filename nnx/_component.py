@@ -58,10 +58,16 @@ class Component:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        typed = tuple(getattr(cls, "parameters", ()))  # they keep the part's dtype
         for name, kinds in cls.takes_arrays.items():
-            method = vars(cls).get(name)
-            if method is not None and not hasattr(method, "__door__"):
-                setattr(cls, name, _door(method, kinds, cls.takes_state.get(name, ())))
+            state = cls.takes_state.get(name, ())
+            own, method = vars(cls).get(name), getattr(cls, name, None)
+            if own is not None and not hasattr(own, "__door__"):
+                setattr(cls, name, _door(own, kinds, state, typed))
+            elif own is None and getattr(method, "__door_state__", state) != state:
+                # Inherited behind the parent's door, which checks the parent's parameters
+                # only: a subclass that adds a parameter gets a door of its own.
+                setattr(cls, name, _door(method.__wrapped__, kinds, state, typed))  # type: ignore[union-attr]
 
     def __init__(self, backend: Backend | str | None = None) -> None:
         self.backend = resolve(backend)
@@ -102,12 +108,13 @@ class Component:
 
     def _adopt(self, data: Any, what: str, dtype: Any = None, where: str = "") -> Any:
         """``data`` as an array of this backend: host data moves, foreign arrays raise."""
-        # The hot path: an array of this backend on this device. ``.device`` is the
-        # standard's attribute and cheap; array-api-compat's lookup is for arrays without it.
-        if type(data) is self._array_type:
+        # An array of this backend on this device (a subclass too, as torch's Parameter).
+        # ``.device`` is the standard's attribute and cheap; array-api-compat's lookup is for
+        # arrays without it.
+        if isinstance(data, self._array_type):
             if device_fast(data) == self.device:
                 return data if dtype is None or data.dtype == dtype else self.xp.astype(data, dtype)
-        where = where or type(self).__name__
+        where = self._where(where)
         if is_host_data(data):
             return self.backend.asarray(data, dtype)
         if is_array(data):
@@ -122,6 +129,11 @@ class Component:
             f"got {what}={type(data).__name__}."
         )
 
+    def _where(self, where: str) -> str:
+        """``ReLU.forward`` for the method name ``forward``: the part's class, not the base's
+        that defines the method (a name with a dot is taken as it is)."""
+        return where if "." in where else f"{type(self).__name__}.{where}".rstrip(".")
+
     def _has_dtype(self, data: Any) -> bool:
         """Whether ``data`` has the part's dtype (remembering the object it reports)."""
         if data.dtype != self.dtype:
@@ -129,17 +141,41 @@ class Component:
         self._array_dtype = data.dtype
         return True
 
-    def _arrive_attributes(self, names: Any, where: str) -> None:
-        """Attributes set by hand (a NumPy array as ``output``) through the door, as floats."""
-        for name in names:
-            if not _all_fit(self, (name,)):
-                setattr(self, name, self._arrive(getattr(self, name), name, "floats", where))
+    def _fits(self, data: Any, typed: bool) -> bool:
+        """Whether ``data`` is an array of this backend on its device (and, if ``typed`` and
+        the part keeps a dtype, of that dtype): what the door lets pass unchanged."""
+        return (
+            type(data) is self._array_type
+            and device_fast(data) == self.device
+            and (not typed or self.dtype is None or self._has_dtype(data))
+        )
 
-    def _arrive(self, data: Any, what: str, kind: str, where: str = "") -> Any:
-        """``data`` through the door, as ``takes_arrays`` describes it (``kind``)."""
+    def _arrive_attributes(self, names: Any, where: str, typed: Any = ()) -> None:
+        """Arrays set by hand as attributes (a NumPy array as ``output``, a weight) through the
+        door as floats; those in ``typed`` also in the part's dtype. Other values (a tuple a
+        layer of yours keeps) are left as they are."""
+        for name in names:
+            data = getattr(self, name, None)
+            if _movable(data) and not self._fits(data, name in typed):
+                dtype = self.dtype if name in typed else None
+                setattr(self, name, self._arrive(data, name, "floats", where, dtype))
+
+    def _arrive(self, data: Any, what: str, kind: str, where: str = "", dtype: Any = None) -> Any:
+        """``data`` through the door, as ``takes_arrays`` describes it (``kind``).
+
+        A tuple passes as it is (a layer of yours may take several arrays at once).
+        """
+        if isinstance(data, tuple):
+            return data
         if kind != "floats":
             return self._adopt(data, what, None, where)
-        dtype = self.dtype
+        kind_of = getattr(getattr(data, "dtype", None), "kind", "f")  # NumPy's letter
+        if is_host_data(data) and kind_of not in "biuf":
+            raise TypeError(
+                f"{self._where(where)}: expected {what} as real numbers, got an array of "
+                f"dtype {data.dtype}."
+            )
+        dtype = dtype if dtype is not None else self.dtype
         if dtype is None and is_host_data(data):
             # Host data keeps float32; anything else is computed in float64, as NumPy would.
             single = str(getattr(data, "dtype", "")) == "float32" or not self.backend.float64
@@ -148,28 +184,40 @@ class Component:
 
 
 def _door(
-    method: Callable[..., Any], kinds: tuple[str, ...], state: tuple[str, ...]
+    method: Callable[..., Any],
+    kinds: tuple[str, ...],
+    state: tuple[str, ...],
+    typed: tuple[str, ...] = (),
 ) -> Callable[..., Any]:
     """``method`` behind the door: its leading arguments (one per entry of ``kinds``) and the
-    attributes named in ``state`` pass ``_arrive`` before the method runs.
+    attributes named in ``state`` (those in ``typed`` in the part's dtype) pass ``_arrive``
+    before the method runs.
 
     The door is written for each method with the method's own parameters (as ``dataclasses``
     writes ``__init__``): calls bind to it exactly as to the method, and the hot path packs no
     ``*args``/``**kwargs``, which alone would cost several times the checks. An array of the
     part's own backend, device and dtype passes on three comparisons (about 0.1 us on NumPy).
+    A method whose leading parameters cannot take the arrays by position (``*args``) is left
+    as it is, without a door.
     """
     signature = inspect.signature(method)
     parameters = list(signature.parameters.values())
     arrays = parameters[1 : 1 + len(kinds)]
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    if len(arrays) != len(kinds) or any(p.kind not in positional for p in arrays):
-        raise TypeError(
-            f"{method.__qualname__}: takes_arrays names {len(kinds)} leading arrays, but the "
-            f"method's parameters are {signature}."
-        )
-    namespace: dict[str, Any] = {"method": method, "where": method.__qualname__}
-    namespace.update(state=state, NoneType=type(None))
-    # The door's own signature: the method's, its defaults passed by reference.
+    if len(arrays) != len(kinds) or any(
+        p.kind not in positional for p in parameters[: 1 + len(kinds)]
+    ):
+        return method
+    me = parameters[0].name  # "self", as a rule
+    # The door's own names start with _nnx_, so no parameter of the method can hide them.
+    namespace: dict[str, Any] = {
+        "_nnx_method": method,
+        "_nnx_where": method.__name__,
+        "_nnx_state": state,
+        "_nnx_typed": typed,
+        "_nnx_type": type,
+        "_nnx_getattr": getattr,
+    }
     header = signature.replace(
         parameters=[_by_reference(p, i, namespace) for i, p in enumerate(parameters)],
         return_annotation=inspect.Signature.empty,
@@ -178,41 +226,46 @@ def _door(
     for parameter, kind in zip(arrays, kinds, strict=True):
         name = parameter.name
         cast = (
-            f" and (self.dtype is None or {name}.dtype is self._array_dtype"
-            f" or self._has_dtype({name}))"
+            f" and ({me}.dtype is None or {name}.dtype is {me}._array_dtype"
+            f" or {me}._has_dtype({name}))"
         )
         lines += [
             "    try:",
-            f"        fits = (type({name}) is self._array_type and {name}.device == self.device"
-            f"{cast if kind == 'floats' else ''})",
+            f"        _nnx_fits = (_nnx_type({name}) is {me}._array_type"
+            f" and {name}.device == {me}.device{cast if kind == 'floats' else ''})",
             "    except AttributeError:  # arrays without .device (Dask's): _arrive asks",
-            "        fits = False",
-            f"    if not fits: {name} = self._arrive({name}, {name!r}, {kind!r}, where)",
+            "        _nnx_fits = False",
+            "    if not _nnx_fits:",
+            f"        {name} = {me}._arrive({name}, {name!r}, {kind!r}, _nnx_where)",
         ]
-    if state:
-        # Attributes set by hand (a NumPy array as ``output``) are moved. The hot path tests
-        # their type only: an array of the library on another device is left to the library,
-        # whose error names both devices (torch's and array-api-strict's do).
-        unfit = " or ".join(
-            f"type(getattr(self, {name!r}, None)) not in (self._array_type, NoneType)"
-            for name in state
-        )
-        lines.append(f"    if {unfit}: self._arrive_attributes(state, where)")
-    lines.append(f"    return method({', '.join(_passed(p) for p in parameters)})")
-    exec("\n".join(lines), namespace)  # noqa: S102 (our own text, built above)
+    for name in state:
+        # Arrays set by hand (a NumPy array as ``output``) are moved; the hot path tests their
+        # type (and a parameter's dtype): an array of the library on another device is left
+        # to the library, whose error names both devices (torch's and array-api-strict's do).
+        dtype = f" or {me}.dtype is not None and _nnx_value.dtype is not {me}._array_dtype"
+        lines += [
+            f"    _nnx_value = _nnx_getattr({me}, {name!r}, None)",
+            f"    if _nnx_value is not None and (_nnx_type(_nnx_value) is not {me}._array_type"
+            f"{dtype if name in typed else ''}):",
+            f"        {me}._arrive_attributes(_nnx_state, _nnx_where, _nnx_typed)",
+        ]
+    lines.append(f"    return _nnx_method({', '.join(_passed(p) for p in parameters)})")
+    text = "\n".join(lines)
+    exec(compile(text, f"<door of {method.__qualname__}>", "exec"), namespace)  # noqa: S102
     door: Any = functools.wraps(method)(namespace["door"])
-    door.__door__ = "\n".join(lines)  # the door's text, for a reader (and a debugger)
+    door.__door__ = text  # the door's code, for a reader (and a debugger)
+    door.__door_state__ = state
     return door
 
 
 def _by_reference(parameter: inspect.Parameter, i: int, namespace: dict[str, Any]) -> Any:
-    """``parameter`` without its annotation, its default named ``_default<i>`` in
+    """``parameter`` without its annotation, its default named ``_nnx_default<i>`` in
     ``namespace`` (so any default object works, whatever its repr)."""
     parameter = parameter.replace(annotation=inspect.Parameter.empty)
     if parameter.default is inspect.Parameter.empty:
         return parameter
-    namespace[f"_default{i}"] = parameter.default
-    return parameter.replace(default=_Name(f"_default{i}"))
+    namespace[f"_nnx_default{i}"] = parameter.default
+    return parameter.replace(default=_Name(f"_nnx_default{i}"))
 
 
 class _Name:
@@ -238,16 +291,17 @@ def _passed(parameter: inspect.Parameter) -> str:
 
 
 def _all_fit(part: Component, names: tuple[str, ...]) -> bool:
-    """Whether every attribute ``names`` of ``part`` that is set is an array of its backend, on
-    its device (the test ``_arrive_attributes`` makes, without moving anything)."""
-    array_type, device = part._array_type, part.device
+    """Whether every array ``names`` of ``part`` is of its backend, device and dtype."""
     for name in names:
-        value = getattr(part, name, None)
-        if value is not None and (
-            type(value) is not array_type or getattr(value, "device", None) != device
-        ):
+        data = getattr(part, name, None)
+        if _movable(data) and not part._fits(data, True):
             return False
     return True
+
+
+def _movable(data: Any) -> bool:
+    """An attribute the doors move when it is not the backend's: arrays and lists."""
+    return isinstance(data, list) or is_array(data)
 
 
 def common_backend(parts: list[Any]) -> Backend:

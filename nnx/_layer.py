@@ -30,6 +30,12 @@ class Layer(Component):
     arrays and ``dtype`` set in ``__init__``, ``forward``, a ``backward`` that sets every
     gradient (and calls :meth:`add_penalty_gradients` if it takes ``<stem>_regularizer_l1/l2``
     arguments), and ``config()``. ``tests/conformance/test_new_layer.py`` builds one.
+
+    ``forward``, ``backward`` and ``predictions`` get a door (see ``Component``): host data
+    arrives as arrays of the layer's backend in its ``dtype``, and so do ``inputs``,
+    ``output`` and parameters set by hand. A layer whose ``forward`` takes something else
+    (integer ids) declares ``takes_arrays = {**Layer.takes_arrays, "forward": ("data",)}``;
+    ``takes_arrays = {}`` leaves the methods it defines without a door.
     """
 
     parameters: ClassVar[dict[str, str]] = {}
@@ -49,8 +55,14 @@ class Layer(Component):
     takes_state = {"backward": ("inputs", "output")}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        # Parameters set by hand (chapter 6 assigns ``dense1.weights``) pass forward's door.
-        cls.takes_state = {**cls.takes_state, "forward": tuple(cls.parameters)}
+        # Parameters set by hand (chapter 6 assigns ``dense1.weights``) pass the doors of the
+        # methods that read them.
+        params = tuple(cls.parameters)
+        cls.takes_state = {
+            **cls.takes_state,
+            "forward": params,
+            "backward": (*Layer.takes_state["backward"], *params),
+        }
         super().__init_subclass__(**kwargs)
 
     @property

@@ -19,7 +19,12 @@ outputs live on that backend.
 ``numpy`` is NumPy itself, except that its functions first bring arrays of any backend to the
 host: ``np.argmax(loss_activation.output, axis=1)`` and ``np.mean(predictions == y)`` give
 NumPy results on torch, CuPy or array-api-strict as they do on NumPy. Use it for the book's
-bookkeeping (accuracy, printing); the training itself stays on the backend.
+bookkeeping (accuracy, printing); the training itself stays on the backend. Operators do not
+pass through it: ``activation2.output > 0.5`` is the backend's own comparison, so write
+``np.asarray(activation2.output) > 0.5`` where the book mixes a layer's output with NumPy
+arrays by operators. Functions that write into their arguments (``np.copyto``,
+``np.random.shuffle``) write into the host copy off NumPy; ``out=`` with a backend array is
+refused. Its functions are wrappers, not NumPy's objects (``np.maximum`` is no ``np.ufunc``).
 
 ``nnfs.init()`` seeds NumPy's global generator, which ``Layer_Dense`` draws from when no
 ``seed=`` is given, so the book's seeded runs start from the book's numbers.
@@ -101,12 +106,25 @@ class _HostFunction:
         self.__doc__ = getattr(function, "__doc__", None)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        out = kwargs.get("out")
+        outs: Any = out if type(out) in (list, tuple) else [out]
+        if any(_on_host(array) is not array for array in outs):
+            # The result would be written into a host copy and lost.
+            raise TypeError(
+                f"nnx.book.numpy.{self.__name__}: out= is an array of another backend; "
+                "NumPy can write only into NumPy arrays. Drop out= and assign the result."
+            )
         args = _on_host(args)
         kwargs = {name: _on_host(value) for name, value in kwargs.items()}
         return self._function(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:  # a ufunc's methods: np.maximum.reduce(...)
+        if name.startswith("__") or name == "_function":  # copy and pickle look these up
+            raise AttributeError(name)
         return _host_view(getattr(self._function, name))
+
+    def __reduce__(self) -> Any:
+        return (_HostFunction, (self._function,))
 
     def __repr__(self) -> str:
         return f"<{self.__name__} of nnx.book.numpy>"
@@ -121,6 +139,8 @@ class _HostNumPy(types.ModuleType):
         self._views: dict[str, tuple[Any, Any]] = {}
 
     def __getattr__(self, name: str) -> Any:
+        if name in ("_module", "_views"):  # copy and pickle look these up before __init__
+            raise AttributeError(name)
         value = getattr(self._module, name)
         # Looked up each time, not copied once: nnfs.init() replaces np.dot after import.
         cached = self._views.get(name)

@@ -79,7 +79,7 @@ class Optimizer(Component):
         """
         arrays = _parameters_and_gradients(type(layer))
         if not _all_fit(layer, arrays):
-            layer._arrive_attributes(arrays, f"{type(self).__name__}.update_params")
+            layer._arrive_attributes(arrays, f"{type(self).__name__}.update_params", arrays)
         self.update_layers([layer])
 
     def post_update_params(self) -> None:

@@ -46,6 +46,9 @@ class Row:
     call: Callable[[Any, Callable[[np.ndarray], Any]], Any]
     where: tuple[str, ...] = ("return",)
     dtype: str | None = "form"
+    # Run before ``call`` with the form's host data, never a foreign array: so the refusal
+    # test reaches the door of ``call``'s method (a backward after its forward).
+    prepare: Callable[[Any, Callable[[np.ndarray], Any]], Any] | None = None
 
 
 def _part(cls: Any) -> Callable[[Backend], Any]:
@@ -71,15 +74,17 @@ ROWS = [
     Row(
         "Dense.backward",
         _dense,
-        lambda p, h: (p.forward(h(X)), p.backward(h(X[:, :2])))[1],
+        lambda p, h: p.backward(h(X[:, :2])),
         ("return", "dweights"),
         "float32",
+        prepare=lambda p, h: p.forward(h(X)),
     ),
     Row("Dropout.forward", _dropout, lambda p, h: p.forward(h(X), training=True)),
     Row(
         "Dropout.backward",
         _dropout,
-        lambda p, h: (p.forward(h(X), training=True), p.backward(h(X)))[1],
+        lambda p, h: p.backward(h(X)),
+        prepare=lambda p, h: p.forward(h(X), training=True),
     ),
     # Chapter 9 sets the softmax output by hand before calling backward.
     Row(
@@ -126,7 +131,12 @@ for _cls in (nnx.ReLU, nnx.Softmax, nnx.Sigmoid, nnx.Linear, nnx.Input):
     _name = _cls.__name__
     ROWS.append(Row(f"{_name}.forward", _part(_cls), lambda p, h: p.forward(h(X))))
     ROWS.append(
-        Row(f"{_name}.backward", _part(_cls), lambda p, h: (p.forward(h(X)), p.backward(h(X)))[1])
+        Row(
+            f"{_name}.backward",
+            _part(_cls),
+            lambda p, h: p.backward(h(X)),
+            prepare=lambda p, h: p.forward(h(X)),
+        )
     )
     if _cls is not nnx.Input:
         indices = _cls is nnx.Softmax  # argmax: integer indices
@@ -162,6 +172,8 @@ def test_takes_host_data(backend: Backend, form: str, row: Row) -> None:
     if form_dtype == "float64" and not backend.float64:
         form_dtype = "float32"
     part = row.build(backend)
+    if row.prepare is not None:
+        row.prepare(part, to_host)
     result = row.call(part, to_host)
     dtype = form_dtype if row.dtype == "form" else row.dtype
     for name in row.where:
@@ -184,8 +196,35 @@ def _foreign(backend: Backend) -> Backend:
 def test_refuses_arrays_of_another_backend(backend: Backend, row: Row) -> None:
     foreign = _foreign(backend)
     part = row.build(backend)
+    if row.prepare is not None:
+        row.prepare(part, FORMS["float32"][0])
     with pytest.raises(TypeError, match=rf"array of array_api_strict on .*backend {backend.name}"):
         row.call(part, lambda host: foreign.asarray(host))
+
+
+# The second array of each method that takes two: labels or targets, refused the same way.
+SECOND = [
+    *[
+        (cls, method, y)
+        for cls, y in _TARGETS.items()
+        for method in ("forward", "backward", "calculate")
+    ],
+    (nnx.CategoricalAccuracy, "calculate", LABELS),
+    (nnx.CategoricalAccuracy, "compare", LABELS),
+    (nnx.RegressionAccuracy, "calculate", X),
+]
+
+
+@pytest.mark.parametrize(
+    ("cls", "method", "y"), SECOND, ids=[f"{c.__name__}.{m}" for c, m, _ in SECOND]
+)
+def test_refuses_a_second_array_of_another_backend(
+    backend: Backend, cls: Any, method: str, y: np.ndarray
+) -> None:
+    foreign = _foreign(backend).asarray(y)
+    first = LABELS if cls is nnx.CategoricalAccuracy else (X if y is X else PROBS)
+    with pytest.raises(TypeError, match=rf"{cls.__name__}\.{method}: \w+ is an array of array_api"):
+        getattr(cls(backend=backend), method)(first, foreign)
 
 
 def test_book_names_are_these_classes() -> None:

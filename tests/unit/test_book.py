@@ -122,3 +122,17 @@ def test_book_model_chapter_style(tmp_path):
     model.save(tmp_path / "book.model")
     loaded = book.Model.load(tmp_path / "book.model")
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_book_numpy_pickles_and_refuses_out_of_another_backend():
+    import copy
+    import pickle
+
+    assert pickle.loads(pickle.dumps(book.numpy.sum))([1, 2]) == 3
+    assert copy.deepcopy(book.numpy.sum)([3]) == 3
+    strict = backends.load("array_api_strict").asarray([1.0, 2.0])
+    with pytest.raises(TypeError, match="out= is an array of another backend"):
+        book.numpy.add(strict, strict, out=strict)
+    host = np.zeros(2)
+    book.numpy.add(strict, strict, out=host)  # a NumPy array may be written into
+    assert host.tolist() == [2.0, 4.0]

@@ -79,3 +79,85 @@ def test_backends_to_numpy_names_what_is_loaded():
     with pytest.raises(TypeError, match=r"to_numpy: expected an array of a loaded backend"):
         backends.to_numpy(object())
     assert backends.to_numpy(backends.load("array_api_strict", "device1").asarray([1.0])) == [1.0]
+
+
+def test_an_array_subclass_of_the_backend_is_taken():
+    torch = pytest.importorskip("torch")
+    parameter = torch.nn.Parameter(torch.ones(2, 2), requires_grad=False)
+    out = nnx.ReLU(backend="torch").forward(parameter)
+    assert isinstance(out, torch.Tensor)
+
+
+def test_weights_set_by_hand_take_the_layers_dtype_on_numpy_too():
+    dense = nnx.Dense(2, 2, seed=0, backend="numpy")
+    dense.weights = np.eye(2)  # float64, as chapter 6's np.copy(...) + noise gives
+    assert dense.forward(np.ones((1, 2), dtype=np.float32)).dtype == np.float32
+    assert dense.weights.dtype == np.float32
+
+
+def test_a_tuple_passes_as_it_is_and_is_not_moved_as_state():
+    class Concat(nnx.Layer):
+        def forward(self, inputs, training=False):
+            self.inputs = inputs
+            self.output = np.concatenate(inputs, axis=1)
+            return self.output
+
+        def backward(self, dvalues):
+            self.dinputs = dvalues
+            return dvalues
+
+    layer = Concat(backend="numpy")
+    assert layer.forward((np.ones((2, 2)), np.zeros((2, 3)))).shape == (2, 5)
+    layer.backward(np.ones((2, 5)))
+    assert isinstance(layer.inputs, tuple)
+
+
+def test_integer_ids_with_the_data_kind():
+    class Embedding(nnx.Layer):
+        takes_arrays = {**nnx.Layer.takes_arrays, "forward": ("data",)}
+        parameters = {"table": "dtable"}
+
+        def __init__(self, backend=None):
+            super().__init__(backend)
+            self.dtype = self.backend.dtype("float32")
+            self.table = self.xp.reshape(self.xp.arange(6, dtype=self.dtype), (3, 2))
+
+        def forward(self, ids, training=False):
+            self.output = self.xp.take(self.table, ids, axis=0)
+            return self.output
+
+    layer = Embedding(backend="array_api_strict")
+    assert layer.forward(np.array([2, 0])).shape == (2, 2)
+
+
+def test_unusual_signatures_and_names():
+    class Odd(nnx.Layer):
+        def forward(this, type, method=1, state=None, *rest, where="x", **options):  # noqa: A002, N805
+            this.output = type * method
+            return this.output
+
+        def backward(self, *args):  # no array to take by position: left without a door
+            return args
+
+    layer = Odd(backend="array_api_strict")
+    assert type(layer.forward([1.0, 2.0], 3)) is layer.backend.array_type
+    assert not hasattr(Odd.backward, "__door__")
+    assert hasattr(Odd.forward, "__door__")
+
+
+def test_a_subclass_that_adds_a_parameter_gets_its_own_door():
+    class Scaled(nnx.Dense):
+        parameters = {**nnx.Dense.parameters, "scale": "dscale"}
+
+    layer = Scaled(2, 2, seed=0, backend="array_api_strict")
+    layer.scale = np.ones((1, 2))  # set by hand: moved by the inherited forward's door
+    layer.forward(np.ones((1, 2)))
+    assert type(layer.scale) is layer.backend.array_type
+    assert Scaled.forward is not nnx.Dense.forward
+
+
+def test_complex_or_object_host_data_is_refused():
+    with pytest.raises(TypeError, match=r"ReLU\.forward: expected inputs as real numbers"):
+        nnx.ReLU(backend="array_api_strict").forward(np.array([1 + 2j]))
+    with pytest.raises(TypeError, match="real numbers"):
+        nnx.Dense(1, 1, seed=0, backend="torch").forward(np.array([[None]], dtype=object))
