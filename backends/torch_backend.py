@@ -25,6 +25,14 @@ def make(device: Any = None) -> Backend:
     if dev.type == "cuda" and dev.index is None:
         # Tensors report "cuda:0", and torch.device("cuda") != torch.device("cuda:0").
         dev = torch.device("cuda", torch.cuda.current_device())
+    try:  # a device torch names but cannot compute on or copy from (mps here, "meta")
+        (torch.ones(1, device=dev) + 1).cpu()
+    except (RuntimeError, NotImplementedError) as err:
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        first = first if len(first) <= 100 else first[:100] + "..."
+        raise BackendError(
+            f"torch: cannot compute on device={device!r} ({first}); try 'cpu' or 'cuda:0'."
+        ) from err
 
     def asarray(data: Any, dtype: Any = None) -> Any:
         return torch.as_tensor(np.asarray(data), dtype=dtype, device=dev)

@@ -28,6 +28,27 @@ class ModelFileError(ValueError):
     """A model file that cannot be used: truncated, corrupt, foreign, too new, or mismatched."""
 
 
+def check_writable(path: Any, what: str) -> None:
+    """Refuse, before any work, a ``path`` a save could not write: a folder, a missing folder,
+    a folder without write permission (or on a read-only file system)."""
+    path = Path(path)
+    if path.is_dir():
+        example = str(path / "model.nnx")
+        raise IsADirectoryError(
+            f"{what}={str(path)!r} is a folder; name a file in it, e.g. {example!r}."
+        )
+    folder = path.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"the folder of {what}={str(path)!r} does not exist; create it first."
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"cannot write in {str(folder)!r}, the folder of {what}={str(path)!r} (read-only "
+            "or no permission); choose another folder."
+        )
+
+
 def write(path: Path, tensors: dict[str, Any], spec: dict[str, Any]) -> None:
     """Write host ``tensors`` and the header ``spec`` (format and version added) atomically."""
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, **spec}
@@ -75,11 +96,16 @@ def read(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             f"{path}: not a readable safetensors file ({err}). It is truncated, corrupt, or not "
             "an nnx model file (nnx reads only safetensors files, never pickles)."
         ) from err
+    except (KeyError, TypeError, ValueError) as err:  # a dtype NumPy has not (BF16, F8_E4M3)
+        raise ModelFileError(
+            f"{path}: holds a tensor of a dtype NumPy cannot read ({err}); nnx model files "
+            "hold float32, float64 and int64 tensors only."
+        ) from err
     header_size = int.from_bytes(payload[:8], "little")  # safetensors checked the header
     raw = (json.loads(payload[8 : 8 + header_size]).get("__metadata__") or {}).get(FORMAT)
     try:
         spec = None if raw is None else json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested beyond Python's stack
         spec = None
     if not isinstance(spec, dict) or spec.get("format") != FORMAT:
         raise ModelFileError(

@@ -12,7 +12,6 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
@@ -58,11 +57,11 @@ class TrainLoop:
             counts[name] = count
         epochs, print_every, checkpoint_every = counts.values()
         batch_size = check_batch_size(batch_size)
-        if checkpoint is not None and not Path(checkpoint).parent.is_dir():
-            raise FileNotFoundError(
-                f"Model.train: the folder of checkpoint={str(checkpoint)!r} does not exist; "
-                "create it first (checked before training, not after the first epochs)."
-            )
+        if checkpoint is not None:  # checked before training, not after the first epochs
+            try:
+                io.check_writable(checkpoint, "checkpoint")
+            except OSError as err:
+                raise type(err)(f"Model.train: {err}") from None
         if on_nan not in _ON_NAN:
             raise ValueError(f"Model.train: expected on_nan in {_ON_NAN}, got on_nan={on_nan!r}.")
         self.on_nan = on_nan

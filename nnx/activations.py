@@ -33,6 +33,11 @@ class Softmax(Layer):
 
     def forward(self, inputs: Array, training: bool = False) -> Array:
         xp = self.xp
+        if inputs.ndim != 2:
+            raise ValueError(
+                f"Softmax.forward: expected inputs of shape (batch, classes), got "
+                f"{tuple(inputs.shape)}; one sample is inputs[None, :] (or .reshape(1, -1))."
+            )
         self.inputs = inputs
         # Subtracting the row maximum keeps exp() from overflowing; the result is unchanged.
         exp_values = xp.exp(inputs - row_max(xp, inputs))

@@ -25,9 +25,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except (ValueError, TypeError, backends.BackendError, OSError) as err:
+    except (ValueError, TypeError, ArithmeticError, backends.BackendError, OSError) as err:
+        # ModelFileError is a ValueError, a diverging loss (NonFiniteLossError) arithmetic.
         print(f"nnx {args.command}: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # a second Ctrl-C, after training's own stop at the first
+        print(f"nnx {args.command}: interrupted.", file=sys.stderr)
+        return 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -119,7 +123,13 @@ def _load_dataset(name: str, seed: int) -> tuple[Any, Any]:
 
 def _train(args: argparse.Namespace) -> int:
     import nnx
+    from nnx import io
 
+    for flag in ("hidden", "layers", "epochs", "print_every"):
+        if getattr(args, flag) < 1:
+            name = "--" + flag.replace("_", "-")
+            raise ValueError(f"expected {name} >= 1, got {name} {getattr(args, flag)}.")
+    io.check_writable(args.output, "--output")  # before training, not after every epoch
     backend = _select(args)
     X, y = _load_dataset(args.dataset, args.seed)
     regression = args.dataset == "sine"
@@ -139,14 +149,16 @@ def _train(args: argparse.Namespace) -> int:
     )
     model.finalize()
     print(f"training on {backend.name} ({backend.device}): {args.dataset}, {len(X)} samples")
-    history = model.train(
-        X,
-        y,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        print_every=args.print_every,
-        shuffle=args.batch_size is not None,
-    )
+    # A diverging run is reported once, by the loss check, not by NumPy's warnings before it.
+    with np.errstate(all="ignore"):
+        history = model.train(
+            X,
+            y,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            print_every=args.print_every,
+            shuffle=args.batch_size is not None,
+        )
     model.save(args.output)
     print(
         f"final accuracy {history['accuracy'][-1]:.3f}, loss {history['loss'][-1]:.3f}; "

@@ -39,8 +39,9 @@ def _all_finite(array: Any) -> bool:
     return bool(xp.all(xp.isfinite(array)))
 
 
-def check_features(X: Any, n_inputs: int | None, name: str = "X") -> Any:
-    """``X`` as a 2-D, non-empty, finite array with ``n_inputs`` columns."""
+def check_features(X: Any, n_inputs: int | None, name: str = "X", single: bool = False) -> Any:
+    """``X`` as a 2-D, non-empty, finite array with ``n_inputs`` columns; with ``single``,
+    finite in float32 too (the model computes in it)."""
     X = _host(X, name)
     if X.ndim != 2:
         raise ValueError(
@@ -56,7 +57,22 @@ def check_features(X: Any, n_inputs: int | None, name: str = "X") -> Any:
         )
     if not _all_finite(X):
         raise ValueError(f"{name} contains NaN or infinity; clean or impute the data first.")
+    if single and _beyond_float32(X):
+        raise ValueError(
+            f"{name} has values beyond float32's range (|x| > {_FLOAT32_MAX:.3g}), which the "
+            "model computes in; scale the data, or build the layers with dtype='float64'."
+        )
     return X
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _beyond_float32(array: Any) -> bool:
+    """Whether a host float64 array holds values float32 turns into infinity."""
+    if not array_api_compat.is_numpy_array(array) or array.dtype != np.float64:
+        return False
+    return bool(array.size) and float(np.max(np.abs(array))) > _FLOAT32_MAX
 
 
 def check_targets(y: Any, n_samples: int, kind: str, n_outputs: int, name: str = "y") -> Any:
@@ -66,6 +82,11 @@ def check_targets(y: Any, n_samples: int, kind: str, n_outputs: int, name: str =
     ``n_outputs``), ``"binary"`` (values in [0, 1]) or ``"values"`` (regression).
     """
     y = _host(y, name)
+    if y.ndim == 0:
+        raise ValueError(
+            f"expected {name} with one entry per sample of X ({n_samples}), got a single "
+            f"number, {name}={y!r}."
+        )
     if y.shape[0] != n_samples:
         raise ValueError(
             f"expected {name} with one row per sample of X ({n_samples}), got "

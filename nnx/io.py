@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from nnx._component import Component, resolve
-from nnx._file import ModelFileError, read, write
+from nnx._file import ModelFileError, check_writable, read, write
 from nnx._state import ITERATIONS, host_state, set_state
 from nnx.accuracy import Accuracy, CategoricalAccuracy, RegressionAccuracy
 from nnx.activations import Linear, ReLU, Sigmoid, Softmax
@@ -35,6 +35,7 @@ from nnx.optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop
 
 __all__ = [
     "ModelFileError",
+    "check_writable",
     "load_checkpoint",
     "load_model",
     "load_parameters",
@@ -157,7 +158,7 @@ def load_model(
         model_cls = Model
     try:
         model = _build(spec, tensors, resolve(backend), model_cls, tables)
-    except (TypeError, ValueError, KeyError, AttributeError) as err:
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError, RecursionError) as err:
         raise ModelFileError(
             f"{path}: cannot rebuild the model stored in it ({err}). The file is incomplete, "
             "was altered, or was written by another program; save the model again."
@@ -244,7 +245,7 @@ def _upgrade_v1(
                 if type(iterations) is not int or iterations < 0:
                     raise ValueError(f"iterations={iterations!r} is not a whole number >= 0")
                 tensors[ITERATIONS] = np.asarray(iterations, dtype=np.int64)
-    except (TypeError, ValueError, KeyError, AttributeError) as err:
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError, RecursionError) as err:
         raise ModelFileError(
             f"{path}: a format-1 model file that cannot be read ({err}). The file is "
             "incomplete or was altered."

@@ -17,7 +17,7 @@ from backends import Backend, load
 from nnx import _state, _summary, data, io
 from nnx._component import common_backend, resolve
 from nnx._train import NonFiniteLossError, TrainLoop, batches, materialize_state
-from nnx._xp import Array
+from nnx._xp import Array, dtype_name
 from nnx.accuracy import Accuracy
 from nnx.activations import Softmax
 from nnx.layers import Input, Layer
@@ -130,7 +130,8 @@ class Model:
 
     def _to_backend(self, X: Any, y: Any, name: str = "X") -> tuple[Array, Any]:
         """Check host data once, then move it to the model's backend once."""
-        X = data.check_features(X, self._n_inputs, name)
+        single = dtype_name(self.backend.xp, self._dtype) == "float32"
+        X = data.check_features(X, self._n_inputs, name, single)
         X = self.input_layer._adopt(X, name, self._dtype)
         if y is None:
             return X, None
@@ -224,6 +225,11 @@ class Model:
                 raise ValueError(
                     "Model.train: expected validation_data=(X_val, y_val), a pair, got "
                     f"validation_data of type {type(validation_data).__name__}."
+                )
+            if validation_data[1] is None:
+                raise ValueError(
+                    "Model.train: expected validation_data=(X_val, y_val) with both arrays, "
+                    "got y_val=None; pass the validation targets, or leave validation_data out."
                 )
             validation = self._to_backend(*validation_data, name="X_val")
         if self.accuracy is not None:
