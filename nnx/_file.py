@@ -10,9 +10,11 @@ hold is ``nnx.io``'s business.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import secrets
+import stat
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -62,15 +64,23 @@ def _write_all(file: BinaryIO, payload: bytes) -> None:
 
 
 def _atomic_write(path: Path, payload: bytes) -> None:
-    """Write a temporary file next to ``path``, fsync it, then rename it over ``path``."""
+    """Write a temporary file next to ``path``, fsync it, then rename it over ``path``.
+
+    The temporary's name carries the writer's process id, so the next save to ``path``
+    removes what a writer killed mid-save left behind. A file written over keeps its
+    permissions.
+    """
     if not path.parent.is_dir():
         raise FileNotFoundError(f"save: folder {path.parent} does not exist; create it first.")
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    _remove_stale_temporaries(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
         with open(tmp, "xb") as file:
             _write_all(file, payload)
             file.flush()
             os.fsync(file.fileno())
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -83,8 +93,61 @@ def _atomic_write(path: Path, payload: bytes) -> None:
         os.close(dir_fd)
 
 
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete temporaries of saves to ``path`` whose writer process is gone (killed)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*-*.tmp"):
+        pid = tmp.name[len(path.name) + 2 :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process, or a platform without signal 0: keep it
+        return True
+    return True
+
+
+def _check_sizes(path: Path) -> None:
+    """Read the header alone and refuse a file whose tensors do not end where the file ends
+    (a small valid header on a large file), before the whole file is read."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as file:
+            head = file.read(8)
+            header_size = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if not 2 <= header_size <= min(size - 8, _MAX_HEADER):
+                return  # safetensors says what is wrong with it
+            header = json.loads(file.read(header_size))
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"load: no model file at {path}; check the path.") from err
+    except (ValueError, RecursionError):  # not JSON: safetensors says so
+        return
+    try:
+        ends = [entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"]
+        data = max(ends, default=0)
+    except (TypeError, LookupError, AttributeError):  # malformed: safetensors says how
+        return
+    if type(data) is int and 8 + header_size + data != size:
+        raise ModelFileError(
+            f"{path}: {size} bytes, but its header describes {8 + header_size + data}; the "
+            "file is truncated, or has something appended. nnx read only its header."
+        )
+
+
+# A header of a model file is a few KiB; safetensors itself allows 100 MB.
+_MAX_HEADER = 100_000_000
+
+
 def read(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """The checked nnx header and the tensors of ``path``."""
+    _check_sizes(path)
     try:
         payload = path.read_bytes()
     except FileNotFoundError as err:

@@ -185,8 +185,17 @@ class TrainLoop:
         }
         # JSON has no NaN (a model without accuracy records NaN): store null instead.
         stored = {k: [None if math.isnan(v) else v for v in vs] for k, vs in history.items()}
-        training = {"epoch": epoch, "history": stored, "dropout_rng": dropout}
+        training = {
+            "epoch": epoch,
+            "history": stored,
+            "dropout_rng": dropout,
+            "arguments": self._arguments(),
+        }
         io.save_checkpoint(self.model, self.checkpoint, training)
+
+    def _arguments(self) -> dict[str, Any]:
+        """What a resumed run must repeat to give the bits of an uninterrupted one."""
+        return {"batch_size": self.batch_size, "shuffle": bool(self.shuffle)}
 
     def _host_history(self) -> dict[str, list[float]]:
         """The history as floats; device scalars come over in one transfer per figure."""
@@ -199,15 +208,51 @@ class TrainLoop:
         return result
 
     def _resume(self, path: Any) -> int:
-        """Load a checkpoint into the model; the first epoch still to run."""
-        training = io.load_checkpoint(self.model, path)
-        self.history = {
-            key: [math.nan if v is None else v for v in values]
-            for key, values in training["history"].items()
+        """Load a checkpoint into the model; the first epoch still to run. The record is
+        checked whole (``_checked``) before the model changes."""
+        epoch, history, generators = io.load_checkpoint(
+            self.model, path, lambda training: self._checked(training, path)
+        )
+        self.history = history
+        for layer, state in generators:
+            layer.set_random_state(state)
+        return epoch + 1
+
+    def _checked(self, training: dict[str, Any], path: Any) -> tuple[int, Any, Any]:
+        """The epoch done, the history and the generator states of a checkpoint's record;
+        ValueError (or TypeError, KeyError) for a damaged one or other arguments."""
+        epoch = training["epoch"]
+        if type(epoch) is not int or epoch < 1:
+            raise ValueError(f"epoch={epoch!r} is not a whole number >= 1")
+        arguments = training.get("arguments", self._arguments())  # older files recorded none
+        changed = {
+            name: (value, arguments.get(name))
+            for name, value in self._arguments().items()
+            if arguments.get(name) != value
         }
-        for index, state in training.get("dropout_rng", {}).items():
-            self.model.layers[int(index)].set_random_state(state)
-        return int(training["epoch"]) + 1
+        if changed or epoch > self.epochs:
+            said = ", ".join(f"{n}={old!r} (now {new!r})" for n, (new, old) in changed.items())
+            raise ValueError(
+                f"Model.train: resume={str(path)!r} "
+                + (
+                    f"was trained with {said}; resume with the same arguments."
+                    if changed
+                    else f"has run {epoch} epochs already; pass epochs >= {epoch} (more "
+                    "epochs go on to the new total)."
+                )
+            )
+        history = {}
+        for key, values in dict(training["history"]).items():
+            if not all(v is None or type(v) in (int, float) for v in values):
+                raise ValueError(f"history[{key!r}] holds something other than numbers")
+            history[str(key)] = [math.nan if v is None else float(v) for v in values]
+        generators = []
+        for index, state in dict(training.get("dropout_rng", {})).items():
+            layer = self.model.layers[int(index)]
+            probe = layer.backend.rng(0)  # a generator to try the state on first
+            probe.bit_generator.state = state
+            generators.append((layer, state))
+        return epoch, history, generators
 
     def _printed(self, epoch: int) -> bool:
         """Single-batch epochs print every print_every epochs, as in the book, and the last."""

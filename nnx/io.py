@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,25 +80,51 @@ def save_checkpoint(model: Any, path: str | os.PathLike[str], training: dict[str
     _save(model, Path(path), "model", training)
 
 
-def load_checkpoint(model: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Restore parameters and optimizer state of ``model`` from a checkpoint; return its
-    training record. The file must describe the same architecture as ``model``."""
+def load_checkpoint(
+    model: Any, path: str | os.PathLike[str], check: Callable[[dict[str, Any]], Any] = dict
+) -> Any:
+    """Restore parameters and optimizer state of ``model`` from a checkpoint; return
+    ``check(training record)``. The file must describe the same architecture and optimizer
+    settings as ``model``, and ``check`` (the training loop's) must accept the record: all of
+    that, and every tensor, is checked before anything in the model changes."""
     path = Path(path)
     spec, tensors = _read(path)
     training = spec.get("training")
     if not isinstance(training, dict):
         raise ModelFileError(f"{path}: a model file, not a checkpoint (no training record).")
     mine = [_part_spec(layer, "layer") for layer in model.layers]
-    if (
-        spec.get("layers") != mine
-        or (spec.get("optimizer") or {}).get("class") != type(model.optimizer).__name__
-    ):
+    optimizer = _part_spec(model.optimizer, "optimizer") or {}
+    theirs = spec.get("optimizer") or {}
+    if spec.get("layers") != mine or theirs.get("class") != optimizer.get("class"):
         raise ModelFileError(
             f"{path}: the checkpoint's layers or optimizer differ from this model's; resume "
             "with the model the checkpoint was written from (or nnx.Model.load(path))."
         )
+    if "arguments" in training:  # written by an nnx that records what a resume must repeat
+        changed = _changed(theirs.get("config") or {}, optimizer.get("config") or {})
+        if changed:
+            raise ValueError(
+                f"Model.train: resume={str(path)!r} was trained with other optimizer settings "
+                f"({changed}); resume with the optimizer the run started with."
+            )
+    try:
+        record = check(training)
+    except (TypeError, ValueError, LookupError, AttributeError, OverflowError) as err:
+        if isinstance(err, ValueError) and str(err).startswith("Model.train: resume"):
+            raise
+        raise ModelFileError(f"{path}: a damaged training record ({err}).") from err
     _set_state(path, model.layers, model.optimizer, tensors)
-    return training
+    return record
+
+
+def _changed(theirs: dict[str, Any], mine: dict[str, Any]) -> str:
+    """``name: file value -> this value`` for every setting that differs; empty if none."""
+    names = sorted(set(theirs) | set(mine))
+    return ", ".join(
+        f"{name}: {theirs.get(name)!r} -> {mine.get(name)!r}"
+        for name in names
+        if theirs.get(name) != mine.get(name)
+    )
 
 
 def _save(model: Any, path: Path, kind: str, training: dict[str, Any] | None = None) -> None:

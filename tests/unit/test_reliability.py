@@ -153,3 +153,140 @@ def test_a_second_ctrl_c_ends_the_command_in_one_line(monkeypatch, capsys) -> No
     monkeypatch.setattr("nnx.cli._train", interrupted)
     assert main(["train"]) == 130
     assert capsys.readouterr().err.strip() == "nnx train: interrupted."
+
+
+# -- checkpoints that check themselves ------------------------------------------------------
+
+
+def _checkpointed(tmp_path: Path, epochs: int = 4) -> Path:
+    """A checkpoint written after ``epochs`` epochs of the model :func:`_fresh` builds."""
+    path = tmp_path / "run.nnx"
+    _fresh().train(X, Y, epochs=epochs, verbose=0, checkpoint=path)
+    return path
+
+
+def _fresh() -> nnx.Model:
+    model = nnx.Model(seed=0)
+    model.add(nnx.Dense(2, 8, seed=1))
+    model.add(nnx.Dropout(0.1, seed=5))
+    model.add(nnx.ReLU())
+    model.add(nnx.Dense(8, 3, seed=2))
+    model.add(nnx.Softmax())
+    model.set(loss=nnx.CategoricalCrossentropy(), optimizer=nnx.Adam(learning_rate=0.05))
+    model.finalize()
+    return model
+
+
+def _edit(path: Path, change) -> None:
+    import safetensors
+    import safetensors.numpy
+
+    tensors = safetensors.numpy.load_file(str(path))
+    with safetensors.safe_open(str(path), "numpy") as file:
+        spec = json.loads(file.metadata()["nnx"])
+    change(spec["training"])
+    safetensors.numpy.save_file(tensors, str(path), metadata={"nnx": json.dumps(spec)})
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda t: t.update(epoch="3"),
+        lambda t: t.update(epoch=2.5),
+        lambda t: t.update(epoch=-1),
+        lambda t: t.update(history=[1, 2]),
+        lambda t: t["history"].update(loss=["a"]),
+        lambda t: t.update(dropout_rng={"9": {}}),
+        lambda t: t.update(dropout_rng={"1": {"bit_generator": "nonsense"}}),
+        lambda t: t.pop("epoch"),
+    ],
+    ids=[
+        "epoch text",
+        "epoch fraction",
+        "epoch negative",
+        "history list",
+        "history text",
+        "generator of no layer",
+        "generator state",
+        "no epoch",
+    ],  # fmt: skip
+)
+def test_a_damaged_training_record_changes_nothing(tmp_path: Path, change) -> None:
+    path = _checkpointed(tmp_path)
+    _edit(path, change)
+    model = _fresh()
+    before = {k: np.asarray(v).copy() for k, v in model.get_state().items()}
+    with pytest.raises(ModelFileError, match="damaged training record"):
+        model.train(X, Y, epochs=6, verbose=0, resume=path)
+    _unchanged(model, before)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"epochs": 3}, "has run 4 epochs already; pass epochs >= 4"),
+        ({"epochs": 6, "batch_size": 10}, "batch_size=None \\(now 10\\)"),
+        ({"epochs": 6, "shuffle": True}, "shuffle=False \\(now True\\)"),
+    ],
+)
+def test_a_resume_with_other_arguments_is_refused(tmp_path: Path, kwargs, words) -> None:
+    path = _checkpointed(tmp_path)
+    model = _fresh()
+    before = {k: np.asarray(v).copy() for k, v in model.get_state().items()}
+    with pytest.raises(ValueError, match=words):
+        model.train(X, Y, verbose=0, resume=path, **kwargs)
+    _unchanged(model, before)
+
+
+def test_a_resume_with_other_optimizer_settings_is_refused(tmp_path: Path) -> None:
+    path = _checkpointed(tmp_path)
+    model = _fresh()
+    model.set(optimizer=nnx.Adam(learning_rate=0.01))
+    model.finalize()
+    with pytest.raises(ValueError, match="learning_rate: 0.05 -> 0.01"):
+        model.train(X, Y, epochs=6, verbose=0, resume=path)
+
+
+def test_more_epochs_go_on_to_the_new_total(tmp_path: Path) -> None:
+    path = _checkpointed(tmp_path)
+    resumed = _fresh().train(X, Y, epochs=6, verbose=0, resume=path)
+    straight = _fresh().train(X, Y, epochs=6, verbose=0)
+    assert len(resumed["loss"]) == 6
+    np.testing.assert_array_equal(resumed["loss"], straight["loss"])
+
+
+# -- files ----------------------------------------------------------------------------------
+
+
+def test_the_next_save_removes_what_a_killed_writer_left(tmp_path: Path) -> None:
+    path = tmp_path / "m.nnx"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    stale = tmp_path / f".m.nnx.{int(dead.stdout)}-0badf00d.tmp"  # a pid that has ended
+    live = tmp_path / f".m.nnx.{os.getppid()}-0badf00d.tmp"  # a writer still running
+    stale.write_bytes(b"half a save")
+    live.write_bytes(b"a save in progress")
+    _model().save(path)
+    assert not stale.exists() and live.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "m.nnx"]
+
+
+def test_saving_over_a_file_keeps_its_permissions(tmp_path: Path) -> None:
+    path = tmp_path / "m.nnx"
+    model = _model()
+    model.save(path)
+    path.chmod(0o600)
+    model.save(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_large_file_with_a_small_header_is_refused_from_its_header(tmp_path, monkeypatch):
+    path = tmp_path / "m.nnx"
+    _model().save(path)
+    with open(path, "ab") as file:
+        file.truncate(path.stat().st_size + 1024**3)  # 1 GiB appended (sparse: no disk used)
+    read_whole = []
+    monkeypatch.setattr(Path, "read_bytes", lambda self: read_whole.append(self) or b"")
+    with pytest.raises(ModelFileError, match="has something appended. nnx read only its header"):
+        nnx.Model.load(path)
+    assert read_whole == []
