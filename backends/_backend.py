@@ -22,6 +22,10 @@ def _as_is(arrays: list[Any]) -> list[Any]:
     return arrays
 
 
+def _itself(array: Any) -> Any:
+    return array
+
+
 @dataclass(frozen=True, eq=False)
 class Backend:
     """One array library on one device, as nnx sees it.
@@ -55,6 +59,10 @@ class Backend:
     kernels : mapping of str to callable
         Fused in-place optimizer updates over lists of arrays, by name (``"adam"``, ...; the
         contract is in ``backends/kernels.py``). Empty: optimizers run their plain formulas.
+    detach : callable ``(array) -> array``
+        The array as plain data, without what the library records for it (torch's autograd
+        graph, which would follow every step a model computes from it and grow). Identity
+        where a library records nothing.
     """
 
     name: str
@@ -69,6 +77,7 @@ class Backend:
     version: str = ""
     materialize: Callable[[list[Any]], list[Any]] = _as_is
     kernels: Mapping[str, Callable[..., None]] = field(default_factory=dict)
+    detach: Callable[[Any], Any] = _itself
 
     def dtype(self, name: Any) -> Any:
         """The backend's dtype object for ``"float32"``/``"float64"`` (or a dtype, unchanged)."""

@@ -54,4 +54,5 @@ def make(device: Any = None) -> Backend:
         float64=dev.type != "mps",
         version=torch.__version__,
         kernels=torch_kernels(torch),
+        detach=lambda array: array.detach(),
     )

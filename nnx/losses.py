@@ -35,6 +35,9 @@ class Loss(Component):
     # The targets it takes, which Model checks before training: "classes" (integer labels or
     # one-hot rows), "binary" (0/1 per output) or "values" (real numbers, for regression).
     targets = "values"
+    # The last label array _check_labels accepted; Model sets the flag (it checks y itself).
+    _labels_checked: Any = None
+    _labels_checked_by_model = False
     # Host data given to these moves to the loss's backend first (see Component).
     takes_arrays = {
         "forward": ("floats", "data"),
@@ -103,6 +106,24 @@ class Loss(Component):
         """Float targets in the predictions' dtype (the standard does not mix int and float)."""
         return y_true if y_true.dtype == like.dtype else self.xp.astype(y_true, like.dtype)
 
+    def _check_labels(self, y_true: Array, n_classes: int) -> None:
+        """Integer labels must name one of the ``n_classes`` classes: out of range, they would
+        pick another row's probability and give a plausible, wrong loss.
+
+        For direct calls (the book's loops). It reads the labels on the host, so each label
+        array is checked once (the book passes the same ``y`` every epoch), and not at all
+        inside ``Model``, which checked its targets before training.
+        """
+        if self._labels_checked_by_model or y_true is self._labels_checked or y_true.ndim != 1:
+            return
+        low, high = int(self.xp.min(y_true)), int(self.xp.max(y_true))
+        if low < 0 or high >= n_classes:
+            raise ValueError(
+                f"{type(self).__name__}: class labels must lie in [0, {n_classes - 1}] for "
+                f"{n_classes} classes, got labels from {low} to {high}."
+            )
+        self._labels_checked = y_true
+
     def _one_hot(self, y_true: Array, like: Array) -> Array:
         """Integer labels as one-hot rows; one-hot rows as floats of ``like``'s dtype."""
         if y_true.ndim == 1:
@@ -117,6 +138,7 @@ class CategoricalCrossentropy(Loss):
 
     def forward(self, y_pred: Array, y_true: Array) -> Array:
         xp = self.xp
+        self._check_labels(y_true, y_pred.shape[1])
         if y_true.ndim == 1:
             # The book's y_pred_clipped[range(n), y_true]; picking before clipping gives the
             # same numbers and clips n values instead of n * classes.
@@ -128,6 +150,7 @@ class CategoricalCrossentropy(Loss):
 
     def backward(self, dvalues: Array, y_true: Array) -> Array:
         samples = dvalues.shape[0]
+        self._check_labels(y_true, dvalues.shape[1])
         # Clipped as in forward (the book divides by the raw values): a probability of exactly
         # 0 for the true class would otherwise give -inf, and 0/0 NaN elsewhere.
         self.dinputs = -self._one_hot(y_true, dvalues) / self._clip(dvalues) / samples
@@ -200,6 +223,7 @@ class SoftmaxCategoricalCrossentropy(Loss):
 
     def backward(self, dvalues: Array, y_true: Array) -> Array:
         samples = dvalues.shape[0]
+        self._check_labels(y_true, dvalues.shape[1])
         self.dinputs = (dvalues - self._one_hot(y_true, dvalues)) / samples
         return self.dinputs
 

@@ -107,6 +107,9 @@ class Model:
         # Softmax followed by crossentropy has the short gradient (softmax - y) / n.
         fused = isinstance(self.layers[-1], Softmax) and type(self.loss) is CategoricalCrossentropy
         self._fused = SoftmaxCategoricalCrossentropy(self.backend) if fused else None
+        for loss in (self.loss, self._fused):  # train/evaluate check y before the first step
+            if loss is not None:
+                loss._labels_checked_by_model = True
         # Nothing consumes the gradient of the inputs of the first trainable layer.
         self._backward_stop = next(
             (i for i, layer in enumerate(self.layers) if layer.trainable), len(self.layers)
@@ -132,7 +135,8 @@ class Model:
         """Check host data once, then move it to the model's backend once."""
         single = dtype_name(self.backend.xp, self._dtype) == "float32"
         X = data.check_features(X, self._n_inputs, name, single)
-        X = self.input_layer._adopt(X, name, self._dtype)
+        # Plain data: a torch X that requires grad would grow an autograd graph every step.
+        X = self.backend.detach(self.input_layer._adopt(X, name, self._dtype))
         if y is None:
             return X, None
         y = data.check_targets(y, X.shape[0], self._targets, self._n_outputs, "y")

@@ -290,3 +290,34 @@ def test_a_large_file_with_a_small_header_is_refused_from_its_header(tmp_path, m
     with pytest.raises(ModelFileError, match="has something appended. nnx read only its header"):
         nnx.Model.load(path)
     assert read_whole == []
+
+
+@pytest.mark.parametrize("name", ["numpy", "array_api_strict"])
+def test_labels_out_of_range_are_refused_in_direct_calls(name: str) -> None:
+    probs = np.full((4, 3), 1 / 3)
+    wrong = np.array([3, 1, 2, 0])  # gave the loss of the right labels, silently
+    for loss in (nnx.CategoricalCrossentropy(backend=name),):
+        with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\] for 3 classes"):
+            loss.forward(probs, wrong)
+        with pytest.raises(ValueError, match="got labels from 0 to 3"):
+            loss.backward(probs, wrong)
+    fused = nnx.SoftmaxCategoricalCrossentropy(backend=name)
+    with pytest.raises(ValueError, match="labels must lie"):
+        fused.forward(np.zeros((4, 3)), np.array([0, 1, 2, -1]))
+    with pytest.raises(ValueError, match="labels must lie"):
+        fused.backward(probs, wrong)
+    assert float(fused.forward(np.zeros((4, 3)), np.array([0, 1, 2, 2]))) > 0
+
+
+def test_a_torch_x_that_requires_grad_leaves_no_graph_on_the_weights() -> None:
+    torch = pytest.importorskip("torch")
+    with backends.use_backend("torch"):
+        model = _model()
+        model.set(optimizer=nnx.Adam(learning_rate=0.05, fused=False))  # torch's kernel
+        model.finalize()  # runs under no_grad; the plain formulas are where a graph grew
+    X_t = torch.tensor(X, requires_grad=True)
+    model.train(X_t, Y, epochs=3, verbose=0)
+    for layer in model.trainable_layers:
+        assert not layer.weights.requires_grad and layer.weights.grad_fn is None
+        assert layer.weight_momentums.grad_fn is None
+    assert not model.predict(X_t).requires_grad
