@@ -75,8 +75,10 @@ def _beyond_float32(array: Any) -> bool:
     return bool(array.size) and float(np.max(np.abs(array))) > _FLOAT32_MAX
 
 
-def check_targets(y: Any, n_samples: int, kind: str, n_outputs: int, name: str = "y") -> Any:
-    """``y`` checked against what the loss expects.
+def check_targets(
+    y: Any, n_samples: int, kind: str, n_outputs: int, name: str = "y", single: bool = False
+) -> Any:
+    """``y`` checked against what the loss expects (with ``single``, finite in float32).
 
     ``kind`` is ``"classes"`` (integer labels in [0, n_outputs) or one-hot rows of width
     ``n_outputs``), ``"binary"`` (values in [0, 1]) or ``"values"`` (regression).
@@ -94,6 +96,11 @@ def check_targets(y: Any, n_samples: int, kind: str, n_outputs: int, name: str =
         )
     if not _all_finite(y):
         raise ValueError(f"{name} contains NaN or infinity; clean the targets first.")
+    if single and kind != "classes" and _beyond_float32(y):
+        raise ValueError(
+            f"{name} has values beyond float32's range (|y| > {_FLOAT32_MAX:.3g}), which the "
+            "model computes in; scale the targets, or build the layers with dtype='float64'."
+        )
     xp = array_api_compat.array_namespace(y)
     if kind == "classes":
         _check_classes(xp, y, n_outputs, name)

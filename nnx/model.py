@@ -139,7 +139,7 @@ class Model:
         X = self.backend.detach(self.input_layer._adopt(X, name, self._dtype))
         if y is None:
             return X, None
-        y = data.check_targets(y, X.shape[0], self._targets, self._n_outputs, "y")
+        y = data.check_targets(y, X.shape[0], self._targets, self._n_outputs, "y", single)
         if self._targets == "classes" and y.ndim == 1:  # whole-number labels, any dtype
             return X, self.input_layer._adopt(y, "y", self.backend.xp.int64)
         return X, self.input_layer._adopt(y, "y", self._dtype)

@@ -91,7 +91,7 @@ def test_softmax_of_one_sample_says_how() -> None:
 
 def _safetensors(path: Path, dtype: str, metadata: dict[str, str] | None = None) -> None:
     """A valid safetensors file with one tensor of ``dtype`` (e.g. BF16), written by hand."""
-    size = 2 * {"BF16": 2, "F32": 4}[dtype]
+    size = 2 * {"BF16": 2, "F8_E4M3": 1, "F32": 4}[dtype]
     header: dict[str, object] = {"t": {"dtype": dtype, "shape": [2], "data_offsets": [0, size]}}
     if metadata is not None:
         header["__metadata__"] = metadata
@@ -99,9 +99,10 @@ def _safetensors(path: Path, dtype: str, metadata: dict[str, str] | None = None)
     path.write_bytes(struct.pack("<Q", len(text)) + text + b"\0" * size)
 
 
-def test_a_tensor_numpy_cannot_hold_is_a_model_file_error(tmp_path: Path) -> None:
-    path = tmp_path / "bf16.nnx"
-    _safetensors(path, "BF16")
+@pytest.mark.parametrize("dtype", ["BF16", "F8_E4M3"])
+def test_a_tensor_numpy_cannot_hold_is_a_model_file_error(tmp_path: Path, dtype: str) -> None:
+    path = tmp_path / "odd.nnx"
+    _safetensors(path, dtype)
     with pytest.raises(ModelFileError, match="dtype NumPy cannot read"):
         nnx.Model.load(path)
     with pytest.raises(ModelFileError, match="dtype NumPy cannot read"):
@@ -115,10 +116,12 @@ def test_deeply_nested_metadata_is_a_model_file_error(tmp_path: Path) -> None:
         nnx.Model.load(path)
 
 
-@pytest.mark.parametrize("device", ["meta"])
+@pytest.mark.parametrize("device", ["meta", "mps"])
 def test_a_device_torch_cannot_compute_on_is_refused_at_selection(device: str) -> None:
-    pytest.importorskip("torch")
-    with pytest.raises(backends.BackendError, match="cannot compute on device='meta'"):
+    torch = pytest.importorskip("torch")
+    if device == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine computes on mps")
+    with pytest.raises(backends.BackendError, match=f"cannot compute on device='{device}'"):
         backends.load("torch", device)
 
 
@@ -199,6 +202,7 @@ def _edit(path: Path, change) -> None:
         lambda t: t.update(dropout_rng={"9": {}}),
         lambda t: t.update(dropout_rng={"1": {"bit_generator": "nonsense"}}),
         lambda t: t.pop("epoch"),
+        lambda t: t.update(epoch=float("inf")),  # "epoch": 1e400 in the file's JSON
     ],
     ids=[
         "epoch text",
@@ -209,7 +213,8 @@ def _edit(path: Path, change) -> None:
         "generator of no layer",
         "generator state",
         "no epoch",
-    ],  # fmt: skip
+        "epoch 1e400",
+    ],
 )
 def test_a_damaged_training_record_changes_nothing(tmp_path: Path, change) -> None:
     path = _checkpointed(tmp_path)
@@ -321,3 +326,13 @@ def test_a_torch_x_that_requires_grad_leaves_no_graph_on_the_weights() -> None:
         assert not layer.weights.requires_grad and layer.weights.grad_fn is None
         assert layer.weight_momentums.grad_fn is None
     assert not model.predict(X_t).requires_grad
+
+
+def test_regression_targets_beyond_float32_are_refused() -> None:
+    model = nnx.Model(seed=0)
+    model.add(nnx.Dense(1, 1, seed=1))
+    model.add(nnx.Linear())
+    model.set(loss=nnx.MeanSquaredError(), optimizer=nnx.SGD())
+    model.finalize()
+    with pytest.raises(ValueError, match="y has values beyond float32's range"):
+        model.train(np.ones((2, 1)), np.array([[1.0], [1e39]]), epochs=1, verbose=0)
