@@ -20,6 +20,8 @@ def make(device: Any = None) -> Backend:
         dev = torch.device(device or "cpu")
     except RuntimeError as err:
         raise BackendError(f"torch: bad device {device!r} ({err}); try 'cpu' or 'cuda:0'.") from err
+    if dev.type == "cpu" and dev.index is not None:  # tensors report plain "cpu"
+        raise BackendError(f"torch: the CPU has no device {device!r}; use 'cpu'.")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise BackendError(f"torch: no CUDA device for device={device!r}; unset NNX_DEVICE.")
     if dev.type == "cuda" and dev.index is None:

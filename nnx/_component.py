@@ -14,7 +14,16 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from backends import Backend, get_backend, load
-from nnx._xp import device_fast, device_of, dtype_name, is_array, is_dtype, is_host_data, library_of
+from nnx._xp import (
+    device_fast,
+    device_of,
+    dtype_name,
+    holds_reals,
+    is_array,
+    is_dtype,
+    is_host_data,
+    library_of,
+)
 
 
 def resolve(backend: Backend | str | None) -> Backend:
@@ -170,7 +179,7 @@ class Component:
         if kind != "floats":
             return self._adopt(data, what, None, where)
         kind_of = getattr(getattr(data, "dtype", None), "kind", "f")  # NumPy's letter
-        if is_host_data(data) and kind_of not in "biuf":
+        if (is_host_data(data) and kind_of not in "biuf") or not holds_reals(data):
             raise TypeError(
                 f"{self._where(where)}: expected {what} as real numbers, got an array of "
                 f"dtype {data.dtype}."
@@ -216,7 +225,6 @@ def _door(
         "_nnx_state": state,
         "_nnx_typed": typed,
         "_nnx_type": type,
-        "_nnx_getattr": getattr,
     }
     header = signature.replace(
         parameters=[_by_reference(p, i, namespace) for i, p in enumerate(parameters)],
@@ -243,8 +251,11 @@ def _door(
         # type (and a parameter's dtype): an array of the library on another device is left
         # to the library, whose error names both devices (torch's and array-api-strict's do).
         dtype = f" or {me}.dtype is not None and _nnx_value.dtype is not {me}._array_dtype"
-        lines += [
-            f"    _nnx_value = _nnx_getattr({me}, {name!r}, None)",
+        lines += [  # an attribute read, not getattr(): the plain read is several times faster
+            "    try:",
+            f"        _nnx_value = {me}.{name}",
+            "    except AttributeError:  # not set yet: the method says so itself",
+            "        _nnx_value = None",
             f"    if _nnx_value is not None and (_nnx_type(_nnx_value) is not {me}._array_type"
             f"{dtype if name in typed else ''}):",
             f"        {me}._arrive_attributes(_nnx_state, _nnx_where, _nnx_typed)",
@@ -292,8 +303,15 @@ def _passed(parameter: inspect.Parameter) -> str:
 
 def _all_fit(part: Component, names: tuple[str, ...]) -> bool:
     """Whether every array ``names`` of ``part`` is of its backend, device and dtype."""
+    array_type, device, dtype = part._array_type, part.device, part._array_dtype
     for name in names:
-        data = getattr(part, name, None)
+        data: Any = getattr(part, name, None)
+        if (
+            type(data) is array_type
+            and data.dtype is dtype
+            and getattr(data, "device", 0) == device
+        ):
+            continue  # the every-step case, without calls (optimizers ask each step)
         if _movable(data) and not part._fits(data, True):
             return False
     return True
@@ -302,6 +320,13 @@ def _all_fit(part: Component, names: tuple[str, ...]) -> bool:
 def _movable(data: Any) -> bool:
     """An attribute the doors move when it is not the backend's: arrays and lists."""
     return isinstance(data, list) or is_array(data)
+
+
+def formula(part: Any, name: str) -> Callable[..., Any]:
+    """``part``'s method ``name`` without its door, bound to ``part``: for a caller whose arrays
+    came through a door already (``Model``, inside which every array is the backend's)."""
+    method = getattr(type(part), name)
+    return getattr(method, "__wrapped__", method).__get__(part)  # type: ignore[no-any-return]
 
 
 def common_backend(parts: list[Any]) -> Backend:

@@ -70,6 +70,7 @@ def _atomic_write(path: Path, payload: bytes) -> None:
     removes what a writer killed mid-save left behind. A file written over keeps its
     permissions.
     """
+    path = Path(os.path.realpath(path))  # through a symbolic link: replace what it points to
     if not path.parent.is_dir():
         raise FileNotFoundError(f"save: folder {path.parent} does not exist; create it first.")
     _remove_stale_temporaries(path)
@@ -82,9 +83,15 @@ def _atomic_write(path: Path, payload: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.errno is not None:  # a full disk, a read-only one
+            raise type(err)(
+                err.errno,
+                f"save: cannot write {path} ({err.strerror}); the previous file, if "
+                "any, is unchanged",
+            ) from err
         raise
     if hasattr(os, "O_DIRECTORY"):  # POSIX: make the rename itself survive a power cut
         dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)

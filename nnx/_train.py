@@ -243,12 +243,21 @@ class TrainLoop:
             )
         history = {}
         for key, values in dict(training["history"]).items():
-            if not all(v is None or type(v) in (int, float) for v in values):
-                raise ValueError(f"history[{key!r}] holds something other than numbers")
-            history[str(key)] = [math.nan if v is None else float(v) for v in values]
+            if key not in _HISTORY_KEYS:
+                raise ValueError(f"history has an unknown key {key!r}")
+            if type(values) is not list or len(values) != epoch:
+                raise ValueError(f"history[{key!r}] is not a list of {epoch} figures")
+            if not all(v is None or (type(v) in (int, float) and math.isfinite(v)) for v in values):
+                raise ValueError(f"history[{key!r}] holds something other than finite numbers")
+            history[key] = [math.nan if v is None else float(v) for v in values]
         generators = []
+        layers = self.model.layers
         for index, state in dict(training.get("dropout_rng", {})).items():
-            layer = self.model.layers[int(index)]
+            if not (str(index).isdigit() and int(index) < len(layers)):
+                raise ValueError(f"dropout_rng names layer {index!r}, which the model has not")
+            layer = layers[int(index)]
+            if layer.random_state() is None:
+                raise ValueError(f"dropout_rng names layer {index}, which has no generator")
             probe = layer.backend.rng(0)  # a generator to try the state on first
             probe.bit_generator.state = state
             generators.append((layer, state))
@@ -295,6 +304,12 @@ class TrainLoop:
             "with model.train(..., resume=PATH).",
             file=sys.stderr,
         )
+
+
+# What an epoch records in the history (checkpoints keep it; a resume checks it).
+_HISTORY_KEYS = frozenset(
+    ("loss", "data_loss", "reg_loss", "accuracy", "learning_rate", "val_loss", "val_accuracy")
+)
 
 
 def _line(head: str, accuracy: Any, data_loss: Any, reg_loss: Any, lr: float) -> str:

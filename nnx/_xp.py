@@ -94,6 +94,15 @@ def dtype_of(array: Any) -> str:
     return dtype_name(array_api_compat.array_namespace(array), array.dtype)
 
 
+def holds_reals(data: Any) -> bool:
+    """Whether an array of a library other than NumPy holds real numbers, integers or
+    booleans (not complex); True for anything else (host data is asked by its own dtype)."""
+    if is_host_data(data) or not is_array(data):
+        return True
+    xp = array_api_compat.array_namespace(data)
+    return bool(xp.isdtype(data.dtype, ("real floating", "integral", "bool")))
+
+
 def real_floating(value: Any) -> bool:
     """Whether ``value`` is an array (of any library) of real floats."""
     try:

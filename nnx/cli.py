@@ -29,6 +29,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # ModelFileError is a ValueError, a diverging loss (NonFiniteLossError) arithmetic.
         print(f"nnx {args.command}: {err}", file=sys.stderr)
         return 1
+    except MemoryError:
+        print(f"nnx {args.command}: out of memory; use smaller sizes.", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:  # a second Ctrl-C, after training's own stop at the first
         print(f"nnx {args.command}: interrupted.", file=sys.stderr)
         return 130
@@ -125,10 +128,11 @@ def _train(args: argparse.Namespace) -> int:
     import nnx
     from nnx import io
 
-    for flag in ("hidden", "layers", "epochs", "print_every"):
-        if getattr(args, flag) < 1:
+    for flag, least in (("hidden", 1), ("layers", 1), ("epochs", 1), ("print_every", 1),
+                        ("seed", 0)):  # fmt: skip
+        if getattr(args, flag) < least:
             name = "--" + flag.replace("_", "-")
-            raise ValueError(f"expected {name} >= 1, got {name} {getattr(args, flag)}.")
+            raise ValueError(f"expected {name} >= {least}, got {name} {getattr(args, flag)}.")
     io.check_writable(args.output, "--output")  # before training, not after every epoch
     backend = _select(args)
     X, y = _load_dataset(args.dataset, args.seed)
@@ -177,14 +181,23 @@ def _optimizer(name: str, learning_rate: float | None) -> Any:
 
 def _predict(args: argparse.Namespace) -> int:
     import nnx
+    from nnx import io
 
     if args.limit < 0:
         raise ValueError(f"expected --limit >= 0 (0 prints every row), got --limit {args.limit}.")
+    if args.output is not None:
+        io.check_writable(args.output, "--output")  # before predicting, not after
     backend = _select(args)
     model = nnx.Model.load(args.model_file, backend=backend)
     y = None
     if args.input is not None:
-        X = np.load(args.input, allow_pickle=False)
+        try:
+            X = np.load(args.input, allow_pickle=False)
+        except ValueError as err:  # NumPy's message speaks of allow_pickle, which nnx refuses
+            raise ValueError(
+                f"--input {args.input}: not a .npy file of numbers (text, objects or pickles, "
+                "which nnx never loads); save the samples with np.save(path, X)."
+            ) from err
     else:
         X, y = _load_dataset(args.dataset, 0)
     outputs = model.predict(X)

@@ -6,6 +6,7 @@ checked with that backend's namespace, once per call to ``train``/``evaluate``/`
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import array_api_compat
@@ -69,10 +70,12 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _beyond_float32(array: Any) -> bool:
-    """Whether a host float64 array holds values float32 turns into infinity."""
-    if not array_api_compat.is_numpy_array(array) or array.dtype != np.float64:
+    """Whether an array (host or device, float64 or wider) holds values float32 turns into
+    infinity."""
+    xp = array_api_compat.array_namespace(array)
+    if not xp.isdtype(array.dtype, "real floating") or xp.finfo(array.dtype).bits <= 32:
         return False
-    return bool(array.size) and float(np.max(np.abs(array))) > _FLOAT32_MAX
+    return math.prod(array.shape) > 0 and float(xp.max(xp.abs(array))) > _FLOAT32_MAX
 
 
 def check_targets(

@@ -319,7 +319,10 @@ def _build(
 ) -> Any:
     """The model described by ``spec`` on ``backend``; its state is filled in later."""
     model = model_cls()
-    model.seed = spec.get("seed")
+    seed = spec.get("seed")
+    if seed is not None and (type(seed) is not int or seed < 0):
+        raise ValueError(f"seed={seed!r} is not a whole number >= 0")
+    model.seed = seed
     # Building a layer draws initial weights (which the file's replace): from NumPy's global
     # generator where the layer has no seed. The book's nnfs.init() seeds that generator, so
     # loading a model must not move it.

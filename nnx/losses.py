@@ -116,6 +116,11 @@ class Loss(Component):
         """
         if self._labels_checked_by_model or y_true is self._labels_checked or y_true.ndim != 1:
             return
+        if not self.xp.isdtype(y_true.dtype, "integral"):
+            raise TypeError(
+                f"{type(self).__name__}: expected class labels as integers, got dtype "
+                f"{y_true.dtype}; convert them first (y.astype(int)), or pass one-hot rows."
+            )
         low, high = int(self.xp.min(y_true)), int(self.xp.max(y_true))
         if low < 0 or high >= n_classes:
             raise ValueError(

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from backends import Backend, load
 from nnx import _state, _summary, data, io
-from nnx._component import common_backend, resolve
+from nnx._component import common_backend, formula, resolve
 from nnx._train import NonFiniteLossError, TrainLoop, batches, materialize_state
 from nnx._xp import Array, dtype_name
 from nnx.accuracy import Accuracy
@@ -110,6 +110,19 @@ class Model:
         for loss in (self.loss, self._fused):  # train/evaluate check y before the first step
             if loss is not None:
                 loss._labels_checked_by_model = True
+        # Inside the model every array came through train/evaluate/predict's door already: the
+        # parts' own doors would check each again (0.3-0.8 us a call), so the passes call the
+        # formulas behind them.
+        self._forwards = [formula(layer, "forward") for layer in self.layers]
+        self._backwards = [formula(layer, "backward") for layer in self.layers]
+        self._loss_backward = formula(self.loss, "backward")
+        self._fused_backward = formula(self._fused, "backward") if fused else None
+        self._calculate = formula(self.loss, "calculate")
+        self._predictions: Any = None
+        self._accuracy: Any = None
+        if self.accuracy is not None:
+            self._predictions = formula(self.layers[-1], "predictions")
+            self._accuracy = formula(self.accuracy, "calculate")
         # Nothing consumes the gradient of the inputs of the first trainable layer.
         self._backward_stop = next(
             (i for i, layer in enumerate(self.layers) if layer.trainable), len(self.layers)
@@ -139,38 +152,45 @@ class Model:
         X = self.backend.detach(self.input_layer._adopt(X, name, self._dtype))
         if y is None:
             return X, None
-        y = data.check_targets(y, X.shape[0], self._targets, self._n_outputs, "y", single)
+        y_name = "y" if name == "X" else f"y{name[1:]}"  # y_val for X_val
+        y = data.check_targets(y, X.shape[0], self._targets, self._n_outputs, y_name, single)
         if self._targets == "classes" and y.ndim == 1:  # whole-number labels, any dtype
-            return X, self.input_layer._adopt(y, "y", self.backend.xp.int64)
-        return X, self.input_layer._adopt(y, "y", self._dtype)
+            y = self.input_layer._adopt(y, y_name, self.backend.xp.int64)
+        else:
+            y = self.input_layer._adopt(y, y_name, self._dtype)
+        return X, self.backend.detach(y)
 
     # -- the passes ---------------------------------------------------------------------------
     def forward(self, X: Array, training: bool) -> Array:
+        """The outputs of every layer in turn, for arrays of the model's backend."""
         output = X
-        for layer in self.layers:
-            output = layer.forward(output, training)
+        for forward in self._forwards:
+            output = forward(output, training)
         return output
 
     def backward(self, output: Array, y: Array) -> None:
-        layers = self.layers
+        """Gradients of every layer back to the first trainable one."""
+        backwards = self._backwards
         if self._fused is not None:
-            dvalues = self._fused.backward(output, y)
-            layers[-1].dinputs = dvalues
-            layers = layers[:-1]
+            dvalues = self._fused_backward(output, y)  # type: ignore[misc]
+            self.layers[-1].dinputs = dvalues
+            backwards = backwards[:-1]
         else:
-            dvalues = self.loss.backward(output, y)
-        for layer in reversed(layers[self._backward_stop :]):
+            dvalues = self._loss_backward(output, y)
+        for backward in reversed(backwards[self._backward_stop :]):
             # None only from the first trainable layer, the last one here (needs_dinputs).
-            dvalues = layer.backward(dvalues)  # type: ignore[assignment]
+            dvalues = backward(dvalues)
 
     def _step(self, batch_X: Array, batch_y: Array, guard: bool = True) -> tuple[Any, Any, Any]:
         output = self.forward(batch_X, training=True)
-        data_loss, reg_loss = self.loss.calculate(output, batch_y, include_regularization=True)
+        data_loss, reg_loss = self._calculate(output, batch_y, include_regularization=True)
         # Checked before the update, so a diverging step never reaches the parameters.
         if guard and not math.isfinite(float(data_loss + reg_loss)):
             raise NonFiniteLossError(float(data_loss + reg_loss))
-        predictions = self.output_layer_activation.predictions(output)
-        accuracy = self.accuracy.calculate(predictions, batch_y) if self.accuracy else math.nan
+        if self._accuracy is not None:
+            accuracy = self._accuracy(self._predictions(output), batch_y)
+        else:
+            accuracy = math.nan
         self.backward(output, batch_y)
         self.optimizer.pre_update_params()
         self.optimizer.update_layers(self.trainable_layers)  # one fused call where offered
@@ -258,10 +278,9 @@ class Model:
             self.accuracy.new_pass()
         for batch_X, batch_y in batches(self.backend.xp, X, y, batch_size):
             output = self.forward(batch_X, training=False)
-            self.loss.calculate(output, batch_y)
-            if self.accuracy is not None:
-                predictions = self.output_layer_activation.predictions(output)
-                self.accuracy.calculate(predictions, batch_y)
+            self._calculate(output, batch_y)
+            if self._accuracy is not None:
+                self._accuracy(self._predictions(output), batch_y)
         loss = float(self.loss.calculate_accumulated())
         accuracy = float(self.accuracy.calculate_accumulated()) if self.accuracy else math.nan
         return loss, accuracy

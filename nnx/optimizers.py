@@ -14,6 +14,7 @@ suite checks each kernel against the plain form.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -54,9 +55,10 @@ class Optimizer(Component):
         super().__init__(backend)
         for name, value in {"learning_rate": learning_rate, "decay": decay, **hyper}.items():
             number = real_number(value)
-            if number is None or not number >= 0:
+            if number is None or not 0 <= number < math.inf:
                 raise ValueError(
-                    f"{type(self).__name__}: expected {name} >= 0, got {name}={value!r}."
+                    f"{type(self).__name__}: expected {name} as a finite number >= 0, got "
+                    f"{name}={value!r}."
                 )
         self.learning_rate = float(learning_rate)
         self.current_learning_rate = float(learning_rate)

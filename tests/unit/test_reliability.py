@@ -131,7 +131,8 @@ def test_a_device_torch_cannot_compute_on_is_refused_at_selection(device: str) -
         (["train", "--layers", "-1"], "expected --layers >= 1, got --layers -1"),
         (["train", "--hidden", "0"], "expected --hidden >= 1"),
         (["train", "--output", "no/such/folder/m.nnx"], "does not exist; create it first"),
-        (["train", "--learning-rate", "inf", "--epochs", "3"], "loss became"),
+        (["train", "--learning-rate", "inf", "--epochs", "3"], "learning_rate as a finite"),
+        (["train", "--learning-rate", "1e30", "--epochs", "3"], "loss became"),
         (["predict", "bf16.nnx", "--dataset", "spiral"], "dtype NumPy cannot read"),
     ],
 )
@@ -146,7 +147,7 @@ def test_the_command_line_says_one_line_before_work(argv, words, tmp_path: Path)
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert words in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert "epoch: " not in done.stdout or "loss became" in words
+    assert "epoch: " not in done.stdout or "loss became" in words  # a diverging run trains
 
 
 def test_a_second_ctrl_c_ends_the_command_in_one_line(monkeypatch, capsys) -> None:
@@ -336,3 +337,110 @@ def test_regression_targets_beyond_float32_are_refused() -> None:
     model.finalize()
     with pytest.raises(ValueError, match="y has values beyond float32's range"):
         model.train(np.ones((2, 1)), np.array([[1.0], [1e39]]), epochs=1, verbose=0)
+
+
+# -- second round, from an adversarial check of the above ---------------------------------
+
+
+def test_infinite_hyperparameters_are_refused() -> None:
+    for kwargs in ({"learning_rate": float("inf")}, {"decay": float("inf")}):
+        with pytest.raises(ValueError, match="as a finite number >= 0"):
+            nnx.Adam(**kwargs)
+
+
+def test_a_file_with_an_infinite_learning_rate_or_seed_does_not_load(tmp_path: Path) -> None:
+    import safetensors
+    import safetensors.numpy
+
+    path = tmp_path / "m.nnx"
+    _model().save(path)
+    tensors = safetensors.numpy.load_file(str(path))
+    with safetensors.safe_open(str(path), "numpy") as file:
+        spec = json.loads(file.metadata()["nnx"])
+    for change in ({"optimizer": {**spec["optimizer"], "config": {"learning_rate": 1e400}}},
+                   {"seed": 1e400}):  # fmt: skip
+        text = json.dumps({**spec, **change})  # 1e400 is infinity: JSON writes Infinity
+        safetensors.numpy.save_file(tensors, str(path), metadata={"nnx": text})
+        with pytest.raises(ModelFileError):
+            nnx.Model.load(path)
+
+
+def test_a_complex_tensor_of_the_backend_is_refused() -> None:
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match="expected inputs as real numbers"):
+        nnx.Dense(2, 2, seed=0, backend="torch").forward(torch.tensor([[1 + 2j, 0j]]))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda t: t.update(dropout_rng={"2": t["dropout_rng"]["1"]}),  # ReLU: no generator
+        lambda t: t.update(dropout_rng={"-1": t["dropout_rng"]["1"]}),
+        lambda t: t["history"].update(loss=t["history"]["loss"][:1]),
+        lambda t: t["history"].update(extra=t["history"]["loss"]),
+        lambda t: t["history"].update(loss=[float("inf")] * 4),
+    ],
+    ids=["generator on a ReLU", "generator index -1", "short history", "unknown key", "inf"],
+)
+def test_more_damaged_records_change_nothing(tmp_path: Path, change) -> None:
+    path = _checkpointed(tmp_path)
+    _edit(path, change)
+    model = _fresh()
+    before = {k: np.asarray(v).copy() for k, v in model.get_state().items()}
+    with pytest.raises(ModelFileError, match="damaged training record"):
+        model.train(X, Y, epochs=6, verbose=0, resume=path)
+    _unchanged(model, before)
+
+
+def test_float_labels_in_direct_calls_say_how() -> None:
+    with pytest.raises(TypeError, match=r"labels as integers, got dtype float64.*astype\(int\)"):
+        nnx.CategoricalCrossentropy(backend="numpy").calculate(
+            np.full((4, 3), 1 / 3), np.array([0.0, 1, 2, 0])
+        )
+
+
+def test_validation_targets_are_named_as_such() -> None:
+    with pytest.raises(ValueError, match="y_val contains NaN"):
+        _model().train(X, Y, epochs=1, verbose=0, validation_data=(X, np.full(60, np.nan)))
+
+
+def test_a_torch_float64_x_beyond_float32_is_refused() -> None:
+    torch = pytest.importorskip("torch")
+    with backends.use_backend("torch"):
+        model = _model()
+    with pytest.raises(ValueError, match="beyond float32's range"):
+        model.predict(torch.tensor(X, dtype=torch.float64) * 1e39)
+
+
+def test_saving_through_a_symbolic_link_keeps_the_link(tmp_path: Path) -> None:
+    target, link = tmp_path / "real.nnx", tmp_path / "link.nnx"
+    _model().save(target)
+    link.symlink_to(target)
+    _model("float64").save(link)
+    assert link.is_symlink()
+    assert nnx.Model.load(target).layers[0].weights.dtype == np.float64
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["train", "--seed", "-1"], "expected --seed >= 0"),
+        (["predict", "m.nnx", "--dataset", "spiral", "-o", "no/dir/p.npy"], "does not exist"),
+        (["predict", "m.nnx", "--input", "objects.npy"], "not a .npy file of numbers"),
+        (["predict", "m.nnx", "--input", "text.npy"], "expected X as numbers"),
+    ],
+)
+def test_more_command_line_mistakes_in_one_line(argv, words, tmp_path: Path) -> None:
+    _model().save(tmp_path / "m.nnx")
+    np.save(tmp_path / "text.npy", np.array(["a", "b"]))
+    np.save(tmp_path / "objects.npy", np.array([None, 1], dtype=object), allow_pickle=True)
+    done = subprocess.run([sys.executable, "-m", "nnx.cli", *argv], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120)  # fmt: skip
+    assert done.returncode == 1 and words in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not done.stdout
+
+
+def test_torch_cpu_with_an_index_is_refused() -> None:
+    pytest.importorskip("torch")
+    with pytest.raises(backends.BackendError, match="the CPU has no device 'cpu:1'"):
+        backends.load("torch", "cpu:1")
