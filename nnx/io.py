@@ -357,7 +357,13 @@ def _check_shapes(entry: Any, index: int, tensors: dict[str, Any], table: dict[s
 
 def _set_state(path: Path, layers: list[Any], optimizer: Any, tensors: dict[str, Any]) -> None:
     """The file's tensors into the layers and optimizer, all checked (shapes, float dtypes, the
-    counter) before any is set."""
+    counter, finite values) before any is set."""
+    for name, tensor in tensors.items():
+        if tensor.dtype.kind == "f" and not np.all(np.isfinite(tensor)):
+            raise ModelFileError(
+                f"{path}: {name} holds NaN or infinity; the file was saved from a diverged "
+                "run or changed since. Load an earlier file, or train again."
+            )
     try:
         set_state(layers, optimizer, tensors)
     except ValueError as err:

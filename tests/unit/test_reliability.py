@@ -444,3 +444,22 @@ def test_torch_cpu_with_an_index_is_refused() -> None:
     pytest.importorskip("torch")
     with pytest.raises(backends.BackendError, match="the CPU has no device 'cpu:1'"):
         backends.load("torch", "cpu:1")
+
+
+def test_a_file_with_nan_parameters_is_refused_before_anything_changes(tmp_path: Path) -> None:
+    import safetensors
+    import safetensors.numpy
+
+    path = _checkpointed(tmp_path)
+    tensors = safetensors.numpy.load_file(str(path))
+    with safetensors.safe_open(str(path), "numpy") as file:
+        metadata = file.metadata()
+    tensors["layers.0.weights"][0, 0] = np.nan
+    safetensors.numpy.save_file(tensors, str(path), metadata=metadata)
+    model = _fresh()
+    before = {k: np.asarray(v).copy() for k, v in model.get_state().items()}
+    with pytest.raises(ModelFileError, match="layers.0.weights holds NaN or infinity"):
+        model.train(X, Y, epochs=6, verbose=0, resume=path)
+    _unchanged(model, before)
+    with pytest.raises(ModelFileError, match="holds NaN"):
+        nnx.Model.load(path)
