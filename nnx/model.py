@@ -15,7 +15,8 @@ from tqdm import tqdm
 
 from backends import Backend, load
 from nnx import _state, _summary, data, io
-from nnx._component import common_backend, formula, resolve
+from nnx._component import common_backend, resolve
+from nnx._door import formula
 from nnx._train import NonFiniteLossError, TrainLoop, batches, materialize_state
 from nnx._xp import Array, dtype_name
 from nnx.accuracy import Accuracy
