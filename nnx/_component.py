@@ -59,8 +59,8 @@ class Component:
     takes_state: ClassVar[dict[str, tuple[str, ...]]] = {}
     # The float dtype of the part's arrays, where it keeps one (Dense's ``dtype``).
     dtype: Any = None
-    # The dtype object its arrays report (NumPy's np.dtype, not np.float32): the door's fast
-    # test is ``x.dtype is _array_dtype``, as ``x.dtype == dtype`` costs ~0.3 us on NumPy.
+    # The dtype object its arrays report (on NumPy a dtype instance, not the float32 type): the
+    # door's fast test is ``x.dtype is _array_dtype``, as ``x.dtype == dtype`` costs ~0.3 us there.
     _array_dtype: Any = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
