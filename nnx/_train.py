@@ -219,28 +219,35 @@ class TrainLoop:
         return epoch + 1
 
     def _checked(self, training: dict[str, Any], path: Any) -> tuple[int, Any, Any]:
-        """The epoch done, the history and the generator states of a checkpoint's record;
-        ValueError (or TypeError, KeyError) for a damaged one or other arguments."""
+        """The epoch done, the history and the generator states of a checkpoint's record:
+        ModelFileError for a damaged record, ValueError for a call with other arguments."""
+        try:
+            epoch, history, generators, arguments = self._parsed(training)
+        except (TypeError, ValueError, LookupError, AttributeError, OverflowError) as err:
+            raise io.ModelFileError(f"{path}: a damaged training record ({err}).") from err
+        changed = [
+            f"{name}={arguments.get(name)!r} (now {value!r})"
+            for name, value in self._arguments().items()
+            if arguments.get(name) != value
+        ]
+        if changed:
+            raise ValueError(
+                f"Model.train: resume={str(path)!r} was trained with {', '.join(changed)}; "
+                "resume with the same arguments."
+            )
+        if epoch > self.epochs:
+            raise ValueError(
+                f"Model.train: resume={str(path)!r} has run {epoch} epochs already; pass "
+                f"epochs >= {epoch} (more epochs go on to the new total)."
+            )
+        return epoch, history, generators
+
+    def _parsed(self, training: dict[str, Any]) -> tuple[int, Any, Any, dict[str, Any]]:
+        """The record's parts, each checked; ValueError (TypeError, KeyError) if damaged."""
         epoch = training["epoch"]
         if type(epoch) is not int or epoch < 1:
             raise ValueError(f"epoch={epoch!r} is not a whole number >= 1")
-        arguments = training.get("arguments", self._arguments())  # older files recorded none
-        changed = {
-            name: (value, arguments.get(name))
-            for name, value in self._arguments().items()
-            if arguments.get(name) != value
-        }
-        if changed or epoch > self.epochs:
-            said = ", ".join(f"{n}={old!r} (now {new!r})" for n, (new, old) in changed.items())
-            raise ValueError(
-                f"Model.train: resume={str(path)!r} "
-                + (
-                    f"was trained with {said}; resume with the same arguments."
-                    if changed
-                    else f"has run {epoch} epochs already; pass epochs >= {epoch} (more "
-                    "epochs go on to the new total)."
-                )
-            )
+        arguments = dict(training.get("arguments", self._arguments()))  # older files: none
         history = {}
         for key, values in dict(training["history"]).items():
             if key not in _HISTORY_KEYS:
@@ -261,7 +268,7 @@ class TrainLoop:
             probe = layer.backend.rng(0)  # a generator to try the state on first
             probe.bit_generator.state = state
             generators.append((layer, state))
-        return epoch, history, generators
+        return epoch, history, generators, arguments
 
     def _printed(self, epoch: int) -> bool:
         """Single-batch epochs print every print_every epochs, as in the book, and the last."""
