@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+import numpy as np
+
 from backends._backend import Backend, BackendError
 
 __all__ = [
@@ -42,6 +44,7 @@ _FACTORIES: dict[str, str | Factory] = {
     "torch": "backends.torch_backend:make",
     "cupy": "backends.cupy_backend:make",
     "dask": "backends.dask_backend:make",
+    "jax": "backends.jax_backend:make",
 }
 _entry_points_read = False
 _instances: dict[tuple[str, str | None], Backend] = {}
@@ -95,7 +98,13 @@ def load(name: str | None = None, device: Any = None) -> Backend:
         )
     key = (name, None if device is None else str(device))
     if key not in _instances:
-        _instances[key] = _resolve_factory(name)(device)
+        # Importing a library may draw from NumPy's global generator (jax does): the book
+        # seeds that generator before its first layer, which is when a backend loads.
+        seeded = np.random.get_state()
+        try:
+            _instances[key] = _resolve_factory(name)(device)
+        finally:
+            np.random.set_state(seeded)
     return _instances[key]
 
 

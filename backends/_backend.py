@@ -47,6 +47,8 @@ class Backend:
         Wait for queued work, so that a clock read on a GPU measures finished work.
     float64 : bool
         Whether float64 arrays are supported.
+    float64_hint : str
+        Where float64 could be had, for the error that refuses it (JAX: its x64 mode).
     mutable : bool
         Whether in-place updates (``a -= b``) are allowed on its arrays.
     lazy : bool
@@ -63,6 +65,10 @@ class Backend:
         The array as plain data, without what the library records for it (torch's autograd
         graph, which would follow every step a model computes from it and grow). Identity
         where a library records nothing.
+    compile : callable ``(function, donate=()) -> function``, or None
+        Where the library can compile a function of arrays (JAX's ``jax.jit``): the compiled
+        function, traced once per argument shapes. ``donate`` lists the positions of arguments
+        whose buffers the results may reuse (the caller drops them). None: no compiler.
     """
 
     name: str
@@ -72,12 +78,14 @@ class Backend:
     to_numpy: Callable[[Any], np.ndarray]
     synchronize: Callable[[], None] = _no_sync
     float64: bool = True
+    float64_hint: str = ""
     mutable: bool = True
     lazy: bool = False
     version: str = ""
     materialize: Callable[[list[Any]], list[Any]] = _as_is
     kernels: Mapping[str, Callable[..., None]] = field(default_factory=dict)
     detach: Callable[[Any], Any] = _itself
+    compile: Callable[..., Callable[..., Any]] | None = None
 
     def dtype(self, name: Any) -> Any:
         """The backend's dtype object for ``"float32"``/``"float64"`` (or a dtype, unchanged)."""
@@ -89,7 +97,8 @@ class Backend:
             )
         if name == "float64" and not self.float64:
             raise BackendError(
-                f"{self.name} on {self.device} does not support float64; use dtype='float32'."
+                f"{self.name} on {self.device} does not support float64{self.float64_hint}; "
+                "use dtype='float32'."
             )
         return getattr(self.xp, name)
 

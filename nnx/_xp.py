@@ -78,6 +78,8 @@ def is_array(data: Any) -> bool:
 
 def is_dtype(xp: Any, value: Any) -> bool:
     """Whether ``value`` is one of the float dtypes of ``xp``."""
+    if is_array(value):  # an array compares element by element, not as a dtype
+        return False
     try:
         return any(value == getattr(xp, name) for name in ("float32", "float64"))
     except TypeError:

@@ -47,6 +47,12 @@ class Accuracy(Component):
         self.accumulated_sum = 0.0
         self.accumulated_count = 0
 
+    def _move_to(self, backend: Backend, replaced: frozenset[str] = frozenset()) -> None:
+        # The counting dtype is the new backend's own choice, not the old one's float64.
+        self.__dict__.pop("_count_dtype", None)
+        super()._move_to(backend, replaced)
+        self._count_dtype = self.backend.dtype("float64" if self.backend.float64 else "float32")
+
     def _moved(self) -> None:
         self.new_pass()  # the running sums were arrays of the old backend
 

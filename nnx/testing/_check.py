@@ -117,7 +117,7 @@ class Check:
         """Run the scenario on ``backend`` in ``dtype`` and judge every output."""
         row = _Row(backend, dtype, self)
         if dtype == "float64" and not backend.float64:
-            return row.result("skip", f"{backend.name} has no float64")
+            return row.result("skip", f"{backend.name} has no float64{backend.float64_hint}")
         if self.kind == "gradient" and dtype != "float64":
             return row.result("skip", "finite differences run in float64 only")
         try:

@@ -22,8 +22,8 @@ ENV = "NNX_TEST_BACKENDS"
 # device: an array created without device= lands on the default device and mixing the two
 # raises, so device bugs show without a GPU.
 _EXTRA_DEVICES: dict[str, tuple[str, ...]] = {"array_api_strict": ("device1",)}
-# Devices tested only where they load (torch's CUDA device needs a GPU).
-_OPTIONAL_DEVICES: dict[str, tuple[str, ...]] = {"torch": ("cuda",)}
+# Devices tested only where they load (torch's CUDA device and JAX's GPU need a GPU).
+_OPTIONAL_DEVICES: dict[str, tuple[str, ...]] = {"torch": ("cuda",), "jax": ("gpu",)}
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,11 @@ EPOCHS = 300
 _LINE = re.compile(r"epoch: (\d+), acc: ([\d.]+), loss: ([\d.]+), lr: (\S+)")
 # float32 runs part from NumPy's at the first rounding difference and the book's settings
 # amplify it (SGD at 1.0 with momentum 0.9, Adam at 0.05): measured after 300 epochs, the loss
-# differs by up to 0.03 and the accuracy by up to 0.04 on torch, while float64 runs agree to
-# 1e-8 (the test below). A wrong formula moves them much further, or fails float64.
-DRIFT = 0.06
+# differs by up to 0.03 and the accuracy by up to 0.04 on torch, and by 0.06 and 0.08 on JAX
+# (RMSprop, whose rho=0.999 keeps every early rounding in its cache), while float64 runs agree
+# to 1e-8 (the test below; JAX with JAX_ENABLE_X64=1 too). NumPy's own float32 run is 0.03 from
+# its float64 one there. A wrong formula moves them much further, or fails float64.
+DRIFT = 0.1
 
 
 def _device(request: pytest.FixtureRequest) -> str | None:
@@ -105,7 +107,7 @@ def test_in_float64_every_line_is_the_numpy_line(
 ) -> None:
     _skip_lazy(backend)
     if not backend.float64:
-        pytest.skip(f"{backend.name} on {backend.device} has no float64")
+        pytest.skip(f"{backend.name} on {backend.device} has no float64{backend.float64_hint}")
     state = np.random.get_state()
     try:
         with backends.use_backend("numpy"):

@@ -22,7 +22,7 @@ def _finite(backend: Backend, *arrays) -> None:
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_softmax_and_crossentropy_stay_finite(backend: Backend, dtype: str) -> None:
     if dtype == "float64" and not backend.float64:
-        pytest.skip(f"{backend.name} on {backend.device} has no float64")
+        pytest.skip(f"{backend.name} on {backend.device} has no float64{backend.float64_hint}")
     logits = backend.asarray(LOGITS, backend.dtype(dtype))
     softmax = nnx.Softmax(backend)
     probabilities = softmax.forward(logits)
@@ -39,7 +39,7 @@ def test_softmax_and_crossentropy_stay_finite(backend: Backend, dtype: str) -> N
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_sigmoid_and_binary_crossentropy_stay_finite(backend: Backend, dtype: str) -> None:
     if dtype == "float64" and not backend.float64:
-        pytest.skip(f"{backend.name} on {backend.device} has no float64")
+        pytest.skip(f"{backend.name} on {backend.device} has no float64{backend.float64_hint}")
     logits = backend.asarray(LOGITS, backend.dtype(dtype))
     targets = backend.asarray((LOGITS < 0).astype(float), backend.dtype(dtype))  # all wrong
     sigmoid = nnx.Sigmoid(backend)

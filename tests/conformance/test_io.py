@@ -50,7 +50,7 @@ def _state(model: nnx.Model) -> list[np.ndarray]:
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_model_file_round_trips_exactly(backend: Backend, dtype: str, tmp_path: Path) -> None:
     if dtype == "float64" and not backend.float64:
-        pytest.skip(f"{backend.name} on {backend.device} has no float64")
+        pytest.skip(f"{backend.name} on {backend.device} has no float64{backend.float64_hint}")
     written = _trained(backend, dtype)
     written.save(tmp_path / "from_backend.nnx")
     on_numpy = nnx.Model.load(tmp_path / "from_backend.nnx", backend=backends.load("numpy"))

@@ -29,7 +29,7 @@ def test_loss_curve_matches_numpy_float64(
     backend: Backend, dtype: str, optimizer: str, reference: dict[str, Training]
 ) -> None:
     if dtype == "float64" and not backend.float64:
-        pytest.skip(f"{backend.name} on {backend.device} has no float64")
+        pytest.skip(f"{backend.name} on {backend.device} has no float64{backend.float64_hint}")
     run = train_spiral(backend, dtype, optimizer, epochs_for(backend))
     expected = reference[optimizer].losses[: len(run.losses)]
     problems = curve_problems(run.losses, expected, dtype)
@@ -43,7 +43,7 @@ def test_loss_curve_matches_numpy_float64(
 def test_initial_weights_are_bit_identical(backend: Backend, dtype: str) -> None:
     """One seed gives the same bits on every backend: drawn on the host, moved once."""
     if dtype == "float64" and not backend.float64:
-        pytest.skip(f"{backend.name} on {backend.device} has no float64")
+        pytest.skip(f"{backend.name} on {backend.device} has no float64{backend.float64_hint}")
     got = train_spiral(backend, dtype, "SGD", epochs=0).initial_weights
     want = train_spiral(load("numpy"), dtype, "SGD", epochs=0).initial_weights
     for layer, (ours, numpy) in enumerate(zip(got, want, strict=True), start=1):
