@@ -69,6 +69,9 @@ class Backend:
         Where the library can compile a function of arrays (JAX's ``jax.jit``): the compiled
         function, traced once per argument shapes. ``donate`` lists the positions of arguments
         whose buffers the results may reuse (the caller drops them). None: no compiler.
+    traced_types : tuple of types
+        The types that stand for arrays while ``compile`` traces a function (JAX's tracers):
+        code that checks where an array comes from takes them as the backend's own.
     """
 
     name: str
@@ -86,6 +89,7 @@ class Backend:
     kernels: Mapping[str, Callable[..., None]] = field(default_factory=dict)
     detach: Callable[[Any], Any] = _itself
     compile: Callable[..., Callable[..., Any]] | None = None
+    traced_types: tuple[type, ...] = ()
 
     def dtype(self, name: Any) -> Any:
         """The backend's dtype object for ``"float32"``/``"float64"`` (or a dtype, unchanged)."""

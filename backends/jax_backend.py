@@ -58,6 +58,7 @@ def make(device: Any = None) -> Backend:
         mutable=False,
         version=jax.__version__,
         compile=compile,
+        traced_types=(jax.core.Tracer,),
     )
 
 

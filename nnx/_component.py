@@ -121,6 +121,8 @@ class Component:
         if isinstance(data, self._array_type):
             if device_fast(data) == self.device:
                 return data if dtype is None or data.dtype == dtype else self.xp.astype(data, dtype)
+        if isinstance(data, self.backend.traced_types):  # inside a step being compiled
+            return data if dtype is None or data.dtype == dtype else self.xp.astype(data, dtype)
         where = self._where(where)
         if is_host_data(data):
             return self.backend.asarray(data, dtype)

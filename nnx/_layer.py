@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any, ClassVar
 
 from nnx._component import Component
@@ -45,6 +47,8 @@ class Layer(Component):
     n_outputs: int | None = None
     # The first trainable layer of a model has nobody to hand dinputs to; Model switches it off.
     needs_dinputs = True
+    # Whether forward draws random numbers (through host_draw) in training.
+    draws_on_host = False
     output: Any
     dinputs: Any
     # What one step leaves on a layer besides the gradients: dropped when a model moves.
@@ -161,6 +165,22 @@ class Layer(Component):
     def _step_arrays(self) -> frozenset[str]:
         return self._STEP_ARRAYS | frozenset(self.parameters.values())
 
+    def host_draw(
+        self, rng: Any, draw: Callable[[Any], Any], shape: tuple[int, ...], dtype: Any
+    ) -> Array:
+        """``draw(rng)``, host random numbers of ``shape``, as an array of the layer's backend.
+
+        Every layer that draws goes through here (Dropout's mask): the numbers come from the
+        host generator, so every backend draws the same. Inside a compiled step, drawing now
+        would freeze one draw into the compiled code: there the step takes each draw as an
+        input, drawn on the host before every call (``nnx._compiled``). A layer that draws says
+        so in ``draws_on_host``.
+        """
+        feed = HOST_DRAWS.get()
+        if feed is None:
+            return self.backend.asarray(draw(rng), dtype)
+        return feed(self, rng, draw, shape, dtype)
+
     def random_state(self) -> dict[str, Any] | None:
         """The state of the layer's own host generator, where it draws from one (a seeded
         Dropout): checkpoints keep it, so a resumed run draws what an uninterrupted one would.
@@ -173,6 +193,9 @@ class Layer(Component):
     def _label(self) -> str:
         return type(self).__name__
 
+
+# Set while a compiled step is traced: where host_draw's numbers come from then.
+HOST_DRAWS: ContextVar[Callable[..., Array] | None] = ContextVar("nnx_host_draws", default=None)
 
 # Attribute names derived from a class's declarations, built once per class: they are looked
 # up every step, and building them there cost more than the arithmetic of a small layer.

@@ -44,6 +44,7 @@ class TrainLoop:
         on_nan: str = "raise",
         checkpoint: Any = None,
         checkpoint_every: int = 1,
+        compile: bool | None = None,
     ) -> None:
         counts = {
             "epochs": epochs,
@@ -65,6 +66,15 @@ class TrainLoop:
         if on_nan not in _ON_NAN:
             raise ValueError(f"Model.train: expected on_nan in {_ON_NAN}, got on_nan={on_nan!r}.")
         self.on_nan = on_nan
+        can = model.backend.compile is not None
+        if compile not in (None, True, False):
+            raise ValueError(f"Model.train: expected compile as True, False or None, got {compile!r}.")
+        if compile and not can:
+            raise ValueError(
+                f"Model.train: compile=True, but the {model.backend.name} backend cannot compile "
+                "a function (jax can); leave compile out to train eagerly."
+            )
+        self.compiled = can if compile is None else compile
         self.model, self.epochs = model, epochs
         self.batch_size, self.print_every = batch_size, print_every
         self.shuffle, self.verbose = shuffle, verbose
@@ -76,10 +86,16 @@ class TrainLoop:
         self, X: Any, y: Any, validation: tuple[Any, Any] | None, resume: Any = None
     ) -> dict[str, list[float]]:
         model, epochs = self.model, self.epochs
-        self.X, self.y = X, y
+        self.X, self.y, self.validation = X, y, validation is not None
         n = X.shape[0]
         self.steps = 1 if self.batch_size is None else math.ceil(n / self.batch_size)
         first = 1 if resume is None else self._resume(resume)
+        self._stepper = model._step
+        if self.compiled:
+            self._stepper = model._compiled_step(guard=self.on_nan != "ignore")
+            # Where divergence was looked for last, and the iteration count the run began at.
+            self._first, self._start = first, model.optimizer.iterations
+            self._previous: Any = None
         seed = model.seed if model.seed is not None else 0
         bar = tqdm(
             initial=(first - 1) * self.steps,
@@ -123,19 +139,25 @@ class TrainLoop:
             model.accuracy.new_pass()
         if self.steps > 1 and self.verbose:
             tqdm.write(f"epoch: {epoch}")
+        guard = self.on_nan != "ignore"
         for step, (batch_X, batch_y) in enumerate(
             batches(model.backend.xp, self.X, self.y, self.batch_size, order)
         ):
             try:
-                data_loss, reg_loss, accuracy = model._step(
-                    batch_X, batch_y, guard=self.on_nan != "ignore"
-                )
+                if self.compiled:
+                    data_loss, reg_loss, accuracy = self._stepper(batch_X, batch_y)
+                else:
+                    data_loss, reg_loss, accuracy = self._stepper(batch_X, batch_y, guard)
             except NonFiniteLossError as err:
                 self._diverged(err, epoch, step)
                 return False
             bar.update(1)
             last = step == self.steps - 1
-            if self.steps > 1 and self.verbose and (not step % self.print_every or last):
+            printing = self.steps > 1 and self.verbose and (not step % self.print_every or last)
+            if self.compiled and (printing or self._interrupted):
+                if self._diverged_compiled(epoch, now=True):
+                    return False
+            if printing:
                 tqdm.write(
                     _line(
                         f"step: {step}",
@@ -147,11 +169,19 @@ class TrainLoop:
                 )
             if self._interrupted:
                 break
-        data_loss, reg_loss = model.loss.calculate_accumulated(include_regularization=True)
-        accuracy = model.accuracy.calculate_accumulated() if model.accuracy else math.nan
+        if self.compiled:
+            if self._diverged_compiled(epoch, now=self._must_read(epoch)):
+                return False
+            # The figures the compiled step computed with the epoch's last step.
+            figures = _Figures(self._stepper.figures, model.backend.to_numpy)
+            total, data_loss, reg_loss, accuracy = (_Figure(figures, i) for i in range(4))
+        else:
+            data_loss, reg_loss = model.loss.calculate_accumulated(include_regularization=True)
+            accuracy = model.accuracy.calculate_accumulated() if model.accuracy else math.nan
+            total = data_loss + reg_loss
         lr = model.optimizer.current_learning_rate
         self._record(
-            ("loss", data_loss + reg_loss),
+            ("loss", total),
             ("data_loss", data_loss),
             ("reg_loss", reg_loss),
             ("accuracy", accuracy),
@@ -161,6 +191,39 @@ class TrainLoop:
             tqdm.write(_line("training", accuracy, data_loss, reg_loss, lr))
         elif self.verbose and self._printed(epoch):
             tqdm.write(_line(f"epoch: {epoch}", accuracy, data_loss, reg_loss, lr))
+        return True
+
+    def _must_read(self, epoch: int) -> bool:
+        """Whether the host reads from the device after this epoch anyway (or the run ends)."""
+        return bool(
+            epoch == self.epochs
+            or self._interrupted
+            or (self.verbose and (self.steps > 1 or self._printed(epoch)))
+            or self.checkpoint is not None
+            and (not epoch % self.checkpoint_every)
+            or self.validation
+        )
+
+    def _diverged_compiled(self, epoch: int, now: bool) -> bool:
+        """A compiled run: whether a step's loss was not finite; then its epoch and those
+        after it leave the history, and the error (or warning) says which step it was.
+
+        ``now=False`` looks one epoch late, so the device runs an epoch ahead of the host:
+        the flag it reads is that of the epoch before (when it has not been read yet).
+        """
+        stepper = self._stepper
+        record = stepper.record if now else self._previous
+        self._previous = None if now else stepper.record
+        found = None if record is None else stepper.divergence(record)
+        if found is None:
+            return False
+        loss, at = found
+        done = at - self._start  # steps of this run before the one that diverged
+        bad_epoch, step = self._first + done // self.steps, done % self.steps
+        for values in self.history.values():
+            del values[bad_epoch - 1 :]
+        self.model.optimizer.restore_iterations(at)
+        self._diverged(NonFiniteLossError(loss), bad_epoch, step)
         return True
 
     def _diverged(self, err: NonFiniteLossError, epoch: int, step: int) -> None:
@@ -198,13 +261,17 @@ class TrainLoop:
         return {"batch_size": self.batch_size, "shuffle": bool(self.shuffle)}
 
     def _host_history(self) -> dict[str, list[float]]:
-        """The history as floats; device scalars come over in one transfer per figure."""
+        """The history as floats; device scalars come over in one transfer per figure (a
+        compiled run's, in one transfer per epoch: a compiled library's ``stack`` of a
+        thousand arrays is a thousand-input function to compile)."""
         backend = self.model.backend
         result = {}
         for key, values in self.history.items():
-            arrays = [v for v in values if not isinstance(v, (int, float))]
+            arrays = [v for v in values if not isinstance(v, (int, float, _Figure))]
             host = iter(backend.to_numpy(backend.xp.stack(arrays)).tolist() if arrays else [])
-            result[key] = [float(v) if isinstance(v, (int, float)) else next(host) for v in values]
+            result[key] = [
+                float(v) if isinstance(v, (int, float, _Figure)) else next(host) for v in values
+            ]
         return result
 
     def _resume(self, path: Any) -> int:
@@ -311,6 +378,33 @@ class TrainLoop:
             "with model.train(..., resume=PATH).",
             file=sys.stderr,
         )
+
+
+class _Figures:
+    """The figures a compiled step returns together in one array, brought to the host once,
+    when one of them is first read."""
+
+    __slots__ = ("array", "host", "to_numpy")
+
+    def __init__(self, array: Any, to_numpy: Any) -> None:
+        self.array, self.host, self.to_numpy = array, None, to_numpy
+
+    def __getitem__(self, index: int) -> float:
+        if self.host is None:
+            self.host = self.to_numpy(self.array)
+        return float(self.host[index])
+
+
+class _Figure:
+    """One of :class:`_Figures`, a number when ``float()`` reads it."""
+
+    __slots__ = ("figures", "index")
+
+    def __init__(self, figures: _Figures, index: int) -> None:
+        self.figures, self.index = figures, index
+
+    def __float__(self) -> float:
+        return self.figures[self.index]
 
 
 # What an epoch records in the history (checkpoints keep it; a resume checks it).

@@ -78,7 +78,7 @@ def is_array(data: Any) -> bool:
 
 def is_dtype(xp: Any, value: Any) -> bool:
     """Whether ``value`` is one of the float dtypes of ``xp``."""
-    if is_array(value):  # an array compares element by element, not as a dtype
+    if is_array(value) and not isinstance(value, type):  # arrays compare element by element
         return False
     try:
         return any(value == getattr(xp, name) for name in ("float32", "float64"))

@@ -156,6 +156,7 @@ class Dropout(Layer):
                 f"Dropout: expected rate (the fraction to drop) in [0, 1), got rate={rate!r}."
             )
         self.rate = float(rate)
+        self.draws_on_host = self.rate > 0
         self.seed = seed
         self._rng = self.backend.rng(seed)
 
@@ -166,8 +167,10 @@ class Dropout(Layer):
             self.output = inputs
             return inputs
         keep = 1.0 - self.rate
-        mask = self._rng.binomial(1, keep, size=tuple(inputs.shape)) / keep
-        self.binary_mask = self.backend.asarray(mask, inputs.dtype)
+        shape = tuple(inputs.shape)
+        self.binary_mask = self.host_draw(
+            self._rng, lambda rng: rng.binomial(1, keep, size=shape) / keep, shape, inputs.dtype
+        )
         self.output = inputs * self.binary_mask
         return self.output
 

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from backends import Backend, load
 from nnx import _state, _summary, data, io
+from nnx._compiled import CompiledStep
 from nnx._component import common_backend, resolve
 from nnx._door import formula
 from nnx._train import NonFiniteLossError, TrainLoop, batches, materialize_state
@@ -137,6 +138,7 @@ class Model:
         self._n_outputs = outputs[-1] if outputs else 0
         self._dtype = dtypes[0] if dtypes else self.backend.dtype("float32")
         self._targets = self.loss.targets
+        self._compiled: dict[bool, Any] = {}  # CompiledStep by guard, made at first use
         self._finalized = True
 
     def _require(self, training: bool) -> None:
@@ -182,7 +184,13 @@ class Model:
             # None only from the first trainable layer, the last one here (needs_dinputs).
             dvalues = backward(dvalues)
 
-    def _step(self, batch_X: Array, batch_y: Array, guard: bool = True) -> tuple[Any, Any, Any]:
+    def _step(
+        self, batch_X: Array, batch_y: Array, guard: bool = True, counted: bool = True
+    ) -> tuple[Any, Any, Any]:
+        """The training step, eager or compiled (``nnx._compiled`` runs this very method):
+        forward, loss, backward and the optimizer's update. ``counted=False`` leaves the
+        iteration count and the learning rate's decay to the caller (a compiled step takes
+        them as inputs)."""
         output = self.forward(batch_X, training=True)
         data_loss, reg_loss = self._calculate(output, batch_y, include_regularization=True)
         # Checked before the update, so a diverging step never reaches the parameters.
@@ -193,14 +201,27 @@ class Model:
         else:
             accuracy = math.nan
         self.backward(output, batch_y)
-        self.optimizer.pre_update_params()
+        if counted:
+            self.optimizer.pre_update_params()
         self.optimizer.update_layers(self.trainable_layers)  # one fused call where offered
-        self.optimizer.post_update_params()
+        if counted:
+            self.optimizer.post_update_params()
         if self.backend.lazy:
             sums = [(part, "accumulated_sum") for part in (self.loss, self.accuracy) if part]
             slots = _state.state_slots(self.layers, self.optimizer)
             materialize_state(self.backend, [*slots.values(), *sums])
         return data_loss, reg_loss, accuracy
+
+    def _compiled_step(self, guard: bool) -> CompiledStep:
+        """The step compiled by the backend: one per model (and NaN guard), kept across
+        ``train`` calls so that later calls do not compile again."""
+        step = self._compiled.get(guard)
+        if step is None:
+            step = self._compiled[guard] = CompiledStep(self, guard)
+        else:
+            step.prepare()
+        self.compiled_step = step
+        return step
 
     def train(
         self,
@@ -217,6 +238,7 @@ class Model:
         checkpoint: Any = None,
         checkpoint_every: int = 1,
         resume: Any = None,
+        compile: bool | None = None,
     ) -> dict[str, list[float]]:
         """Train for ``epochs`` passes over ``(X, y)``; returns the history per epoch.
 
@@ -230,6 +252,16 @@ class Model:
         ``checkpoint=PATH`` saves model, optimizer state and progress atomically every
         ``checkpoint_every`` epochs; ``resume=PATH`` loads such a file into this model and runs
         the remaining epochs, giving the parameters an uninterrupted run would have.
+
+        ``compile``: on a backend that compiles (JAX), the training step (forward, loss,
+        backward, update) is traced once and compiled, and every step runs that code; ``None``
+        (the default) compiles where the backend can, ``False`` runs the step eagerly, as on
+        NumPy. Both give the same numbers within float rounding. A compiled step reads nothing
+        from the device: the NaN check looks at the loss when the loop prints, validates,
+        saves or ends, else one epoch late (a diverged step and all after it leave the model
+        as it was, so the result is the same). The arrays of one step (``inputs``,
+        ``dweights``, ...) stay inside the compiled code: after a compiled ``train`` the layers
+        do not hold them; ``model.compiled_step.traces`` counts the traces.
         """
         self._require(training=True)
         loop = TrainLoop(
@@ -242,6 +274,7 @@ class Model:
             on_nan=on_nan,
             checkpoint=checkpoint,
             checkpoint_every=checkpoint_every,
+            compile=compile,
         )
         X, y = self._to_backend(X, y)
         validation = None
