@@ -26,6 +26,10 @@ def _itself(array: Any) -> Any:
     return array
 
 
+def _finished(array: Any) -> bool:
+    return True
+
+
 @dataclass(frozen=True, eq=False)
 class Backend:
     """One array library on one device, as nnx sees it.
@@ -69,6 +73,9 @@ class Backend:
         Where the library can compile a function of arrays (JAX's ``jax.jit``): the compiled
         function, traced once per argument shapes. ``donate`` lists the positions of arguments
         whose buffers the results may reuse (the caller drops them). None: no compiler.
+    ready : callable ``(array) -> bool``
+        Whether the work that makes ``array`` has finished, so that reading it will not wait
+        (JAX's ``is_ready``). Always True where work runs as it is called.
     traced_types : tuple of types
         The types that stand for arrays while ``compile`` traces a function (JAX's tracers):
         code that checks where an array comes from takes them as the backend's own.
@@ -90,6 +97,7 @@ class Backend:
     detach: Callable[[Any], Any] = _itself
     compile: Callable[..., Callable[..., Any]] | None = None
     traced_types: tuple[type, ...] = ()
+    ready: Callable[[Any], bool] = _finished
 
     def dtype(self, name: Any) -> Any:
         """The backend's dtype object for ``"float32"``/``"float64"`` (or a dtype, unchanged)."""

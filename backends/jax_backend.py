@@ -26,7 +26,8 @@ def make(device: Any = None) -> Backend:
     except ImportError as err:
         raise BackendError(f'jax is not installed ({err}); pip install "nnx[jax]".') from err
     dev = _device(jax, device)
-    x64 = bool(jax.config.jax_enable_x64)
+    x64 = bool(jax.config.read("jax_enable_x64"))
+    default = dev == jax.devices()[0]  # where jax puts arrays that name no device
 
     def asarray(data: Any, dtype: Any = None) -> Any:
         if isinstance(data, jax.Array) and dtype is None:
@@ -34,8 +35,10 @@ def make(device: Any = None) -> Backend:
         host = np.asarray(data)
         # Without x64, JAX keeps 32-bit numbers: say so once here (int64 labels become int32),
         # rather than warn at every transfer. float64 never gets here (Backend.dtype refuses it).
-        wanted = np.dtype(dtype) if dtype is not None else host.dtype
-        return jax.device_put(host.astype(jax.dtypes.canonicalize_dtype(wanted), copy=False), dev)
+        wanted = jax.dtypes.canonicalize_dtype(np.dtype(dtype) if dtype is not None else host.dtype)
+        host = host.astype(wanted, copy=False)  # on the host: a dtype= argument costs an op
+        # Measured for 300x2 floats: jnp.asarray 70-90 us, device_put 100-160 us.
+        return xp.asarray(host) if default else jax.device_put(host, dev)
 
     def compile(function: Callable[..., Any], donate: Sequence[int] = ()) -> Callable[..., Any]:
         # Donated arguments give their buffers to the results: the state is updated in place
@@ -59,6 +62,7 @@ def make(device: Any = None) -> Backend:
         version=jax.__version__,
         compile=compile,
         traced_types=(jax.core.Tracer,),
+        ready=lambda array: array.is_ready(),
     )
 
 

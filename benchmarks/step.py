@@ -1,10 +1,15 @@
 """Time one training step of nnx against the book's NumPy code, PyTorch eager and the matmuls.
 
-    python benchmarks/step.py [--backend NAME] [--quick] [--workloads SML] [--gpu]
+    python benchmarks/step.py [--backend NAME] [--quick] [--workloads SML] [--gpu] [--no-jax]
 
 Workloads (float32): S spiral 300x2, 2-64-3, SGD momentum; M batch 128, 784-512-512-10, Adam;
 L the same at batch 1024. All implementations run interleaved, round-robin, in one process;
 each figure is the median over repetitions, so machine noise hits every column alike.
+
+Where JAX is installed, three JAX columns follow, side by side (XLA measured slower right
+after torch's work): nnx's Model on the jax backend eager and compiled, and a hand-written
+JAX step under ``jax.jit`` with donated buffers; then the first compiled step (trace and
+compile) of a fresh model.
 """
 
 from __future__ import annotations
@@ -25,8 +30,10 @@ from implementations import (
     Impl,
     Spec,
     book_step,
+    first_compiled_step,
     host_data,
     host_params,
+    jax_step,
     matmul_floor,
     nnx_loop,
     nnx_model,
@@ -180,7 +187,9 @@ def step_memory(build: Any) -> tuple[int, int]:
     return peak - held, held
 
 
-def build_all(spec: Spec, backend: str, torch_device: str | None, book: bool = True) -> list[Impl]:
+def build_all(
+    spec: Spec, backend: str, torch_device: str | None, book: bool = True, jax: bool = False
+) -> list[Impl]:
     """Every column for ``spec``: nnx on ``backend``, torch on ``torch_device`` (None: no
     torch), the matmul floors, and the book's NumPy code unless ``book`` is False (the GPU
     table leaves it out: at GPU sizes it would take seconds per step on the host)."""
@@ -198,7 +207,19 @@ def build_all(spec: Spec, backend: str, torch_device: str | None, book: bool = T
     impls.append(matmul_floor(spec, X, params, backend))
     if torch_device is not None and backend != "torch":
         impls.append(matmul_floor(spec, X, params, "torch", torch_device, "torch matmul floor"))
+    if jax:  # together, last: XLA measured slower right after torch's work
+        impls.append(nnx_model(spec, X, y, params, "jax", compile=False, name="nnx jax eager"))
+        impls.append(nnx_model(spec, X, y, params, "jax", name="nnx jax compiled"))
+        impls.append(jax_step(spec, X, y, params))
     return impls
+
+
+def jax_available() -> bool:
+    try:
+        backends.load("jax")
+    except backends.BackendError:
+        return False
+    return True
 
 
 def report(spec: Spec, times: dict[str, float]) -> list[str]:
@@ -213,6 +234,14 @@ def report(spec: Spec, times: dict[str, float]) -> list[str]:
         ratios = [
             f"{nnx_name}/{ref} = {times[nnx_name] / times[ref]:.2f}"
             for ref in ("book", "torch eager", "torch autograd", "matmul floor")
+            if ref in times
+        ]
+        lines.append("  " + "   ".join(ratios))
+    if "nnx jax compiled" in times:
+        compiled = times["nnx jax compiled"]
+        ratios = [
+            f"nnx jax compiled/{ref} = {compiled / times[ref]:.2f}"
+            for ref in ("jax.jit step", "nnx Model", "nnx jax eager")
             if ref in times
         ]
         lines.append("  " + "   ".join(ratios))
@@ -262,10 +291,15 @@ def cpu_main(args: argparse.Namespace) -> int:
         f"of at least {MIN_STEPS} steps\n"
     )
     for spec in (spec for spec in SPECS if spec.name in args.workloads):
-        impls = build_all(spec, args.backend, torch_device)
+        jax = args.jax and jax_available()
+        impls = build_all(spec, args.backend, torch_device, jax=jax)
         steps = steps_per_sample(impls[0], args.target)
         times = interleaved(impls, steps, args.reps)
         print("\n".join(report(spec, times)))
+        if jax:
+            X, y = host_data(spec)
+            seconds = first_compiled_step(spec, X, y, host_params(spec))
+            print(f"  first compiled step (trace + compile + one step): {seconds:.2f} s")
         if spec.name == "L":
             print("\n".join(memory_report(spec, args.backend)))
         print()
@@ -320,6 +354,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpu", action="store_true", help="CUDA throughput at scale instead")
     parser.add_argument(
         "--workloads", default="SML", help="which CPU workloads, e.g. M or SL (default SML)"
+    )
+    parser.add_argument(
+        "--no-jax", dest="jax", action="store_false", help="leave out the JAX columns"
     )
     args = parser.parse_args(argv)
     unknown = set(args.workloads) - {spec.name for spec in SPECS}

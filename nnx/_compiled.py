@@ -3,22 +3,29 @@
 A backend that can compile (``Backend.compile``: JAX's ``jax.jit``) gets the model's own step,
 not a second one written for it. :class:`CompiledStep` wraps it in a function that
 
-1. loads the training state it is given (the arrays of ``Model.get_state``, the running sums
-   of the loss and the accuracy) into the layers, the loss and the optimizer,
-2. runs ``Model._step`` on the batch, the book's forward, loss, backward and update, and
+1. loads the training state it is given (the arrays of ``Model.get_state``, with the
+   iteration count as an array) into the layers and the optimizer,
+2. runs ``pre_update_params`` (the learning rate's decay, from that array) and
+   ``Model._step``: the book's forward, loss, backward and update,
 3. reads the new state back, and puts every part as it was, so nothing traced stays behind.
 
 The backend compiles that function once per batch shape and reuses it for every step, with
-the state's buffers donated to the new state. What would otherwise freeze at trace time
-comes in as arguments every step: the iteration count and the decayed learning rate (the
-host keeps them as the book's Python numbers, ``pre_update_params``/``post_update_params``
-round each call), and the layers' host draws (Dropout's masks, drawn from the same host
-generators as in the eager step, so both drop the same units).
+the state's buffers donated to the new state. Nothing in it retraces per step: the iteration
+count, the learning rate and the running sums of the loss and the accuracy are arrays the
+step carries, and the layers' host draws (Dropout's masks, drawn from the same host
+generators as in the eager step, so both drop the same units) come in as inputs. The host
+keeps the book's Python numbers alongside (``optimizer.iterations``,
+``current_learning_rate``, ``accumulated_count``), for printing and files. The compiled step
+computes the decay and Adam's bias correction in the model's float dtype where the eager step
+uses Python's floats: the two agree within float32 rounding of those factors.
+
+Python numbers the step reads (hyperparameters, penalties, a regression accuracy's precision)
+are compiled in as constants: ``signature`` lists them, and a change makes a new step.
 
 No host read happens inside a step. The NaN guard is arrays too: a step whose loss is not
-finite leaves the state as it was, and so does every step after it, and the state records
-the first such loss and the iteration it happened at. The training loop reads that record
-when it reads from the device anyway (printing, validation, checkpoints, the last epoch) and
+finite leaves the state as it was, and so does every step after it, and a record keeps the
+first such loss and the iteration it happened at. The training loop reads that record when it
+reads from the device anyway (printing, validation, checkpoints, the last epoch) and
 otherwise one epoch late, so the device runs ahead of the host.
 """
 
@@ -31,7 +38,25 @@ from typing import Any
 from nnx import _state, _xp
 from nnx._layer import HOST_DRAWS
 
-__all__ = ["CompiledStep"]
+__all__ = ["CompiledStep", "signature"]
+
+# What changes from step to step on the parts: never compiled in as a constant.
+_MOVING = frozenset({"iterations", "current_learning_rate", "accumulated_sum", "accumulated_count"})
+
+
+def signature(model: Any, steps: int) -> tuple[Any, ...]:
+    """The Python numbers (and strings, flags) a step of ``model`` reads, with the steps per
+    epoch: a compiled step is valid while these stay the same."""
+    parts = [*model.layers, model.loss, model.optimizer, model.accuracy]
+    return (steps,) + tuple(
+        tuple(
+            (name, value)
+            for name, value in vars(part).items()
+            if name not in _MOVING and isinstance(value, (bool, int, float, str, type(None)))
+        )
+        for part in parts
+        if part is not None
+    )
 
 
 class CompiledStep:
@@ -44,27 +69,45 @@ class CompiledStep:
     guard : bool
         Keep a step with a non-finite loss from changing the state (``on_nan`` other than
         ``"ignore"``).
+    steps : int
+        Steps per epoch: the running sums start again after so many.
 
     Attributes
     ----------
     traces : int
         How many times the step was traced (compiled): once per batch shape.
+    figures : array
+        After a step: the epoch's figures so far, (loss, data loss, regularization loss,
+        accuracy), as ``calculate_accumulated`` gives them; one transfer brings all four.
     """
 
-    def __init__(self, model: Any, guard: bool) -> None:
+    def __init__(self, model: Any, guard: bool, steps: int) -> None:
         backend = model.backend
         if backend.compile is None:
             raise ValueError(f"{backend.name} cannot compile a function.")
-        self.model, self.guard, self.traces = model, guard, 0
+        self.model, self.guard, self.steps, self.traces = model, guard, steps, 0
         self.backend, self.xp = backend, backend.xp
-        self._parts_summed = [part for part in (model.loss, model.accuracy) if part is not None]
+        self.signature = signature(model, steps)
+        self._summed = [part for part in (model.loss, model.accuracy) if part is not None]
         parts = [*model.layers, model.loss, model.optimizer, model.accuracy, model._fused]
         self._parts = [part for part in parts if part is not None]
         self._drawing = any(layer.draws_on_host for layer in model.layers)
         # What each batch shape adds to the running counts (Python ints), and its draws.
         self._counts: dict[tuple[Any, ...], list[int]] = {}
         self._draws: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
-        self.prepare()
+        # The running sum and count of the loss (and the accuracy), then the step's place in
+        # its epoch. Made once a train call: a small array costs 70-150 us on JAX's CPU.
+        host = backend.asarray
+        self._sums: list[Any] = []
+        for part in self._summed:
+            dtype = part._count_dtype if part is model.accuracy else model._dtype
+            self._sums += [host(0.0, dtype), host(0, self.xp.int32)]
+        self.record: tuple[Any, ...] = ()
+        self._tripped = True
+        self._place: Any = None
+        self._host_place = 0
+        self._counted: int | None = None  # the count the device's array holds, when known
+        self.figures: Any = None
         self._compiled = backend.compile(self._pure, donate=(0,))
 
     def prepare(self) -> None:
@@ -77,77 +120,66 @@ class CompiledStep:
         its iteration), three 0-d arrays, not donated: the loop reads an epoch's record
         while the next epoch runs.
         """
-        model, optimizer = self.model, self.model.optimizer
+        model, optimizer, host = self.model, self.model.optimizer, self.backend.asarray
         for layer in model.trainable_layers:
             for name in layer.parameters:
                 for kind in optimizer.state_kinds:
                     optimizer.state(layer, name, kind)
-        self._state_slots = list(_state.state_slots(model.layers, optimizer).values())
+        self._slots = list(_state.state_slots(model.layers, optimizer).values())
         for layer in model.layers:
             for name in layer._step_arrays():
                 vars(layer).pop(name, None)
-        xp, dev = self.xp, self.backend.device
-        # The running sum and count of the loss (and the accuracy), carried from step to step.
-        self._sums = []
-        for part in self._parts_summed:
-            dtype = part._count_dtype if part is model.accuracy else model._dtype
-            self._sums += [
-                xp.zeros((), dtype=dtype, device=dev),
-                xp.zeros((), dtype=xp.int32, device=dev),
-            ]
-        self.figures: Any = None
-        self.record = (
-            xp.asarray(False, device=dev),
-            xp.asarray(0.0, dtype=self.model._dtype, device=dev),
-            xp.zeros((), dtype=xp.int32, device=dev),
-        )
+        # The device's counters, made again only where the host's differ (a new array costs
+        # more than a small model's step): the count after a reset, the place in an epoch
+        # after a run that stopped inside one.
+        if self._counted != optimizer.iterations:
+            self._iterations, self._counted = host(optimizer.iterations, self.xp.int32), None
+        if self._host_place != 0 or self._place is None:
+            self._place, self._host_place = host(0, self.xp.int32), 0
+        if self._tripped:  # a record that saw no divergence serves the next call as it is
+            self.record = (host(False), host(0.0, model._dtype), host(0, self.xp.int32))
+            self._tripped = False
 
     # -- on the host, every step -------------------------------------------------------------
     def __call__(self, X: Any, y: Any) -> tuple[Any, Any, Any]:
-        """One training step; returns (data loss, regularization loss, accuracy) as arrays.
-
-        ``figures`` then holds the epoch's figures so far as one array, (loss, data loss,
-        regularization loss, accuracy), what ``calculate_accumulated`` would give: one
-        transfer brings all four to the host.
-        """
-        model, optimizer = self.model, self.model.optimizer
+        """One training step; returns (data loss, regularization loss, accuracy) as arrays."""
+        optimizer = self.model.optimizer
         key = (tuple(X.shape), tuple(y.shape))
         draws = self._draws.get(key)
         if draws is None:
             draws = self._draws[key] = self._record_draws(X) if self._drawing else []
         drawn = [layer.backend.asarray(draw(rng), dtype) for layer, rng, draw, _, dtype in draws]
-        # new_pass() set the loss's sum to 0.0: the step starts the carried sums from zero.
-        fresh = not _xp.is_array(model.loss.accumulated_sum)
-        optimizer.pre_update_params()
-        state = [getattr(holder, name) for holder, name in self._state_slots]
-        state, self._sums, self.record, out = self._compiled(
-            state,
-            self._sums,
-            self.record,
-            X,
-            y,
-            optimizer.iterations,
-            optimizer.current_learning_rate,
-            fresh,
-            drawn,
+        state = [getattr(holder, name) for holder, name in self._slots]
+        state.append(self._iterations)
+        state, carried, record, out = self._compiled(
+            state, [*self._sums, self._place], self.record, X, y, drawn
         )
-        for (holder, name), value in zip(self._state_slots, state, strict=True):
+        self._iterations = state.pop()
+        for (holder, name), value in zip(self._slots, state, strict=True):
             setattr(holder, name, value)
+        if carried:
+            *self._sums, self._place = carried
+        if record:
+            self.record = record
+        # The host's numbers and the parts' sums, as an eager step leaves them.
+        optimizer.pre_update_params()
         optimizer.post_update_params()
-        # The parts show the running sums as an eager step leaves them.
-        summed = zip(self._parts_summed, self._sums[::2], self._counts[key])  # noqa: B905
+        self._counted = optimizer.iterations
+        fresh, self._host_place = self._host_place == 0, (self._host_place + 1) % self.steps
+        summed = zip(self._summed, self._sums[::2], self._counts[key])  # noqa: B905
         for part, total, count in summed:
             part.accumulated_sum = total
             part.accumulated_count = (0 if fresh else part.accumulated_count) + count
         data_loss, reg_loss, accuracy, self.figures = out
         return data_loss, reg_loss, math.nan if accuracy is None else accuracy
 
-    def divergence(self, record: tuple[Any, Any, Any]) -> tuple[float, int] | None:
+    def divergence(self, record: tuple[Any, ...]) -> tuple[float, int] | None:
         """(the first non-finite loss, the iteration of its step) that ``record`` holds, or
         None; reads from the device (it waits for the step that made the record)."""
         to_numpy = self.backend.to_numpy
         if not (self.guard and bool(to_numpy(record[0]))):
             return None
+        self._tripped = True
         return float(to_numpy(record[1])), int(to_numpy(record[2]))
 
     def _record_draws(self, X: Any) -> list[tuple[Any, ...]]:
@@ -171,46 +203,68 @@ class CompiledStep:
     def _pure(
         self,
         state: list[Any],
-        sums: list[Any],
-        record: tuple[Any, Any, Any],
+        carried: list[Any],
+        record: tuple[Any, ...],
         X: Any,
         y: Any,
-        iterations: Any,
-        lr: Any,
-        fresh: Any,
         drawn: list[Any],
-    ) -> tuple[list[Any], list[Any], tuple[Any, Any, Any], tuple[Any, ...]]:
+    ) -> tuple[list[Any], list[Any], tuple[Any, ...], tuple[Any, ...]]:
         self.traces += 1
         model, optimizer, xp = self.model, self.model.optimizer, self.xp
+        *sums, place = carried
+        iterations = state[-1]
+        # One step an epoch (the spiral, one batch): the epoch's sums are the step's, and no
+        # running sum or place is carried. On a small model each operation saved counts: XLA
+        # runs every fused kernel at a cost of a few microseconds.
+        single = self.steps == 1
+        fresh = place == 0
         drawn = list(drawn)
+        gate: dict[str, Any] = {}
 
         def feed(layer: Any, rng: Any, draw: Any, shape: Any, dtype: Any) -> Any:
             return drawn.pop(0)
 
-        with _Scratch(self._parts), _ConstantsOfTrace():
-            for (holder, name), value in zip(self._state_slots, state, strict=True):
+        def guard(loss: Any) -> None:
+            # The update's gate: open while every loss so far was finite. Inside the
+            # optimizer's own keep/apply, fused with its arithmetic: a select over the whole
+            # state after the step cost S 100-200 us (copies, and an order XLA must keep).
+            diverged = record[0]
+            finite = xp.isfinite(loss)
+            gate.update(loss=loss, finite=finite, open=finite & ~diverged)
+            optimizer.gate = gate["open"]
+
+        with _Scratch(self._parts), _xp.Tracing():
+            for (holder, name), value in zip(self._slots, state, strict=False):
                 setattr(holder, name, value)
-            for part, total in zip(self._parts_summed, sums[::2]):  # noqa: B905
-                part.accumulated_sum = xp.where(fresh, xp.zeros_like(total), total)
+            for part, total in zip(self._summed, sums[::2]):  # noqa: B905
+                part.accumulated_sum = 0.0 if single else xp.where(fresh, 0.0, total)
                 part.accumulated_count = 0
-            optimizer.iterations, optimizer.current_learning_rate = iterations, lr
+            optimizer.iterations = iterations
+            optimizer.pre_update_params()
             token = HOST_DRAWS.set(feed)
             try:
-                data_loss, reg_loss, accuracy = model._step(X, y, guard=False, counted=False)
+                data_loss, reg_loss, accuracy = model._step(
+                    X, y, guard=guard if self.guard else False, counted=False
+                )
             finally:
                 HOST_DRAWS.reset(token)
-            new = [getattr(holder, name) for holder, name in self._state_slots]
+            new = [getattr(holder, name) for holder, name in self._slots]
+            new.append(
+                xp.where(gate["open"], iterations + 1, iterations) if gate else iterations + 1
+            )
             # The epoch's figures so far, as calculate_accumulated gives them after this step
             # (the penalty on the updated parameters).
-            counts = [part.accumulated_count for part in self._parts_summed]
+            counts = [part.accumulated_count for part in self._summed]
             self._counts[(tuple(X.shape), tuple(y.shape))] = counts
-            new_sums = []
-            for part, count, old in zip(self._parts_summed, counts, sums[1::2]):  # noqa: B905
-                new_sums += [part.accumulated_sum, xp.where(fresh, 0, old) + count]
-            means = [
-                total / xp.astype(xp.maximum(count, 1), total.dtype)
-                for total, count in zip(new_sums[::2], new_sums[1::2])  # noqa: B905
-            ]
+            new_sums, means = [], []
+            for part, count, old in zip(self._summed, counts, sums[1::2]):  # noqa: B905
+                total = part.accumulated_sum
+                if single:
+                    means.append(total / count)
+                else:
+                    count = xp.where(fresh, 0, old) + count
+                    new_sums += [total, count]
+                    means.append(total / xp.astype(xp.maximum(count, 1), total.dtype))
             epoch_reg = model.loss.regularization_loss()
         epoch_data = means[0]
         epoch_accuracy = means[1] if len(means) > 1 else math.nan
@@ -219,20 +273,28 @@ class CompiledStep:
         figures_array = xp.stack([xp.astype(xp.asarray(f), dtype) for f in figures])
         if self.guard:
             diverged, bad_loss, bad_at = record
-            loss = data_loss + reg_loss
-            finite = xp.isfinite(loss)
-            keep = finite & ~diverged
-            # The model's state stays as it was from the first non-finite loss on.
-            new = [xp.where(keep, a, old) for a, old in zip(new, state, strict=True)]
+            loss, finite = gate["loss"], gate["finite"]
             first = ~finite & ~diverged
             record = (
                 diverged | ~finite,
                 xp.where(first, xp.astype(loss, bad_loss.dtype), bad_loss),
-                xp.where(first, xp.astype(xp.asarray(iterations), bad_at.dtype), bad_at),
+                xp.where(first, iterations, bad_at),
             )
         if not _xp.is_array(accuracy):
             accuracy = None
-        return new, new_sums, record, (data_loss, reg_loss, accuracy, figures_array)
+        # What did not change is not returned: a returned input is a copy.
+        carried = [] if single else [*new_sums, (place + 1) % self.steps]
+        return (
+            new,
+            carried,
+            record if self.guard else (),
+            (
+                data_loss,
+                reg_loss,
+                accuracy,
+                figures_array,
+            ),
+        )
 
 
 class _Scratch:
@@ -249,15 +311,3 @@ class _Scratch:
         for part, attributes in self.saved:
             vars(part).clear()
             vars(part).update(attributes)
-
-
-class _ConstantsOfTrace:
-    """The constants that ``nnx._xp`` caches, made during a trace, are the trace's own: they
-    leave the cache when it ends (a later trace must not see them)."""
-
-    def __enter__(self) -> None:
-        self.before = set(_xp._CONSTANTS)
-
-    def __exit__(self, *exc: Any) -> None:
-        for key in [key for key in _xp._CONSTANTS if key not in self.before]:
-            del _xp._CONSTANTS[key]

@@ -122,7 +122,10 @@ class Component:
             if device_fast(data) == self.device:
                 return data if dtype is None or data.dtype == dtype else self.xp.astype(data, dtype)
         if isinstance(data, self.backend.traced_types):  # inside a step being compiled
-            return data if dtype is None or data.dtype == dtype else self.xp.astype(data, dtype)
+            traced: Any = data
+            return (
+                traced if dtype is None or traced.dtype == dtype else self.xp.astype(traced, dtype)
+            )
         where = self._where(where)
         if is_host_data(data):
             return self.backend.asarray(data, dtype)

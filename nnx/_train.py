@@ -68,7 +68,9 @@ class TrainLoop:
         self.on_nan = on_nan
         can = model.backend.compile is not None
         if compile not in (None, True, False):
-            raise ValueError(f"Model.train: expected compile as True, False or None, got {compile!r}.")
+            raise ValueError(
+                f"Model.train: expected compile as True, False or None, got {compile!r}."
+            )
         if compile and not can:
             raise ValueError(
                 f"Model.train: compile=True, but the {model.backend.name} backend cannot compile "
@@ -92,10 +94,10 @@ class TrainLoop:
         first = 1 if resume is None else self._resume(resume)
         self._stepper = model._step
         if self.compiled:
-            self._stepper = model._compiled_step(guard=self.on_nan != "ignore")
+            self._stepper = model._compiled_step(self.on_nan != "ignore", self.steps)
             # Where divergence was looked for last, and the iteration count the run began at.
             self._first, self._start = first, model.optimizer.iterations
-            self._previous: Any = None
+            self._unread: list[Any] = []  # divergence records not read yet, oldest first
         seed = model.seed if model.seed is not None else 0
         bar = tqdm(
             initial=(first - 1) * self.steps,
@@ -208,13 +210,24 @@ class TrainLoop:
         """A compiled run: whether a step's loss was not finite; then its epoch and those
         after it leave the history, and the error (or warning) says which step it was.
 
-        ``now=False`` looks one epoch late, so the device runs an epoch ahead of the host:
-        the flag it reads is that of the epoch before (when it has not been read yet).
+        ``now=False`` reads only what the device has finished (``Backend.ready``): the newest
+        finished epoch's record, which holds every divergence before it too. The host never
+        waits for the device then, and it runs ahead; ``now=True`` waits for the last step.
         """
-        stepper = self._stepper
-        record = stepper.record if now else self._previous
-        self._previous = None if now else stepper.record
-        found = None if record is None else stepper.divergence(record)
+        stepper, ready = self._stepper, self.model.backend.ready
+        self._unread.append(stepper.record)
+        if now:
+            done = len(self._unread)
+        else:
+            done = next(
+                (i + 1 for i in range(len(self._unread) - 1, -1, -1) if ready(self._unread[i][0])),
+                0,
+            )
+        if not done:
+            return False
+        record = self._unread[done - 1]
+        del self._unread[:done]
+        found = stepper.divergence(record)
         if found is None:
             return False
         loss, at = found
@@ -387,7 +400,8 @@ class _Figures:
     __slots__ = ("array", "host", "to_numpy")
 
     def __init__(self, array: Any, to_numpy: Any) -> None:
-        self.array, self.host, self.to_numpy = array, None, to_numpy
+        self.array, self.to_numpy = array, to_numpy
+        self.host: Any = None
 
     def __getitem__(self, index: int) -> float:
         if self.host is None:

@@ -152,16 +152,42 @@ def device_fast(x: Any) -> Any:
     return device if device is not None else array_api_compat.device(x)
 
 
+class Tracing:
+    """The block in which a compiler traces nnx's code (``nnx._compiled``).
+
+    The helpers below are written for libraries that run each operation as it comes; a
+    compiler fuses plain reductions into the operations around them, where a product with a
+    ones vector or a gather stays a kernel of its own. Inside the block they are the plain
+    operations. Constants cached during the block are the trace's own and leave the cache
+    with it (a later trace must not see them).
+    """
+
+    active = False
+
+    def __enter__(self) -> None:
+        self.before, self.was = set(_CONSTANTS), Tracing.active
+        Tracing.active = True
+
+    def __exit__(self, *exc: Any) -> None:
+        Tracing.active = self.was
+        for key in [key for key in _CONSTANTS if key not in self.before]:
+            del _CONSTANTS[key]
+
+
 # Sums over one axis of a matrix, written as products with a vector of ones: BLAS does them
 # several times faster than NumPy's general reduction along one axis (benchmarks/RESULTS.md),
 # and a GPU runs them as well.
 def column_sums(xp: Any, x: Any) -> Any:
     """``sum(x, axis=0, keepdims=True)`` of a matrix, shape (1, n)."""
+    if Tracing.active:
+        return xp.sum(x, axis=0, keepdims=True)
     return _constant(xp, "ones", (1, x.shape[0]), x.dtype, device_fast(x)) @ x
 
 
 def row_sums(xp: Any, x: Any) -> Any:
     """``sum(x, axis=1, keepdims=True)`` of a matrix, shape (n, 1)."""
+    if Tracing.active:
+        return xp.sum(x, axis=1, keepdims=True)
     return x @ _constant(xp, "ones", (x.shape[1], 1), x.dtype, device_fast(x))
 
 
@@ -173,6 +199,8 @@ def row_max(xp: Any, x: Any) -> Any:
     shrinking arrays, where NumPy's reduction along a short axis is slow (benchmarks/
     RESULTS.md). A one-column matrix comes back as itself, not a copy.
     """
+    if Tracing.active:
+        return xp.max(x, axis=1, keepdims=True)
     while x.shape[1] > 1:
         half = (x.shape[1] + 1) // 2
         x = xp.maximum(x[:, :half], x[:, x.shape[1] - half :])
@@ -185,6 +213,8 @@ def pick(xp: Any, x: Any, columns: Any) -> Any:
     Row i's entry sits at ``i * n_columns + columns[i]`` of the flattened rows; ``take`` on
     that is cheaper than ``take_along_axis``, which builds index grids.
     """
+    if Tracing.active:
+        return xp.take_along_axis(x, columns[:, None], axis=1)[:, 0]
     rows, n_columns = x.shape
     starts = _constant(xp, "arange", (rows, n_columns), None, device_fast(x))
     return xp.take(xp.reshape(x, (-1,)), columns + starts)

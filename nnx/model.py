@@ -16,6 +16,7 @@ from tqdm import tqdm
 from backends import Backend, load
 from nnx import _state, _summary, data, io
 from nnx._compiled import CompiledStep
+from nnx._compiled import signature as compiled_signature
 from nnx._component import common_backend, resolve
 from nnx._door import formula
 from nnx._train import NonFiniteLossError, TrainLoop, batches, materialize_state
@@ -185,16 +186,21 @@ class Model:
             dvalues = backward(dvalues)
 
     def _step(
-        self, batch_X: Array, batch_y: Array, guard: bool = True, counted: bool = True
+        self, batch_X: Array, batch_y: Array, guard: Any = True, counted: bool = True
     ) -> tuple[Any, Any, Any]:
         """The training step, eager or compiled (``nnx._compiled`` runs this very method):
-        forward, loss, backward and the optimizer's update. ``counted=False`` leaves the
-        iteration count and the learning rate's decay to the caller (a compiled step takes
-        them as inputs)."""
+        forward, loss, backward and the optimizer's update.
+
+        ``guard``: True checks the loss on the host before the update; a callable gets the
+        loss instead (a compiled step turns it into a gate on the update: no host read);
+        False checks nothing. ``counted=False`` leaves the iteration count and the learning
+        rate's decay to the caller (a compiled step carries them as arrays)."""
         output = self.forward(batch_X, training=True)
         data_loss, reg_loss = self._calculate(output, batch_y, include_regularization=True)
         # Checked before the update, so a diverging step never reaches the parameters.
-        if guard and not math.isfinite(float(data_loss + reg_loss)):
+        if callable(guard):
+            guard(data_loss + reg_loss)
+        elif guard and not math.isfinite(float(data_loss + reg_loss)):
             raise NonFiniteLossError(float(data_loss + reg_loss))
         if self._accuracy is not None:
             accuracy = self._accuracy(self._predictions(output), batch_y)
@@ -212,14 +218,13 @@ class Model:
             materialize_state(self.backend, [*slots.values(), *sums])
         return data_loss, reg_loss, accuracy
 
-    def _compiled_step(self, guard: bool) -> CompiledStep:
-        """The step compiled by the backend: one per model (and NaN guard), kept across
-        ``train`` calls so that later calls do not compile again."""
+    def _compiled_step(self, guard: bool, steps: int) -> CompiledStep:
+        """The step compiled by the backend, kept across ``train`` calls so that later calls
+        do not compile again, while the numbers compiled into it stay the same."""
         step = self._compiled.get(guard)
-        if step is None:
-            step = self._compiled[guard] = CompiledStep(self, guard)
-        else:
-            step.prepare()
+        if step is None or step.signature != compiled_signature(self, steps):
+            step = self._compiled[guard] = CompiledStep(self, guard, steps)
+        step.prepare()
         self.compiled_step = step
         return step
 

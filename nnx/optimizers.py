@@ -43,6 +43,9 @@ class Optimizer(Component):
     state_kinds: tuple[str, ...] = ()
     # The name of the fused update a backend may offer for this optimizer.
     kernel = ""
+    # Inside a compiled step: a 0-d boolean array, False when the step's loss is not finite.
+    # Then ``keep`` and ``apply`` leave state and parameters as they were (no host read).
+    gate: Any = None
 
     def __init__(
         self,
@@ -118,11 +121,16 @@ class Optimizer(Component):
 
     def keep(self, layer: Layer, name: str, kind: str, value: Array) -> None:
         """Store the new state of ``kind`` for the parameter ``name``."""
-        setattr(layer, layer.state_name(name, kind), value)
+        attribute = layer.state_name(name, kind)
+        if self.gate is not None:
+            value = self.xp.where(self.gate, value, getattr(layer, attribute))
+        setattr(layer, attribute, value)
 
     def apply(self, layer: Layer, name: str, updates: Array) -> None:
         """``layer.<name> += updates``: in place where the backend's arrays allow it."""
         params = getattr(layer, name)
+        if self.gate is not None:  # w + 0 is w: a closed gate leaves the parameter as it was
+            updates = self.xp.where(self.gate, updates, 0.0)
         params += updates
         setattr(layer, name, params)  # a new array on backends without in-place updates
 
@@ -275,8 +283,8 @@ class Adam(Optimizer):
         # Both start at zero, so early steps average over few gradients: dividing by
         # (1 - beta^step) corrects that bias (step counts from 1).
         step = self.iterations + 1
-        momentums_corrected = momentums / (1 - self.beta_1**step)
-        cache_corrected = cache / (1 - self.beta_2**step)
+        momentums_corrected = momentums / self._one_minus_power(self.beta_1, step)
+        cache_corrected = cache / self._one_minus_power(self.beta_2, step)
         updates = (
             -self.current_learning_rate
             * momentums_corrected
@@ -286,6 +294,15 @@ class Adam(Optimizer):
 
     def hyperparameters(self) -> dict[str, float]:
         return {**super().hyperparameters(), "step": self.iterations + 1}
+
+    def _one_minus_power(self, beta: float, step: Any) -> Any:
+        """``1 - beta**step``. A Python step gives a Python float, as in the book. A compiled
+        step counts in an array of the model's float32, where ``1 - 0.999**1`` loses four
+        digits to cancellation (1.3e-5 relative, and Adam's first steps divide by it):
+        ``-expm1(step * log(beta))`` is the same number to float32 rounding."""
+        if isinstance(step, int) or beta == 0:
+            return 1 - beta**step
+        return -self.xp.expm1(step * math.log(beta))
 
 
 def _check_fraction(optimizer: Optimizer, name: str, value: float) -> None:
