@@ -17,7 +17,14 @@ import nnx
 from backends import Backend, BackendError, load
 from nnx.testing._check import Result, device_label
 from nnx.testing.targets import targets
-from nnx.testing.training import OPTIMIZERS, Training, curve_problems, epochs_for, train_spiral
+from nnx.testing.training import (
+    OPTIMIZERS,
+    Training,
+    compiled_problems,
+    curve_problems,
+    epochs_for,
+    train_spiral,
+)
 
 __all__ = ["end_to_end"]
 
@@ -36,6 +43,8 @@ def end_to_end(backends: Sequence[str] | None, dtypes: Sequence[str]) -> list[Re
                 continue
             rows += _training_rows(backend, dtype, reference)
             rows.append(_model_file_row(backend, dtype))
+            if backend.compile is not None:
+                rows.append(_compiled_row(backend, dtype))
     return rows
 
 
@@ -133,3 +142,14 @@ def _model_file_row(backend: Backend, dtype: str) -> Result:
     return _result(
         backend, dtype, "model file round trip", 0.0 if not problems else None, None, problems
     )
+
+
+def _compiled_row(backend: Backend, dtype: str) -> Result:
+    """For a backend that compiles: the compiled training step equals the eager one."""
+    try:
+        worst, problems = compiled_problems(backend, dtype)
+    except Exception as err:
+        return _result(
+            backend, dtype, "compiled step = eager step", None, None, [f"raised {err!r}"]
+        )
+    return _result(backend, dtype, "compiled step = eager step", None, worst, problems)

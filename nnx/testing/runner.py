@@ -68,7 +68,8 @@ def run_target(target: Target, dtypes: Sequence[str], checks: Sequence[Check]) -
     rows = []
     for dtype in dtypes:
         if dtype == "float64" and not backend.float64:
-            rows.append(_row(backend.name, device, dtype, "skip", "no float64 on this device"))
+            why = f"no float64 on this device{backend.float64_hint}"
+            rows.append(_row(backend.name, device, dtype, "skip", why))
             continue
         rows += [
             _known(c, c.run(backend, dtype))

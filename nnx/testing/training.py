@@ -23,6 +23,7 @@ __all__ = [
     "LAZY_EPOCHS",
     "OPTIMIZERS",
     "Training",
+    "compiled_problems",
     "curve_problems",
     "epochs_for",
     "train_spiral",
@@ -145,3 +146,50 @@ def curve_problems(curve: np.ndarray, reference: np.ndarray, dtype: str) -> list
                 f"epoch {epoch}, loss {got[epoch]:.6g} vs {want[epoch]:.6g}, beyond {tol}"
             )
     return problems
+
+
+# Compiled against eager on one backend: float32 rounding grows over the steps (Adagrad at 0.5
+# moved one weight by 3e-5 relative in 12 steps); a wrong mask, count or formula moves them by
+# percents.
+_COMPILED_RTOL = {"float32": 1e-4, "float64": 1e-9}
+
+
+def compiled_problems(backend: Backend, dtype: str) -> tuple[float, list[str]]:
+    """The largest relative difference between a model trained with the backend's compiled
+    step and the same model trained eagerly on the same backend, and what is wrong.
+
+    Batches, shuffling, dropout, L1/L2 penalties and Adam with decay: everything the step
+    carries or draws. The compiled run must also trace its step once.
+    """
+    import nnx  # the Model, which this module's layer-by-layer runs do not need
+
+    X, y = spiral_data(40, 3, seed=0)
+    states, traces = [], 0
+    for compile in (False, True):
+        with nnx.use_backend(backend):
+            model = nnx.Model(seed=7)
+            model.add(nnx.Dense(2, 32, seed=1, dtype=dtype, weight_regularizer_l2=5e-4))
+            model.add(nnx.ReLU())
+            model.add(nnx.Dropout(0.2, seed=3))
+            model.add(nnx.Dense(32, 3, seed=2, dtype=dtype, bias_regularizer_l1=1e-4))
+            model.add(nnx.Softmax())
+            model.set(
+                loss=nnx.CategoricalCrossentropy(),
+                optimizer=nnx.Adam(learning_rate=0.02, decay=1e-3),
+                accuracy=nnx.CategoricalAccuracy(),
+            )
+        model.finalize()
+        model.train(X, y, epochs=3, batch_size=40, shuffle=True, verbose=0, compile=compile)
+        states.append({key: _host_copy(backend, a) for key, a in model.get_state().items()})
+        if compile:
+            traces = model.compiled_step.traces
+    eager, compiled = states
+    problems = [] if traces == 1 else [f"the step was traced {traces} times, not once"]
+    worst = 0.0
+    for key, want in eager.items():
+        got = compiled[key].astype(np.float64)
+        error = np.abs(got - want) / np.maximum(np.abs(want), 1e-3)
+        worst = max(worst, float(error.max()))
+        if not np.isfinite(got).all() or error.max() > _COMPILED_RTOL[dtype]:
+            problems.append(f"{key} differs from the eager step by {error.max():.1e} relative")
+    return worst, problems

@@ -12,7 +12,14 @@ import pytest
 
 from backends import Backend, load
 from nnx.testing import DTYPES, array_problems
-from nnx.testing.training import OPTIMIZERS, Training, curve_problems, epochs_for, train_spiral
+from nnx.testing.training import (
+    OPTIMIZERS,
+    Training,
+    compiled_problems,
+    curve_problems,
+    epochs_for,
+    train_spiral,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -49,3 +56,14 @@ def test_initial_weights_are_bit_identical(backend: Backend, dtype: str) -> None
     for layer, (ours, numpy) in enumerate(zip(got, want, strict=True), start=1):
         assert ours.dtype == numpy.dtype == np.dtype(dtype), f"dense{layer}: {ours.dtype}"
         assert np.array_equal(ours, numpy), f"dense{layer} weights differ from NumPy's"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_compiled_step_equals_eager_step(backend: Backend, dtype: str) -> None:
+    """Where a backend compiles (JAX), Model.train's compiled step gives the eager numbers."""
+    if backend.compile is None:
+        pytest.skip(f"{backend.name} does not compile functions (Backend.compile is None)")
+    if dtype == "float64" and not backend.float64:
+        pytest.skip(f"{backend.name} on {backend.device} has no float64{backend.float64_hint}")
+    worst, problems = compiled_problems(backend, dtype)
+    assert not problems, f"{backend.name} ({backend.device}, {dtype}): {problems}"
