@@ -206,9 +206,11 @@ def nnx_model(
     dtype: str = "float32",
     compile: bool | None = None,
     name: str = "nnx Model",
+    on_nan: str = "raise",
 ) -> Impl:
     """(b) ``nnx.Model.train``: one batch per epoch, so ``epochs`` = steps (accuracy included).
-    ``compile`` as ``Model.train`` takes it (None: compiled where the backend can)."""
+    ``compile`` and ``on_nan`` as ``Model.train`` takes them (compile=None: compiled where
+    the backend can)."""
     b = backends.load(backend)
     model = build_model(spec, params, b, dtype)
     layers = model.layers
@@ -216,7 +218,14 @@ def nnx_model(
 
     def run(k: int) -> None:
         model.train(
-            X, y, epochs=k, batch_size=batch_size, print_every=10**9, verbose=0, compile=compile
+            X,
+            y,
+            epochs=k,
+            batch_size=batch_size,
+            print_every=10**9,
+            verbose=0,
+            compile=compile,
+            on_nan=on_nan,
         )
 
     return Impl(

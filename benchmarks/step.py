@@ -7,9 +7,10 @@ L the same at batch 1024. All implementations run interleaved, round-robin, in o
 each figure is the median over repetitions, so machine noise hits every column alike.
 
 Where JAX is installed, three JAX columns follow, side by side (XLA measured slower right
-after torch's work): nnx's Model on the jax backend eager and compiled, and a hand-written
-JAX step under ``jax.jit`` with donated buffers; then the first compiled step (trace and
-compile) of a fresh model.
+after torch's work): nnx's Model on the jax backend eager and compiled (with the NaN gate,
+the default, and without it: ``on_nan="ignore"``), and a hand-written JAX step under
+``jax.jit`` with donated buffers; then the first compiled step (trace and compile) of a
+fresh model.
 """
 
 from __future__ import annotations
@@ -210,6 +211,10 @@ def build_all(
     if jax:  # together, last: XLA measured slower right after torch's work
         impls.append(nnx_model(spec, X, y, params, "jax", compile=False, name="nnx jax eager"))
         impls.append(nnx_model(spec, X, y, params, "jax", name="nnx jax compiled"))
+        # The NaN gate's cost: the same, with on_nan="ignore" (no gate in the step).
+        impls.append(
+            nnx_model(spec, X, y, params, "jax", name="nnx jax, no NaN gate", on_nan="ignore")
+        )
         impls.append(jax_step(spec, X, y, params))
     return impls
 

@@ -22,6 +22,7 @@ from implementations import (  # noqa: E402
     book_step,
     host_data,
     host_params,
+    jax_step,
     nnx_loop,
     nnx_model,
 )
@@ -49,6 +50,14 @@ def _builders(spec: Spec) -> dict:
 
         builders["torch eager"] = lambda: torch_step(spec, X, y, params, "cpu")
         builders["torch autograd"] = lambda: torch_autograd_step(spec, X, y, params, "cpu")
+    except ImportError:
+        pass
+    try:
+        import jax  # noqa: F401
+
+        builders["nnx jax compiled"] = lambda: nnx_model(spec, X, y, params, "jax")
+        builders["nnx jax eager"] = lambda: nnx_model(spec, X, y, params, "jax", compile=False)
+        builders["jax.jit step"] = lambda: jax_step(spec, X, y, params)
     except ImportError:
         pass
     return builders

@@ -7,6 +7,7 @@ the eager step stops it, and nothing traced stays on the model.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from typing import Any
@@ -19,7 +20,7 @@ import nnx
 from nnx.datasets import spiral_data
 
 try:
-    JAX = backends.load("jax")
+    JAX = backends.load("jax", os.environ.get("NNX_DEVICE") or None)  # gpu_run.sh: gpu
 except backends.BackendError as err:  # pragma: no cover - jax is a test dependency in CI
     pytest.skip(f"jax backend unavailable: {err}", allow_module_level=True)
 
