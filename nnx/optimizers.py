@@ -119,12 +119,18 @@ class Optimizer(Component):
             setattr(layer, attribute, self.xp.zeros_like(getattr(layer, name)))
         return getattr(layer, attribute)
 
-    def keep(self, layer: Layer, name: str, kind: str, value: Array) -> None:
-        """Store the new state of ``kind`` for the parameter ``name``."""
+    def keep(self, layer: Layer, name: str, kind: str, value: Array) -> Array:
+        """Store the new state of ``kind`` for the parameter ``name``; returns what is stored,
+        which the update goes on with (as the book reads ``layer.weight_momentums`` back).
+
+        Reading it back matters when compiled: an update computed from the value before the
+        gate would make XLA keep the old state alive next to the new one (a copy of every
+        parameter a step)."""
         attribute = layer.state_name(name, kind)
         if self.gate is not None:
             value = self.xp.where(self.gate, value, getattr(layer, attribute))
         setattr(layer, attribute, value)
+        return value
 
     def apply(self, layer: Layer, name: str, updates: Array) -> None:
         """``layer.<name> += updates``: in place where the backend's arrays allow it."""
@@ -191,7 +197,7 @@ class SGD(Optimizer):
                 self.momentum * self.state(layer, name, "momentums")
                 - self.current_learning_rate * dparams
             )
-            self.keep(layer, name, "momentums", updates)
+            updates = self.keep(layer, name, "momentums", updates)
         else:
             updates = -self.current_learning_rate * dparams
         self.apply(layer, name, updates)
@@ -216,8 +222,7 @@ class Adagrad(Optimizer):
         self.epsilon = float(epsilon)
 
     def update(self, layer: Layer, name: str, dparams: Array) -> None:
-        cache = self.state(layer, name, "cache") + dparams**2
-        self.keep(layer, name, "cache", cache)
+        cache = self.keep(layer, name, "cache", self.state(layer, name, "cache") + dparams**2)
         # Each parameter's step shrinks with the sum of its squared gradients so far.
         updates = -self.current_learning_rate * dparams / (self.xp.sqrt(cache) + self.epsilon)
         self.apply(layer, name, updates)
@@ -246,7 +251,7 @@ class RMSprop(Optimizer):
     def update(self, layer: Layer, name: str, dparams: Array) -> None:
         # A moving average of squared gradients, where Adagrad keeps their sum.
         cache = self.rho * self.state(layer, name, "cache") + (1 - self.rho) * dparams**2
-        self.keep(layer, name, "cache", cache)
+        cache = self.keep(layer, name, "cache", cache)
         updates = -self.current_learning_rate * dparams / (self.xp.sqrt(cache) + self.epsilon)
         self.apply(layer, name, updates)
 
@@ -278,8 +283,8 @@ class Adam(Optimizer):
     def update(self, layer: Layer, name: str, dparams: Array) -> None:
         momentums = self.beta_1 * self.state(layer, name, "momentums") + (1 - self.beta_1) * dparams
         cache = self.beta_2 * self.state(layer, name, "cache") + (1 - self.beta_2) * dparams**2
-        self.keep(layer, name, "momentums", momentums)
-        self.keep(layer, name, "cache", cache)
+        momentums = self.keep(layer, name, "momentums", momentums)
+        cache = self.keep(layer, name, "cache", cache)
         # Both start at zero, so early steps average over few gradients: dividing by
         # (1 - beta^step) corrects that bias (step counts from 1).
         step = self.iterations + 1
