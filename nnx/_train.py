@@ -10,6 +10,7 @@ import math
 import signal
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +24,8 @@ from nnx.data import check_batch_size, shuffled_order
 __all__ = ["NonFiniteLossError", "TrainLoop", "batches", "materialize_state"]
 
 _ON_NAN = ("raise", "warn", "ignore")
+# Seconds between looks at a compiled run's divergence record when nothing else reads.
+_LOOK_EVERY = 0.05
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -98,6 +101,7 @@ class TrainLoop:
             # Where divergence was looked for last, and the iteration count the run began at.
             self._first, self._start = first, model.optimizer.iterations
             self._unread: list[Any] = []  # divergence records not read yet, oldest first
+            self._next_look = 0.0
         seed = model.seed if model.seed is not None else 0
         bar = tqdm(
             initial=(first - 1) * self.steps,
@@ -211,7 +215,8 @@ class TrainLoop:
         after it leave the history, and the error (or warning) says which step it was.
 
         ``now=False`` reads only what the device has finished (``Backend.ready``): the newest
-        finished epoch's record, which holds every divergence before it too. The host never
+        finished epoch's record, which holds every divergence before it too, and at most every
+        ``_LOOK_EVERY`` seconds (a read costs more than a small model's step). The host never
         waits for the device then, and it runs ahead; ``now=True`` waits for the last step.
         """
         stepper, ready = self._stepper, self.model.backend.ready
@@ -219,6 +224,10 @@ class TrainLoop:
         if now:
             done = len(self._unread)
         else:
+            clock = time.perf_counter()
+            if clock < self._next_look:
+                return False
+            self._next_look = clock + _LOOK_EVERY
             done = next(
                 (i + 1 for i in range(len(self._unread) - 1, -1, -1) if ready(self._unread[i][0])),
                 0,
