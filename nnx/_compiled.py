@@ -144,7 +144,7 @@ class CompiledStep:
     def __call__(self, X: Any, y: Any) -> tuple[Any, Any, Any]:
         """One training step; returns (data loss, regularization loss, accuracy) as arrays."""
         optimizer = self.model.optimizer
-        key = (tuple(X.shape), tuple(y.shape))
+        key = (X.shape, y.shape)  # tuples, as the standard has them
         draws = self._draws.get(key)
         if draws is None:
             draws = self._draws[key] = self._record_draws(X) if self._drawing else []

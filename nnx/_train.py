@@ -292,7 +292,12 @@ class TrainLoop:
             arrays = [v for v in values if not isinstance(v, (int, float, _Figure))]
             host = iter(backend.to_numpy(backend.xp.stack(arrays)).tolist() if arrays else [])
             result[key] = [
-                float(v) if isinstance(v, (int, float, _Figure)) else next(host) for v in values
+                v.figures[v.index]
+                if type(v) is _Figure
+                else float(v)
+                if isinstance(v, (int, float))
+                else next(host)
+                for v in values
             ]
         return result
 
@@ -414,8 +419,8 @@ class _Figures:
 
     def __getitem__(self, index: int) -> float:
         if self.host is None:
-            self.host = self.to_numpy(self.array)
-        return float(self.host[index])
+            self.host = self.to_numpy(self.array).tolist()
+        return self.host[index]  # type: ignore[no-any-return]
 
 
 class _Figure:
