@@ -32,7 +32,8 @@ otherwise one epoch late, so the device runs ahead of the host.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from nnx import _state, _xp
@@ -191,12 +192,8 @@ class CompiledStep:
             noted.append((layer, rng, draw, shape, dtype))
             return self.xp.zeros(shape, dtype=dtype, device=self.backend.device)
 
-        with _Scratch(self._parts):
-            token = HOST_DRAWS.set(note)
-            try:
-                self.model.forward(X, training=True)
-            finally:
-                HOST_DRAWS.reset(token)
+        with _Scratch(self._parts), _draws_from(note):
+            self.model.forward(X, training=True)
         return noted
 
     # -- traced once per batch shape ---------------------------------------------------------
@@ -241,13 +238,10 @@ class CompiledStep:
                 part.accumulated_count = 0
             optimizer.iterations = iterations
             optimizer.pre_update_params()
-            token = HOST_DRAWS.set(feed)
-            try:
+            with _draws_from(feed):
                 data_loss, reg_loss, accuracy = model._step(
                     X, y, guard=guard if self.guard else False, counted=False
                 )
-            finally:
-                HOST_DRAWS.reset(token)
             new = [getattr(holder, name) for holder, name in self._slots]
             new.append(
                 xp.where(gate["open"], iterations + 1, iterations) if gate else iterations + 1
@@ -255,7 +249,7 @@ class CompiledStep:
             # The epoch's figures so far, as calculate_accumulated gives them after this step
             # (the penalty on the updated parameters).
             counts = [part.accumulated_count for part in self._summed]
-            self._counts[(tuple(X.shape), tuple(y.shape))] = counts
+            self._counts[(X.shape, y.shape)] = counts
             new_sums, means = [], []
             for part, count, old in zip(self._summed, counts, sums[1::2]):  # noqa: B905
                 total = part.accumulated_sum
@@ -295,6 +289,16 @@ class CompiledStep:
                 figures_array,
             ),
         )
+
+
+@contextmanager
+def _draws_from(source: Callable[..., Any]) -> Iterator[None]:
+    """``Layer.host_draw`` asks ``source`` for its numbers inside the block."""
+    token = HOST_DRAWS.set(source)
+    try:
+        yield
+    finally:
+        HOST_DRAWS.reset(token)
 
 
 class _Scratch:
