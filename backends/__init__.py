@@ -25,6 +25,7 @@ __all__ = [
     "BackendError",
     "BackendStatus",
     "available",
+    "device_name",
     "get_backend",
     "load",
     "register",
@@ -45,6 +46,7 @@ _FACTORIES: dict[str, str | Factory] = {
     "cupy": "backends.cupy_backend:make",
     "dask": "backends.dask_backend:make",
     "jax": "backends.jax_backend:make",
+    "onnx": "backends.onnx_backend:make",
 }
 _entry_points_read = False
 _instances: dict[tuple[str, str | None], Backend] = {}
@@ -184,6 +186,15 @@ def to_numpy(array: Any) -> Any:
     )
 
 
+def device_name(device: Any) -> str:
+    """A device as text for tables: its ``str``, or its library's name where that is Python's
+    default ``<... object at 0x...>`` (ndonnx's one device)."""
+    text = str(device)
+    if text.startswith("<") and " object at 0x" in text:
+        return type(device).__module__.split(".")[0]
+    return text
+
+
 @dataclass(frozen=True)
 class BackendStatus:
     """One row of :func:`available`: whether a backend runs here, and why not."""
@@ -204,5 +215,5 @@ def available() -> list[BackendStatus]:
         except (BackendError, ValueError) as err:
             rows.append(BackendStatus(name, False, str(err)))
         else:
-            rows.append(BackendStatus(name, True, "", backend.version, str(backend.device)))
+            rows.append(BackendStatus(name, True, "", backend.version, device_name(backend.device)))
     return rows

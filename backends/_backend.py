@@ -79,6 +79,18 @@ class Backend:
     traced_types : tuple of types
         The types that stand for arrays while ``compile`` traces a function (JAX's tracers):
         code that checks where an array comes from takes them as the backend's own.
+    inference_only : bool
+        Whether the backend only describes computations (ONNX graphs): models run their
+        inference pass on it to be exported, and nothing trains on it.
+    symbolic : callable ``(shape, dtype) -> array``, or None
+        For a backend that builds programs: an input of the program, an array without values.
+        A string in ``shape`` names a dimension given when the program runs (``"N"``).
+    build : callable ``(inputs, outputs) -> bytes``, or None
+        The program that computes ``outputs`` (a mapping of names to arrays) from ``inputs``
+        (names to ``symbolic`` arrays), serialized (an ONNX model).
+    execute : callable ``(program, feeds, outputs=None) -> dict``, or None
+        Runs a program ``build`` made on host arrays (``feeds``: input names to NumPy arrays)
+        and returns its outputs, by name, as NumPy arrays (ONNX Runtime, for ONNX).
     """
 
     name: str
@@ -98,6 +110,10 @@ class Backend:
     compile: Callable[..., Callable[..., Any]] | None = None
     traced_types: tuple[type, ...] = ()
     ready: Callable[[Any], bool] = _finished
+    inference_only: bool = False
+    symbolic: Callable[..., Any] | None = None
+    build: Callable[..., bytes] | None = None
+    execute: Callable[..., dict[str, np.ndarray]] | None = None
 
     def dtype(self, name: Any) -> Any:
         """The backend's dtype object for ``"float32"``/``"float64"`` (or a dtype, unchanged)."""

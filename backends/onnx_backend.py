@@ -1,0 +1,99 @@
+"""ONNX graphs (``ndonnx``): arrays that record the operations done on them instead of computing.
+
+An Array API namespace whose arrays are nodes of an ONNX graph: code written against the
+standard, run on a symbolic input (``Backend.symbolic``), describes itself as a graph that
+``Backend.build`` writes as an ONNX model and ONNX Runtime runs (``Backend.execute``). nnx
+exports a model this way, with the lines that train it. Arrays made from host data hold their
+values (ndonnx propagates constants), so ``to_numpy`` reads those; a symbolic array has no
+values until the graph runs. Inference only: nothing trains on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from backends._backend import Backend, BackendError
+
+_DTYPES = ("float32", "float64", "int32", "int64", "bool")
+
+
+def make(device: Any = None) -> Backend:
+    try:
+        import ndonnx as ndx
+    except ImportError as err:
+        raise BackendError(f'ndonnx is not installed ({err}); pip install "nnx[onnx]".') from err
+    if device not in (None, "cpu"):
+        raise BackendError(
+            f"onnx builds graphs, it has no devices to choose from; got device={device!r}. "
+            "Unset NNX_DEVICE (ONNX Runtime picks where an exported file runs)."
+        )
+    # ndonnx has one device object; any array reports it.
+    dev = ndx.asarray(np.zeros(1, dtype=np.float32)).device
+    dtypes = {name: getattr(ndx, name) for name in _DTYPES}
+
+    def asarray(data: Any, dtype: Any = None) -> Any:
+        if isinstance(data, ndx.Array):
+            return data if dtype is None or data.dtype == dtype else ndx.astype(data, dtype)
+        host = np.asarray(data)
+        if dtype is not None:
+            host = host.astype(_numpy_dtype(dtype, dtypes), copy=False)
+        return ndx.asarray(host)
+
+    def to_numpy(array: Any) -> np.ndarray:
+        try:
+            return np.asarray(array.unwrap_numpy())
+        except ValueError as err:  # ndonnx: "no propagated value available"
+            raise BackendError(
+                "onnx: this array is a node of a graph whose inputs are symbolic: it has no "
+                "values until the graph runs (Backend.build, then Backend.execute, or "
+                "ONNX Runtime on the exported file)."
+            ) from err
+
+    def symbolic(shape: tuple[int | str | None, ...], dtype: Any) -> Any:
+        # A string names a dimension given when the graph runs (the batch: "N").
+        return ndx.argument(shape=tuple(shape), dtype=dtype)
+
+    def build(inputs: Mapping[str, Any], outputs: Mapping[str, Any]) -> bytes:
+        return bytes(ndx.build(dict(inputs), dict(outputs)).SerializeToString())
+
+    return Backend(
+        name="onnx",
+        xp=ndx,
+        device=dev,
+        asarray=asarray,
+        to_numpy=to_numpy,
+        mutable=False,
+        version=ndx.__version__,
+        inference_only=True,
+        symbolic=symbolic,
+        build=build,
+        execute=execute,
+    )
+
+
+def execute(
+    program: bytes, feeds: Mapping[str, np.ndarray], outputs: tuple[str, ...] | None = None
+) -> dict[str, np.ndarray]:
+    """Run a serialized ONNX model on host data with ONNX Runtime (CPU); outputs by name."""
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise BackendError(
+            f'onnxruntime is not installed ({err}); pip install "nnx[onnx]".'
+        ) from err
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only: its warnings are about the host, not the file
+    session = onnxruntime.InferenceSession(program, options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()] if outputs is None else list(outputs)
+    values = session.run(names, dict(feeds))
+    return {name: np.asarray(value) for name, value in zip(names, values, strict=True)}
+
+
+def _numpy_dtype(dtype: Any, dtypes: Mapping[str, Any]) -> np.dtype[Any]:
+    for name, candidate in dtypes.items():
+        if dtype == candidate:
+            return np.dtype(name)
+    return np.dtype(dtype)  # a NumPy dtype, or its name
