@@ -56,14 +56,14 @@ def write(path: Path, tensors: dict[str, Any], spec: dict[str, Any]) -> None:
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, **spec}
     # default=float turns 0-d arrays (a regression accuracy's precision) into numbers.
     metadata = {FORMAT: json.dumps(header, default=float, allow_nan=False)}
-    _atomic_write(path, safetensors.numpy.save(tensors, metadata=metadata))
+    atomic_write(path, safetensors.numpy.save(tensors, metadata=metadata))
 
 
 def _write_all(file: BinaryIO, payload: bytes) -> None:
     file.write(payload)  # the one write of a save (tests make it fail halfway)
 
 
-def _atomic_write(path: Path, payload: bytes) -> None:
+def atomic_write(path: Path, payload: bytes) -> None:
     """Write a temporary file next to ``path``, fsync it, then rename it over ``path``.
 
     The temporary's name carries the writer's process id, so the next save to ``path``

@@ -1,4 +1,4 @@
-"""The ``nnx`` command: info, train, predict, summary, conformance (host boundary).
+"""The ``nnx`` command: info, train, predict, summary, export, conformance (host boundary).
 
 Flags win over NNX_BACKEND / NNX_DEVICE; errors print one line and exit 1.
 """
@@ -58,9 +58,13 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--output", "-o", default="model.nnx", help="model file to write")
     train.set_defaults(run=_train)
 
-    predict = commands.add_parser("predict", help="predictions of a saved model")
+    predict = commands.add_parser(
+        "predict", help="predictions of a saved model, or of an exported .onnx file"
+    )
     _backend_flags(predict)
-    predict.add_argument("model_file")
+    predict.add_argument(
+        "model_file", help="a model file, or an ONNX file (.onnx: run by ONNX Runtime)"
+    )
     source = predict.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset", choices=_DATASETS)
     source.add_argument("--input", help="a .npy file of samples, shape (n, features)")
@@ -72,6 +76,16 @@ def _parser() -> argparse.ArgumentParser:
     _backend_flags(summary)
     summary.add_argument("model_file")
     summary.set_defaults(run=_summary)
+
+    export = commands.add_parser("export", help="write a model file's inference graph as ONNX")
+    export.add_argument("model_file")
+    export.add_argument("onnx_file", help="the ONNX file to write (e.g. model.onnx)")
+    export.add_argument(
+        "--labels",
+        action="store_true",
+        help="add the class labels (the last layer's predictions) as a second output",
+    )
+    export.set_defaults(run=_export)
 
     conformance = commands.add_parser("conformance", help="cross-backend conformance table")
     from nnx import testing
@@ -135,6 +149,11 @@ def _train(args: argparse.Namespace) -> int:
             raise ValueError(f"expected {name} >= {least}, got {name} {getattr(args, flag)}.")
     io.check_writable(args.output, "--output")  # before training, not after every epoch
     backend = _select(args)
+    if backend.inference_only:
+        raise backends.BackendError(
+            f"the {backend.name} backend is inference-only (it builds graphs for export); "
+            "train on numpy, cupy, torch or jax, then nnx export MODEL.nnx MODEL.onnx."
+        )
     X, y = _load_dataset(args.dataset, args.seed)
     regression = args.dataset == "sine"
     n_out = 1 if regression else int(np.max(y)) + 1
@@ -152,7 +171,8 @@ def _train(args: argparse.Namespace) -> int:
         accuracy=nnx.RegressionAccuracy() if regression else nnx.CategoricalAccuracy(),
     )
     model.finalize()
-    print(f"training on {backend.name} ({backend.device}): {args.dataset}, {len(X)} samples")
+    where = backends.device_name(backend.device)
+    print(f"training on {backend.name} ({where}): {args.dataset}, {len(X)} samples")
     # A diverging run is reported once, by the loss check, not by NumPy's warnings before it.
     with np.errstate(all="ignore"):
         history = model.train(
@@ -187,21 +207,35 @@ def _predict(args: argparse.Namespace) -> int:
         raise ValueError(f"expected --limit >= 0 (0 prints every row), got --limit {args.limit}.")
     if args.output is not None:
         io.check_writable(args.output, "--output")  # before predicting, not after
+    if args.model_file.lower().endswith(".onnx"):
+        return _predict_onnx(args)
     backend = _select(args)
     model = nnx.Model.load(args.model_file, backend=backend)
-    y = None
-    if args.input is not None:
-        try:
-            X = np.load(args.input, allow_pickle=False)
-        except ValueError as err:  # NumPy's message speaks of allow_pickle, which nnx refuses
-            raise ValueError(
-                f"--input {args.input}: not a .npy file of numbers (text, objects or pickles, "
-                "which nnx never loads); save the samples with np.save(path, X)."
-            ) from err
-    else:
-        X, y = _load_dataset(args.dataset, 0)
+    X, y = _samples(args)
     outputs = model.predict(X)
     predictions = backend.to_numpy(model.output_layer_activation.predictions(outputs))
+    _show(args, predictions)
+    if y is not None:  # a bundled data set: its labels are known
+        loss, accuracy = model.evaluate(X, y, verbose=0)
+        print(f"{args.dataset}: accuracy {accuracy:.3f}, loss {loss:.3f} on {len(X)} rows")
+    return 0
+
+
+def _samples(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The samples ``predict`` runs on (``--input`` or ``--dataset``), and their labels if known."""
+    if args.input is None:
+        return _load_dataset(args.dataset, 0)
+    try:
+        return np.load(args.input, allow_pickle=False), None
+    except ValueError as err:  # NumPy's message speaks of allow_pickle, which nnx refuses
+        raise ValueError(
+            f"--input {args.input}: not a .npy file of numbers (text, objects or pickles, "
+            "which nnx never loads); save the samples with np.save(path, X)."
+        ) from err
+
+
+def _show(args: argparse.Namespace, predictions: np.ndarray) -> None:
+    """Print the first ``--limit`` rows, and write every row to ``--output`` if given."""
     if args.output is not None:
         np.save(args.output, predictions, allow_pickle=False)
     shown = predictions if args.limit == 0 else predictions[: args.limit]
@@ -211,9 +245,37 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"(the first {len(shown)} of {len(predictions)} rows; --limit 0 prints all)")
     if args.output is not None:
         print(f"wrote all {len(predictions)} rows to {args.output}")
-    if y is not None:  # a bundled data set: its labels are known
-        loss, accuracy = model.evaluate(X, y, verbose=0)
-        print(f"{args.dataset}: accuracy {accuracy:.3f}, loss {loss:.3f} on {len(X)} rows")
+
+
+def _predict_onnx(args: argparse.Namespace) -> int:
+    """An exported file run by ONNX Runtime: its labels where it has them, else its outputs."""
+    from nnx._export import run_exported
+
+    if args.backend is not None or args.device is not None:
+        raise ValueError(
+            f"{args.model_file} is an ONNX file: ONNX Runtime runs it, so --backend and "
+            "--device do not apply; leave them out."
+        )
+    X, y = _samples(args)
+    results = run_exported(args.model_file, X)
+    predictions = results.get("labels", results["output"])
+    _show(args, predictions)
+    if y is not None and "labels" in results:
+        accuracy = float(np.mean(predictions.reshape(y.shape) == y))
+        print(f"{args.dataset}: accuracy {accuracy:.3f} on {len(X)} rows (ONNX Runtime)")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    import nnx
+
+    model = nnx.Model.load(args.model_file, backend="numpy")
+    metadata = model.export(args.onnx_file, labels=args.labels)
+    outputs = ", ".join(metadata["outputs"])
+    print(
+        f"wrote {args.onnx_file}: input X (N, {metadata['input']['shape'][1]}) "
+        f"{metadata['input']['dtype']} -> {outputs}; ONNX opset {metadata['opset']}"
+    )
     return 0
 
 

@@ -36,6 +36,7 @@ from nnx.optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop
 __all__ = [
     "ModelFileError",
     "check_writable",
+    "layer_specs",
     "load_checkpoint",
     "load_model",
     "load_parameters",
@@ -92,7 +93,7 @@ def load_checkpoint(
     training = spec.get("training")
     if not isinstance(training, dict):
         raise ModelFileError(f"{path}: a model file, not a checkpoint (no training record).")
-    mine = [_part_spec(layer, "layer") for layer in model.layers]
+    mine = layer_specs(model)
     optimizer = _part_spec(model.optimizer, "optimizer") or {}
     theirs = spec.get("optimizer") or {}
     if spec.get("layers") != mine or theirs.get("class") != optimizer.get("class"):
@@ -112,6 +113,11 @@ def load_checkpoint(
     return record
 
 
+def layer_specs(model: Any) -> list[dict[str, Any] | None]:
+    """Class name and constructor arguments of each of the model's layers, as files store them."""
+    return [_part_spec(layer, "layer") for layer in model.layers]
+
+
 def _changed(theirs: dict[str, Any], mine: dict[str, Any]) -> str:
     """``name: file value -> this value`` for every setting that differs; empty if none."""
     names = sorted(set(theirs) | set(mine))
@@ -126,7 +132,7 @@ def _save(model: Any, path: Path, kind: str, training: dict[str, Any] | None = N
     spec: dict[str, Any] = {"kind": kind}
     if training is not None:
         spec["training"] = training
-    spec["layers"] = [_part_spec(layer, "layer") for layer in model.layers]
+    spec["layers"] = layer_specs(model)
     if kind == "model":
         spec["seed"] = model.seed
         for key in _PARTS:

@@ -13,8 +13,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from backends import Backend, load
-from nnx import _state, _summary, data, io
+from backends import Backend, BackendError, load
+from nnx import _export, _state, _summary, data, io
 from nnx._compiled import CompiledStep
 from nnx._compiled import signature as compiled_signature
 from nnx._component import common_backend, resolve
@@ -145,6 +145,12 @@ class Model:
     def _require(self, training: bool) -> None:
         if not self._finalized:
             raise ValueError("Model: call model.finalize() after add() and set().")
+        if training and self.backend.inference_only:
+            raise BackendError(
+                f"Model.train: the {self.backend.name} backend is inference-only: it describes "
+                "the model's forward pass as a graph, for export. Train on numpy (or cupy, "
+                "torch, jax), then write the trained model with model.export(path)."
+            )
         if training and self.optimizer is None:
             raise ValueError("Model.train: no optimizer; call model.set(optimizer=...).")
 
@@ -435,3 +441,19 @@ class Model:
 
     def load_parameters(self, path: Any) -> None:
         io.load_parameters(self, path)
+
+    # -- export ------------------------------------------------------------------------------
+    def export(self, path: Any, *, labels: bool = False) -> dict[str, Any]:
+        """Write the model's inference pass (dropout off) as an ONNX file, for ONNX Runtime.
+
+        The graph is the model's own ``forward``, run on the ``onnx`` backend (``ndonnx``) on a
+        symbolic input ``"X"`` of shape ``(N, n_inputs)`` in the model's dtype, with ``N``, the
+        batch, left free; its output is ``"output"`` (what :meth:`predict` returns).
+        ``labels=True`` adds ``"labels"``, the last layer's ``predictions`` (Softmax: the class
+        index, int64; Sigmoid: 0/1 per output), for classifiers. The file holds the inference
+        graph only, not the optimizer; its metadata key ``"nnx"`` holds JSON with the input,
+        outputs, opset, nnx's version and the layers. Written atomically, after the whole graph
+        was built: a model that cannot be exported leaves no file. Returns that metadata.
+        Needs ``pip install "nnx[onnx]"``.
+        """
+        return _export.export(self, path, labels=labels)

@@ -1,0 +1,188 @@
+"""Export to ONNX: the model's own inference pass, run on a backend whose arrays build a graph.
+
+No layer is described twice. The layers are copied onto the ``onnx`` backend (their parameters
+become constants of the graph), ``Model.forward`` runs on a symbolic input whose batch
+dimension is named ``"N"``, and the arrays that come out are the graph's outputs. A layer whose
+forward pass can be traced (no Python branch on a value, no trip to the host) exports, nnx's
+and yours alike. Host boundary: :func:`run_exported` runs a file on NumPy data.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backends import Backend, load
+from nnx._component import Component
+from nnx._door import formula
+from nnx._file import atomic_write, check_writable
+from nnx._xp import Tracing, dtype_name
+
+__all__ = ["ExportError", "INPUT", "OUTPUT", "LABELS", "export", "program", "run_exported"]
+
+# The names of the graph's input and outputs (ONNX Runtime feeds and fetches by name).
+INPUT, OUTPUT, LABELS = "X", "output", "labels"
+METADATA_KEY = "nnx"  # the file's metadata: JSON under this key
+
+
+class ExportError(ValueError):
+    """A model that cannot be exported: a part whose forward pass cannot become a graph."""
+
+
+def export(model: Any, path: str | os.PathLike[str], *, labels: bool = False) -> dict[str, Any]:
+    """Write ``model``'s inference graph to ``path`` as an ONNX file; returns its metadata.
+
+    Everything is checked, and the graph built, before the file is written (atomically): a
+    model that cannot be exported leaves no file behind.
+    """
+    if not getattr(model, "_finalized", False):
+        raise ValueError("Model.export: call model.finalize() after add() and set() first.")
+    check_writable(path, "path")
+    payload, metadata = program(model, labels=labels)
+    atomic_write(Path(path), payload)
+    return metadata
+
+
+def program(model: Any, *, labels: bool = False) -> tuple[bytes, dict[str, Any]]:
+    """The serialized ONNX model of ``model``'s inference pass, and the metadata it holds."""
+    onnx = load("onnx")
+    assert onnx.symbolic is not None and onnx.build is not None  # a backend that builds graphs
+    if labels and model.loss.targets not in ("classes", "binary"):
+        raise ValueError(
+            f"Model.export: labels=True adds class labels, but this model's loss "
+            f"({type(model.loss).__name__}) fits values, not classes: its predictions are its "
+            "outputs. Export without labels."
+        )
+    if labels and not hasattr(model.layers[-1], "predictions"):
+        raise ExportError(
+            f"Model.export: labels=True takes the last layer's predictions, but "
+            f"{_label(model.layers[-1])} makes none; end the model with Softmax or Sigmoid."
+        )
+    dtype = dtype_name(model.backend.xp, model._dtype)
+    layers = [_onto(onnx, layer, i) for i, layer in enumerate(model.layers)]
+    # A copy of the model whose passes run the copied layers: Model.forward itself describes
+    # the graph, as it computes when it trains.
+    shadow = copy.copy(model)
+    shadow._forwards = [_traced(i, layer, formula(layer, "forward")) for i, layer in
+                        enumerate(layers)]  # fmt: skip
+    X = onnx.symbolic(("N", model._n_inputs), onnx.dtype(dtype))
+    # Tracing: the plain reductions (ReduceSum, ReduceMax) instead of the tricks that make
+    # eager libraries fast, and no constants of this graph left in nnx's cache.
+    with Tracing():
+        outputs = {OUTPUT: shadow.forward(X, training=False)}
+        if labels:
+            predictions = _traced(len(layers) - 1, layers[-1], formula(layers[-1], "predictions"))
+            outputs[LABELS] = predictions(outputs[OUTPUT])
+    payload = onnx.build({INPUT: X}, outputs)
+    return _described(payload, model, dtype, list(outputs))
+
+
+def _described(
+    payload: bytes, model: Any, dtype: str, outputs: list[str]
+) -> tuple[bytes, dict[str, Any]]:
+    """The file's header filled in: nnx as its producer, and what a reader of the file needs
+    (input, outputs, opset, nnx's version, the layers) as JSON under the metadata key "nnx"."""
+    import onnx as onnx_format  # the file format's own package, of the onnx extra
+
+    from nnx import __version__
+    from nnx.io import layer_specs  # nnx.io imports the modules that import this one
+
+    proto = onnx_format.load_from_string(payload)
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    metadata = {
+        "format": "nnx-onnx",
+        "nnx_version": __version__,
+        "input": {"name": INPUT, "shape": ["N", model._n_inputs], "dtype": dtype},
+        "outputs": outputs,
+        "opset": opset,
+        "layers": layer_specs(model),
+    }
+    proto.producer_name, proto.producer_version = "nnx", __version__
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+    return proto.SerializeToString(), metadata
+
+
+def _onto(onnx: Backend, layer: Component, index: int) -> Any:
+    """A copy of ``layer`` on the onnx backend; the model's own layer is left as it was."""
+    clone = copy.copy(layer)  # a __dict__ of its own: moving it rebinds the copy's attributes
+    for name, value in vars(clone).items():
+        if isinstance(value, Component):  # a part inside the layer: copied too, not shared
+            setattr(clone, name, _onto(onnx, value, index))
+    try:
+        clone._move_to(onnx)
+    except Exception as err:
+        raise ExportError(
+            f"Model.export: layer {index} ({_label(layer)}) cannot move its arrays into a "
+            f"graph ({type(err).__name__}: {err})."
+        ) from err
+    return clone
+
+
+def _traced(index: int, layer: Any, method: Any) -> Any:
+    """``method`` of the copied layer, with any failure of the trace named after the layer."""
+
+    def run(*args: Any) -> Any:
+        try:
+            return method(*args)
+        except Exception as err:
+            raise ExportError(
+                f"Model.export: layer {index} ({_label(layer)}) cannot be exported: its "
+                f"{method.__name__} pass does not trace into a graph ({type(err).__name__}: "
+                f"{err}). A pass that exports uses only the array operations of its "
+                "backend's xp: no float() or if on an array's values, no NumPy calls."
+            ) from err
+
+    return run
+
+
+def _label(layer: Any) -> str:
+    label = getattr(layer, "_label", None)
+    return label() if callable(label) else type(layer).__name__
+
+
+# ONNX's element types (TensorProto's numbers) that an input of an exported file may have.
+_ELEMENT_TYPES = {1: "float32", 11: "float64"}
+
+
+def run_exported(path: str | os.PathLike[str], X: Any) -> dict[str, np.ndarray]:
+    """Run the ONNX file at ``path`` on the samples ``X`` with ONNX Runtime; outputs by name.
+
+    ``X`` is converted to the dtype of the file's input; a file whose input is not a float
+    matrix, or samples of another width, are refused with the reason.
+    """
+    import onnx as onnx_format
+    from google.protobuf.message import DecodeError
+
+    path = Path(path)
+    try:
+        payload = path.read_bytes()
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"no ONNX file at {path}; check the path.") from err
+    try:
+        graph = onnx_format.load_from_string(payload).graph
+    except DecodeError as err:
+        raise ValueError(f"{path}: not an ONNX file ({err}).") from err
+    if len(graph.input) != 1:
+        raise ValueError(f"{path}: expected a graph with one input, got {len(graph.input)}.")
+    tensor = graph.input[0].type.tensor_type
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+    dtype = _ELEMENT_TYPES.get(tensor.elem_type)
+    if dtype is None or len(dims) != 2:
+        raise ValueError(
+            f"{path}: its input {graph.input[0].name!r} is not a matrix of float32 or float64 "
+            "samples; nnx runs files it exported (model.export)."
+        )
+    samples = np.asarray(X)
+    if samples.ndim != 2 or (dims[1] is not None and samples.shape[1] != dims[1]):
+        raise ValueError(f"{path}: expected samples of shape (n, {dims[1]}), got {samples.shape}.")
+    if samples.dtype.kind not in "biuf":
+        raise ValueError(f"{path}: expected samples as numbers, got dtype {samples.dtype}.")
+    execute = load("onnx").execute
+    assert execute is not None  # the onnx backend always has it
+    return execute(payload, {graph.input[0].name: samples.astype(dtype, copy=False)})
