@@ -10,7 +10,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from backends import Backend, load
+from backends import Backend, device_name, load
 from nnx.testing.tolerances import tolerance
 
 __all__ = ["Output", "Result", "Check", "NotOffered", "array_problems", "device_label"]
@@ -35,6 +35,9 @@ class Output:
         checked, as for argmax indices).
     expected : numpy.ndarray, optional
         The expected values (finite differences); ``None`` takes them from the reference run.
+    host : bool
+        ``value`` is a NumPy array: what a program the backend built gave when it ran (ONNX
+        Runtime, for the onnx backend). Its dtype is checked; library and device are not.
     """
 
     name: str
@@ -42,6 +45,7 @@ class Output:
     kind: str = "reduction"
     dtype: str | None = "requested"
     expected: np.ndarray | None = None
+    host: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,10 +98,12 @@ class Check:
         The nnx module of that class (``"layers"``, ``"losses"``, ...).
     scenario : callable ``(backend, dtype) -> list[Output]``
         Builds seeded host inputs, runs the component, returns its named outputs.
-    kind : {"reference", "gradient", "kernel"}
+    kind : {"reference", "gradient", "kernel", "forward"}
         Compared with the NumPy float64 run of the same scenario, or with the ``expected``
         values each output carries: finite differences (``"gradient"``, float64 only), or the
         plain formulas on the same backend and dtype (``"kernel"``: a fused update).
+        ``"forward"``: inference passes only, against NumPy; the only checks an
+        inference-only backend (``Backend.inference_only``) runs.
     known_bug : str
         A bug of nnx this check finds and nobody fixed yet: the runner reports its failure as
         ``xfail`` and its passing as a failure (remove the note with the fix); tests mark it
@@ -120,6 +126,8 @@ class Check:
             return row.result("skip", f"{backend.name} has no float64{backend.float64_hint}")
         if self.kind == "gradient" and dtype != "float64":
             return row.result("skip", "finite differences run in float64 only")
+        if backend.inference_only and self.kind != "forward":
+            return row.result("skip", f"{backend.name} is inference-only: forward checks only")
         try:
             outputs = self.scenario(backend, dtype)
             expected = self._expected(outputs)
@@ -167,10 +175,15 @@ class _Row:
 
     def judge(self, output: Output, expected: np.ndarray) -> None:
         dtype = self.dtype if output.dtype == "requested" else output.dtype
-        self.problems += [
-            f"{output.name}: {p}" for p in array_problems(self.backend, output.value, dtype)
-        ]
-        got = np.asarray(self.backend.to_numpy(output.value))
+        if output.host:
+            got = np.asarray(output.value)
+            if dtype is not None and got.dtype != np.dtype(dtype):
+                self.problems.append(f"{output.name}: dtype {got.dtype}, expected {dtype}")
+        else:
+            self.problems += [
+                f"{output.name}: {p}" for p in array_problems(self.backend, output.value, dtype)
+            ]
+            got = np.asarray(self.backend.to_numpy(output.value))
         if got.shape != expected.shape:
             self.problems.append(f"{output.name}: shape {got.shape}, expected {expected.shape}")
             return
@@ -242,6 +255,6 @@ def array_problems(backend: Backend, value: Any, dtype: str | None) -> list[str]
 
 def device_label(device: Any) -> str:
     """A short name of a device for the table: ``cpu``, ``device1``, ``cuda:0``."""
-    text = str(device)
+    text = device_name(device)
     match = re.fullmatch(r"[\w.]*Device\('([^']*)'\)", text)
     return match.group(1) if match else text

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from nnx.testing import _accuracy, _activations, _layers, _losses, _optimizers
+from nnx.testing import _accuracy, _activations, _forward, _layers, _losses, _optimizers
 from nnx.testing._check import Check
 
 __all__ = ["CHECKS", "MODULES", "checks_for"]
 
-MODULES = ("layers", "activations", "losses", "optimizers", "accuracy")
-KINDS = ("reference", "gradient", "kernel")
+MODULES = ("layers", "activations", "losses", "optimizers", "accuracy", "model")
+KINDS = ("reference", "gradient", "kernel", "forward")
 
 # "reference" checks compare with NumPy in float64; "gradient" checks compare analytic
-# gradients with finite differences (float64 only).
+# gradients with finite differences (float64 only); "forward" checks run inference passes
+# (the rows of an inference-only backend, ONNX).
 CHECKS: tuple[Check, ...] = (
-    _layers.CHECKS + _activations.CHECKS + _losses.CHECKS + _optimizers.CHECKS + _accuracy.CHECKS
+    _layers.CHECKS
+    + _activations.CHECKS
+    + _losses.CHECKS
+    + _optimizers.CHECKS
+    + _accuracy.CHECKS
+    + _forward.CHECKS
 )
 
 

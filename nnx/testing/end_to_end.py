@@ -41,6 +41,9 @@ def end_to_end(backends: Sequence[str] | None, dtypes: Sequence[str]) -> list[Re
         for dtype in dtypes:
             if dtype == "float64" and not backend.float64:
                 continue
+            if backend.inference_only:  # nothing trains there: ONNX exports what NumPy trained
+                rows += [_export_row(backend, dtype)] if backend.name == "onnx" else []
+                continue
             rows += _training_rows(backend, dtype, reference)
             rows.append(_model_file_row(backend, dtype))
             if backend.compile is not None:
@@ -142,6 +145,42 @@ def _model_file_row(backend: Backend, dtype: str) -> Result:
     return _result(
         backend, dtype, "model file round trip", 0.0 if not problems else None, None, problems
     )
+
+
+def _export_row(backend: Backend, dtype: str) -> Result:
+    """For a backend that builds programs: a model trained on NumPy, exported through it (the
+    spiral classifier with dropout, labels added), gives NumPy's outputs and labels when the
+    file runs, for 1, 7 and 300 samples from the one file."""
+    from nnx._export import run_exported  # needs the file format's package: only here
+
+    X, y = nnx.datasets.spiral_data(100, 3, seed=0)
+    with nnx.use_backend("numpy"):
+        model = nnx.Model(seed=0)
+        model.add(nnx.Dense(2, 32, seed=1, dtype=dtype))
+        model.add(nnx.ReLU())
+        model.add(nnx.Dropout(0.1, seed=2))
+        model.add(nnx.Dense(32, 3, seed=3, dtype=dtype))
+        model.add(nnx.Softmax())
+        model.set(loss=nnx.CategoricalCrossentropy(), optimizer=nnx.Adam(learning_rate=0.05))
+        model.finalize()
+    problems: list[str] = []
+    worst = 0.0
+    try:
+        model.train(X, y, epochs=20, verbose=0)
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "spiral.onnx"
+            model.export(path, labels=True)
+            for n in (1, 7, len(X)):
+                want = np.asarray(model.predict(X[:n]))
+                got = run_exported(path, X[:n])
+                worst = max(worst, float(np.max(np.abs(got["output"] - want))))
+                if not np.array_equal(got["labels"], want.argmax(axis=1)):
+                    problems.append(f"labels differ from NumPy's argmax at batch {n}")
+        if worst > (1e-5 if dtype == "float32" else 1e-12):
+            problems.append(f"outputs differ from NumPy's by {worst:.1e}")
+    except Exception as err:
+        problems.append(f"raised {type(err).__name__}: {err}")
+    return _result(backend, dtype, "exported model = NumPy", worst, None, problems)
 
 
 def _compiled_row(backend: Backend, dtype: str) -> Result:

@@ -6,6 +6,8 @@ Opt-in, so that installing nnx puts no fixture into other projects' test session
 target of :func:`nnx.testing.targets` (ids ``numpy``, ``array_api_strict-device1``, ``torch``,
 ``cupy``, ...) and carries the ``conformance`` marker, so ``pytest -m conformance`` selects it.
 A backend that cannot run here is skipped with the reason; under ``NNX_TEST_BACKENDS`` it fails.
+An inference-only backend (ONNX) runs only the tests marked ``inference``, which use nothing but
+forward passes; the others skip there with that reason.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ _TARGETS = pytest.StashKey[list[Target]]()
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "conformance: cross-backend conformance checks (nnx.testing)"
+    )
+    config.addinivalue_line(
+        "markers", "inference: a conformance test of forward passes only (runs on ONNX too)"
     )
 
 
@@ -53,12 +58,15 @@ def backend(request: pytest.FixtureRequest) -> Backend:
     if not isinstance(target, Target):
         raise pytest.UsageError("the backend fixture is parametrized by nnx.testing.plugin only.")
     try:
-        return target.load()
+        loaded = target.load()
     except (BackendError, ValueError) as err:
         reason = str(err) if str(err).startswith(target.name) else f"{target.id}: {err}"
         if target.required:
             pytest.fail(f"{target.id} was asked for but cannot run. {reason}", pytrace=False)
         pytest.skip(reason)
+    if loaded.inference_only and request.node.get_closest_marker("inference") is None:
+        pytest.skip(f"{target.id} is inference-only: this test trains or runs backward passes")
+    return loaded
 
 
 def expect_pass(result: Result) -> None:

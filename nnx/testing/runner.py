@@ -66,6 +66,10 @@ def run_target(target: Target, dtypes: Sequence[str], checks: Sequence[Check]) -
         ]
     device = device_label(backend.device)
     rows = []
+    if backend.inference_only:  # one row says why the rest of the table is not there
+        why = f"{backend.name} is inference-only: forward checks only (no backward, no training)"
+        rows.append(_row(backend.name, device, "-", "skip", why))
+        checks = [c for c in checks if c.kind == "forward"]
     for dtype in dtypes:
         if dtype == "float64" and not backend.float64:
             why = f"no float64 on this device{backend.float64_hint}"

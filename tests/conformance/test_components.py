@@ -34,3 +34,12 @@ def test_fused_kernels_match_the_plain_formulas(backend: Backend, dtype: str, ch
     """A backend's fused optimizer kernels against nnx's plain formulas, same backend and dtype,
     over many steps (skipped where a backend offers none)."""
     expect_pass(check.run(backend, dtype))
+
+
+@pytest.mark.inference
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("check", check_params(kind="forward"))
+def test_forward_passes_match_numpy(backend: Backend, dtype: str, check: Check) -> None:
+    """Inference passes on batches of 1, 7 and 64 rows; on a backend that builds programs
+    (ONNX), one program with a free batch dimension, run on each batch."""
+    expect_pass(check.run(backend, dtype))

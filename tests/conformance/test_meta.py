@@ -102,7 +102,8 @@ _CASES = [
     pytest.param(
         "wrong_exp",
         _variant("numpy", "wrong_exp", xp=_Namespace(np_xp, exp=_wrong_exp)),
-        {(c, k) for c in ("Softmax", "Sigmoid", "SoftmaxCategoricalCrossentropy") for k in _BOTH},
+        {(c, k) for c in ("Softmax", "Sigmoid", "SoftmaxCategoricalCrossentropy") for k in _BOTH}
+        | {(c, "forward") for c in ("Softmax", "Sigmoid", "Model")},  # the model ends in Softmax
         id="exp",
     ),
     # Dense is made of matrix products, and so are Softmax's row sums and Dense's bias
@@ -114,7 +115,8 @@ _CASES = [
         _variant("numpy", "wrong_matmul", asarray=_skewed_asarray),
         {("Dense", k) for k in _BOTH}
         | {("Softmax", "reference")}
-        | {("SoftmaxCategoricalCrossentropy", k) for k in _BOTH},
+        | {("SoftmaxCategoricalCrossentropy", k) for k in _BOTH}
+        | {(c, "forward") for c in ("Dense", "Softmax", "Model")},
         id="matmul",
     ),
     # Immutable, so no in-place add casts the float64 back (NumPy's += would hide the leak).
@@ -160,7 +162,8 @@ _CASES = [
                 "SoftmaxCategoricalCrossentropy",
             )
             for k in _BOTH
-        },
+        }
+        | {(c, "forward") for c in ("ReLU", "Softmax", "Model")},
         id="namespace",
         marks=pytest.mark.skipif(_TORCH, reason="torch is not installed"),
     ),

@@ -11,13 +11,25 @@ import pytest
 
 import backends
 from backends import Backend, BackendError
-from nnx.testing import CHECKS, DTYPES, Check, Output, Target, main, run, run_target, targets
+from nnx.testing import (
+    CHECKS,
+    DTYPES,
+    Check,
+    Output,
+    Target,
+    format_table,
+    main,
+    run,
+    run_target,
+    targets,
+)
 
 pytestmark = pytest.mark.conformance
 
 _REFERENCE = [c for c in CHECKS if c.kind == "reference"]
 _GRADIENT = [c for c in CHECKS if c.kind == "gradient"]
 _KERNEL = [c for c in CHECKS if c.kind == "kernel"]
+_FORWARD = [c for c in CHECKS if c.kind == "forward"]
 
 
 def _unusable(device: Any = None) -> Backend:
@@ -40,7 +52,7 @@ def register(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
 
 def test_run_gives_a_row_per_check_and_dtype() -> None:
     results = run(backends=["numpy"])
-    assert len(results) == 2 * len(_REFERENCE) + len(_GRADIENT) + 2 * len(_KERNEL)
+    assert len(results) == 2 * (len(_REFERENCE) + len(_KERNEL) + len(_FORWARD)) + len(_GRADIENT)
     assert all(r.status == "pass" and r.backend == "numpy" for r in results)
     assert {r.dtype for r in results if r.check == "kernel"} == {"float32", "float64"}
     assert {r.dtype for r in results if r.check == "gradient"} == {"float64"}
@@ -103,7 +115,7 @@ def test_cli_prints_the_table_and_exits_0(capsys: pytest.CaptureFixture[str]) ->
     out = capsys.readouterr().out
     header = out.splitlines()[0].split()
     assert header[:5] == ["backend", "device", "dtype", "component", "check"]
-    passed = len(_REFERENCE) + len(_KERNEL)  # NumPy offers every fused kernel
+    passed = len(_REFERENCE) + len(_KERNEL) + len(_FORWARD)  # NumPy offers every fused kernel
     assert f"{passed} passed, 0 failed" in out and "float64" not in out
 
 
@@ -161,3 +173,14 @@ def test_without_opting_in_a_projects_backend_fixture_is_its_own(
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*test_it PASSED*"])
+
+
+def test_an_inference_only_backend_runs_the_forward_rows_and_says_why_only_those() -> None:
+    pytest.importorskip("ndonnx", reason='the onnx backend needs pip install "nnx[onnx]"')
+    results = run(backends=["onnx"])
+    (why,) = [r for r in results if r.status == "skip"]
+    assert "inference-only" in why.reason
+    rows = [r for r in results if r is not why]
+    assert {(r.component, r.check) for r in rows} == {(c.component, "forward") for c in _FORWARD}
+    assert {r.dtype for r in rows} == {"float32", "float64"}
+    assert all(r.status == "pass" for r in rows), format_table(rows)
