@@ -10,6 +10,7 @@ from backends import (
     use_backend,
 )
 from nnx import datasets, io
+from nnx._export import ExportError
 from nnx._train import NonFiniteLossError
 from nnx._xp import Array
 from nnx.accuracy import Accuracy, CategoricalAccuracy, RegressionAccuracy
@@ -41,6 +42,7 @@ __all__ = [
     "CategoricalCrossentropy",
     "Dense",
     "Dropout",
+    "ExportError",
     "Input",
     "Layer",
     "Linear",

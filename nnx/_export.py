@@ -48,9 +48,13 @@ def export(model: Any, path: str | os.PathLike[str], *, labels: bool = False) ->
     return metadata
 
 
-def program(model: Any, *, labels: bool = False) -> tuple[bytes, dict[str, Any]]:
-    """The serialized ONNX model of ``model``'s inference pass, and the metadata it holds."""
-    onnx = load("onnx")
+def program(
+    model: Any, *, labels: bool = False, backend: Backend | None = None
+) -> tuple[bytes, dict[str, Any]]:
+    """The serialized ONNX model of ``model``'s inference pass, and the metadata it holds.
+
+    ``backend``: the backend whose arrays build the graph (default: ``onnx``)."""
+    onnx = backend if backend is not None else load("onnx")
     assert onnx.symbolic is not None and onnx.build is not None  # a backend that builds graphs
     if labels and model.loss.targets not in ("classes", "binary"):
         raise ValueError(

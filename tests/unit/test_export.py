@@ -339,3 +339,10 @@ def test_the_command_line_exports_and_runs_the_file(tmp_path, capsys):
     assert "--backend and --device do not apply" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "m.nnx"), str(tmp_path / "no" / "m.onnx")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_nnx_conformance_backend_onnx_passes_with_its_export_row(capsys):
+    assert main(["conformance", "--backend", "onnx"]) == 0
+    out = capsys.readouterr().out
+    assert "exported model = NumPy" in out and "inference-only" in out
+    assert " 0 failed" in out and "training" not in out
