@@ -37,14 +37,14 @@ def _example(name: str):
         sys.path.remove(str(EXAMPLES))
 
 
-def _dropout_model() -> nnx.Model:
+def _dropout_model(width: int = 64, backend="numpy") -> nnx.Model:
     """The spiral classifier with dropout between its layers (chapter 15)."""
-    with nnx.use_backend("numpy"):
+    with nnx.use_backend(backend):
         model = nnx.Model(seed=0)
-        model.add(nnx.Dense(2, 64, seed=0))
+        model.add(nnx.Dense(2, width, seed=0))
         model.add(nnx.ReLU())
         model.add(nnx.Dropout(0.1, seed=1))
-        model.add(nnx.Dense(64, 3, seed=2))
+        model.add(nnx.Dense(width, 3, seed=2))
         model.add(nnx.Softmax())
         model.set(
             loss=nnx.CategoricalCrossentropy(),
@@ -189,24 +189,11 @@ def test_export_leaves_the_model_as_it_was(tmp_path):
 
 def test_a_model_on_another_backend_exports_its_own_parameters(tmp_path):
     X, y = spiral_data(50, 3, seed=0)
-    with nnx.use_backend("array_api_strict"):
-        model = _dropout_model_on_current()
+    model = _dropout_model(8, "array_api_strict")
     model.train(X, y, epochs=2, verbose=0)
     model.export(tmp_path / "m.onnx")
     want = backends.load("array_api_strict").to_numpy(model.predict(X))
     np.testing.assert_allclose(run_exported(tmp_path / "m.onnx", X)["output"], want, atol=1e-6)
-
-
-def _dropout_model_on_current() -> nnx.Model:
-    model = nnx.Model(seed=0)
-    model.add(nnx.Dense(2, 8, seed=0))
-    model.add(nnx.ReLU())
-    model.add(nnx.Dropout(0.2, seed=1))
-    model.add(nnx.Dense(8, 3, seed=2))
-    model.add(nnx.Softmax())
-    model.set(loss=nnx.CategoricalCrossentropy(), optimizer=nnx.SGD(learning_rate=0.5))
-    model.finalize()
-    return model
 
 
 class Scale(nnx.Layer):
@@ -292,8 +279,7 @@ def test_unfinalized_models_missing_folders_and_wrong_labels_are_refused(tmp_pat
 def test_nothing_trains_on_the_onnx_backend():
     onnx_backend = backends.load("onnx")
     assert onnx_backend.inference_only
-    with nnx.use_backend(onnx_backend):
-        model = _dropout_model_on_current()
+    model = _dropout_model(8, onnx_backend)
     X, y = spiral_data(10, 3, seed=0)
     with pytest.raises(backends.BackendError, match="inference-only.*model.export"):
         model.train(X, y, epochs=1, verbose=0)
