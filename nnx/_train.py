@@ -96,6 +96,10 @@ class TrainLoop:
         self.steps = 1 if self.batch_size is None else math.ceil(n / self.batch_size)
         first = 1 if resume is None else self._resume(resume)
         self._stepper = model._step
+        if not self.compiled:  # on a Dask cluster: coarse tasks, one reduction per step
+            from nnx._distributed import data_parallel
+
+            self._stepper = data_parallel(model, X) or model._step
         if self.compiled:
             self._stepper = model._compiled_step(self.on_nan != "ignore", self.steps)
             # Where divergence was looked for last, and the iteration count the run began at.

@@ -18,6 +18,7 @@ from nnx import _export, _state, _summary, data, io
 from nnx._compiled import CompiledStep
 from nnx._compiled import signature as compiled_signature
 from nnx._component import common_backend, resolve
+from nnx._distributed import data_parallel
 from nnx._door import formula
 from nnx._train import NonFiniteLossError, TrainLoop, batches, materialize_state
 from nnx._xp import Array, dtype_name
@@ -318,6 +319,8 @@ class Model:
         return loss, accuracy
 
     def _evaluate(self, X: Array, y: Array, batch_size: int | None) -> tuple[float, float]:
+        if (parallel := data_parallel(self, X)) is not None:  # on a Dask cluster
+            return parallel.evaluate(X, y, batch_size)
         self.loss.new_pass()
         if self.accuracy is not None:
             self.accuracy.new_pass()
@@ -335,6 +338,8 @@ class Model:
         self._require(training=False)
         data.check_batch_size(batch_size)
         X, _ = self._to_backend(X, None)
+        if (parallel := data_parallel(self, X)) is not None:  # on a Dask cluster
+            return parallel.predict(X, batch_size)
         outputs = [
             self.forward(batch_X, training=False)
             for batch_X, _ in batches(self.backend.xp, X, None, batch_size)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ pytest.importorskip("dask", reason='dask is not installed; pip install "nnx[dask
 pytest.importorskip("distributed", reason='distributed is not installed; pip install "nnx[dask]"')
 
 import dask.array as da  # noqa: E402
-from distributed import Client, LocalCluster  # noqa: E402
+from distributed import Client, LocalCluster, get_task_stream  # noqa: E402
 
 import backends  # noqa: E402
 import nnx  # noqa: E402
@@ -26,10 +27,10 @@ from nnx.datasets import spiral_data  # noqa: E402
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "distributed.py"
 
 
-def spiral_model(backend: str, dtype: str = "float64") -> nnx.Model:
+def spiral_model(backend: str, dtype: str = "float64", l2: float = 0.0) -> nnx.Model:
     with nnx.use_backend(backend):
         model = nnx.Model(seed=0)
-        model.add(nnx.Dense(2, 16, seed=1, dtype=dtype))
+        model.add(nnx.Dense(2, 16, seed=1, dtype=dtype, weight_regularizer_l2=l2))
         model.add(nnx.ReLU())
         model.add(nnx.Dense(16, 3, seed=2, dtype=dtype))
         model.add(nnx.Softmax())
@@ -159,13 +160,73 @@ def test_local_cluster_of_two_processes(data, client):
     model.backend.synchronize()
     # The scheduler forgets finished steps (were it to keep them, about 40 tasks a step).
     assert client.run_on_scheduler(_task_count) <= tasks + 20
-    assert len(model.trainable_layers[0].weights.__dask_graph__()) == 1
+    # A step's state is one future on the cluster; a layer's array is an item of it.
+    assert len(model.trainable_layers[0].weights.__dask_graph__()) <= 2
     predictions = model.backend.to_numpy(model.predict(X_dask))
     reference = spiral_model("numpy")
     numpy_history = reference.train(X, y, epochs=7, verbose=0)
     np.testing.assert_allclose(history["loss"], numpy_history["loss"][3:], rtol=1e-10)
     np.testing.assert_allclose(predictions, reference.predict(X), rtol=1e-10)
     assert time.perf_counter() - start < 60
+
+
+def test_coarse_step_on_two_processes_matches_numpy(data, client):
+    """Each chunk's gradients on its worker, one sum, the optimizer once: the parameters, the
+    optimizer's state and the figures of NumPy's full-batch steps, in a handful of tasks."""
+    X, y = data
+    X_dask = da.from_array(X, chunks=(45, 2)).persist()  # 120 rows: chunks of 45, 45, 30
+    y_dask = da.from_array(y, chunks=45).persist()
+    models = {name: spiral_model(name, l2=1e-3) for name in ("dask", "numpy")}
+    histories = {}
+    for name, (X_in, y_in) in {"dask": (X_dask, y_dask), "numpy": (X, y)}.items():
+        histories[name] = models[name].train(X_in, y_in, epochs=4, verbose=0)
+        more = models[name].train(X_in, y_in, epochs=2, batch_size=50, verbose=0)
+        histories[name] = {key: histories[name][key] + more[key] for key in more}
+    for key in ("loss", "data_loss", "reg_loss", "accuracy", "learning_rate"):
+        np.testing.assert_allclose(histories["dask"][key], histories["numpy"][key], rtol=1e-10)
+    for name, values in state(models["numpy"]).items():
+        np.testing.assert_allclose(state(models["dask"])[name], values, rtol=1e-9, err_msg=name)
+    np.testing.assert_allclose(
+        models["dask"].evaluate(X_dask, y_dask, verbose=0),
+        models["numpy"].evaluate(X, y, verbose=0),
+        rtol=1e-10,
+    )
+    predictions = models["dask"].predict(X_dask)
+    assert isinstance(predictions, da.Array) and predictions.chunks[0] == (45, 45, 30)
+    np.testing.assert_allclose(predictions.compute(), models["numpy"].predict(X), rtol=1e-10)
+    with get_task_stream(client) as stream:
+        models["dask"].train(X_dask, y_dask, epochs=3, verbose=0, on_nan="ignore")
+        models["dask"].backend.to_numpy(models["dask"].layers[0].weights)
+    # Per step (keys nnx-<kind>-<run>-<step>-<n>): 3 chunks' gradients, the update, 3 items
+    # of it (the parameters, the optimizer's state, the figures).
+    keys = [str(record["key"]).split("-") for record in stream.data]
+    steps = Counter(key[3] for key in keys if key[0] == "nnx" and key[1] != "weights")
+    assert list(steps.values()) == [7, 7, 7]
+
+
+def test_coarse_step_stops_before_a_diverging_update(data, client):
+    X, y = data
+    X_dask, y_dask = da.from_array(X, chunks=(60, 2)).persist(), da.from_array(y, chunks=60)
+    model = spiral_model("dask")
+    model.train(X_dask, y_dask, epochs=2, verbose=0)
+    before = state(model)
+    model.layers[0].weights = model.backend.asarray(np.full((2, 16), np.nan))
+    with pytest.raises(nnx.NonFiniteLossError, match="epoch 1, step 0"):
+        model.train(X_dask, y_dask, epochs=2, verbose=0)
+    after = state(model)
+    assert np.isnan(after["0.weights"]).all()
+    for name in before:
+        if name != "0.weights":
+            np.testing.assert_array_equal(after[name], before[name], err_msg=name)
+    assert model.optimizer.iterations == 2
+
+
+def test_workers_with_another_nnx_are_refused(data, client, monkeypatch):
+    X, y = data
+    monkeypatch.setattr(nnx, "__version__", "0.0.0+other")
+    model = spiral_model("dask")
+    with pytest.raises(backends.BackendError, match=r"2 of 2 workers .* nnx==0.0.0\+other"):
+        model.train(da.from_array(X, chunks=60), da.from_array(y, chunks=60), verbose=0)
 
 
 def test_nnx_dask_scheduler_connects_to_the_cluster(client):
