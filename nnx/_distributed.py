@@ -33,6 +33,9 @@ from nnx._train import NonFiniteLossError, batches
 __all__ = ["DataParallel", "data_parallel"]
 
 _FAN_IN = 8  # chunk results summed per task of the tree
+# Steps sent before the host waits for the oldest: with two, the scheduler holds the next
+# step while one runs, so no message from the client lies between two steps.
+_IN_FLIGHT = 2
 _N_FIGURES = 9  # what _figures returns
 
 
@@ -84,7 +87,7 @@ class DataParallel:
         self.replica = client.scatter(copy, broadcast=True, hash=False)
         self.state: list[Any] = []  # futures: the parameters, the optimizer's state
         self.held: list[Any] = []  # the arrays the layers got from them
-        self.last: Any = None
+        self.sent: list[Any] = []  # a future of each step in flight, oldest first
         self.figures: Any = None
         self.run, self.count = uuid.uuid4().hex[:12], 0
 
@@ -114,15 +117,16 @@ class DataParallel:
             optimizer.current_learning_rate, guard, *self._tree(parts, worker.add_gradients),
         )  # fmt: skip
         outputs = [self._record(operator.getitem, "state", new, i) for i in range(3)]
-        if self.last is not None:  # at most two steps in flight: the host waits here
-            wait(self.last)
+        if len(self.sent) >= _IN_FLIGHT:  # the host runs ahead this far, then waits
+            wait(self.sent.pop(0))
         new_params, new_extra, figures = self.client.compute(outputs, optimize_graph=False)
         if guard:
             host = figures.result()
             if not math.isfinite(host[0] + host[1]):  # the update was skipped: state unchanged
                 raise NonFiniteLossError(float(host[0] + host[1]))
         optimizer.post_update_params()
-        self.figures, self.last = figures, new_extra
+        self.figures = figures
+        self.sent.append(new_extra)
         self._adopt(new_params, new_extra)
         values = host.tolist() if guard else self._scalars(figures, 5)
         model.loss.accumulated_sum, accuracy_sum = values[3], values[4]
@@ -157,7 +161,12 @@ class DataParallel:
         if len(now) == len(self.held) and all(a is b for a, b in zip(now, self.held)):  # noqa: B905
             return self.state[0], self.state[1]
         n = len(self.params)
-        packed = [delayed(list, pure=True)(arrays) for arrays in (now[:n], now[n:])]
+        # Named by this run: a key made from the arrays' names could be one that the
+        # scheduler is still releasing (the same model built again has the same names).
+        packed = [
+            delayed(list)(arrays, dask_key_name=self._key("pack", i))
+            for i, arrays in enumerate((now[:n], now[n:]))
+        ]
         self.state = self.client.compute(packed, optimize_graph=False)
         self.held = now
         return self.state[0], self.state[1]
