@@ -1,24 +1,38 @@
-"""Step time of nnx on a Dask LocalCluster of 2 worker processes against the numpy backend.
+"""Step time of nnx's coarse data-parallel step on Dask against NumPy, and what a step costs.
 
-    python benchmarks/dask_step.py [--batches 1024,8192] [--steps 5] [--repeats 3]
+    python benchmarks/dask_step.py [--batches 1024,8192,32768] [--steps 3] [--repeats 3]
 
-Workload L (784-512-512-10, Adam, float32) at each batch size, timed through ``Model.train``
-with one batch per epoch, so epochs = steps; on dask the batch is split into one chunk per
-worker and kept on the workers. Two floors show what every dask step pays whatever its size:
-a trivial persisted step (``x + 1`` on 3 numbers through ``backend.materialize``) and an nnx
-step whose arithmetic is negligible (the spiral model, 2-64-3 on 300 samples). A straight line
-through the L times per batch size gives the batch from which the cluster beats numpy.
+Workload L (784-512-512-10, Adam, float32) at each batch size, trained through ``Model.train``
+with one batch per epoch, so epochs = steps. NumPy runs in this process with one BLAS thread
+and with two; Dask on two clusters of ``--workers`` single-thread worker processes: a
+``LocalCluster``, then one started as users start one (``dask scheduler`` and ``dask worker``
+processes on 127.0.0.1). The data is split into one chunk per worker and kept there.
+
+A step's time is the difference of two ``train`` calls (``2 * steps`` and ``steps`` epochs)
+over ``steps``, so the per-call cost (the checks of the labels, the first transfer of the
+parameters) is left out. Per batch size it reports the tasks of a step and the bytes the
+workers fetched from each other (from the scheduler's task stream and the workers' transfer
+logs), the time of a chunk's forward and backward pass and of the update task; and per
+cluster the fixed cost of a step: the step of a model whose arithmetic is negligible (the
+spiral model, 2-64-3 on 300 samples), with ``on_nan="ignore"`` and with the NaN check.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import socket
 import statistics
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 import backends
 import nnx
@@ -44,26 +58,27 @@ def build(backend: str, sizes: tuple[int, ...]) -> nnx.Model:
     return model
 
 
-def per_step(run: Any, sync: Any, steps: int, repeats: int) -> float:
-    """Median seconds per step of ``run(steps)`` after one warm-up call."""
-    run(2)
-    sync()
-    times = []
-    for _ in range(repeats):
+def settle(model: nnx.Model) -> None:
+    """Wait for the last step: on dask, for the futures behind the model's parameters."""
+    if model.backend.name == "dask":
+        from distributed import futures_of, wait
+
+        wait(futures_of([layer.weights for layer in model.trainable_layers]))
+
+
+def step_time(model: nnx.Model, X: Any, y: Any, args: Any, **options: Any) -> float:
+    """Median seconds per step: (time of 2 * steps epochs - time of steps epochs) / steps."""
+
+    def clock(epochs: int) -> float:
         start = time.perf_counter()
-        run(steps)
-        sync()
-        times.append((time.perf_counter() - start) / steps)
-    return statistics.median(times)
+        model.train(X, y, epochs=epochs, verbose=0, **options)
+        settle(model)
+        return time.perf_counter() - start
 
-
-def train_time(backend: str, sizes: tuple[int, ...], X: Any, y: Any, args: Any, **kw: Any) -> float:
-    model = build(backend, sizes)
-
-    def run(steps: int) -> None:
-        model.train(X, y, epochs=steps, verbose=0, **kw)
-
-    return per_step(run, model.backend.synchronize, args.steps, args.repeats)
+    clock(2)  # warm-up: the workers build their copy of the model, BLAS warms up
+    return statistics.median(
+        (clock(2 * args.steps) - clock(args.steps)) / args.steps for _ in range(args.repeats)
+    )
 
 
 def on_workers(client: Any, X: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
@@ -79,84 +94,169 @@ def on_workers(client: Any, X: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
     return scattered(X), scattered(y)
 
 
-def floors(client: Any, args: Any) -> tuple[float, float, float]:
-    """Seconds of a trivial persisted step, of a scalar read, and of a spiral nnx step."""
-    dask = backends.load("dask")
-    state = [dask.asarray(np.zeros(3))]
+def profile(client: Any, model: nnx.Model, X: Any, y: Any, steps: int) -> dict[str, float]:
+    """Tasks and bytes fetched between workers per step, and the median compute time of a
+    chunk's pass and of the update, over ``steps`` steps."""
+    from distributed import get_task_stream
 
-    def trivial(steps: int) -> None:
-        for _ in range(steps):
-            state[:] = dask.materialize([state[0] + 1])
+    client.run(_clear_transfer_log)
+    with get_task_stream(client) as stream:
+        model.train(X, y, epochs=steps, verbose=0, on_nan="ignore")
+        settle(model)
+    fetched = sum(client.run(_transfer_bytes).values())
+    keys = [str(record["key"]).split("-") for record in stream.data]
+    ours = [key for key in keys if key[0] == "nnx" and key[1] in ("gradients", "update", "state")]
 
-    def read(steps: int) -> None:
-        for _ in range(steps):
-            float(state[0][0])
+    def compute_ms(kind: str) -> float:
+        return 1e3 * statistics.median(
+            stop["stop"] - stop["start"]
+            for record in stream.data
+            if str(record["key"]).startswith(f"nnx-{kind}-")
+            for stop in record["startstops"]
+            if stop["action"] == "compute"
+        )
 
-    trivial_s = per_step(trivial, dask.synchronize, 20 * args.steps, args.repeats)
-    read_s = per_step(read, dask.synchronize, 20 * args.steps, args.repeats)
+    return {
+        "tasks": len(ours) / steps,
+        "MB": fetched / steps / 1e6,
+        "chunk_ms": compute_ms("gradients"),
+        "update_ms": compute_ms("update"),
+    }
+
+
+def _clear_transfer_log(dask_worker: Any) -> None:
+    dask_worker.transfer_incoming_log.clear()
+
+
+def _transfer_bytes(dask_worker: Any) -> int:
+    return sum(entry["total"] for entry in dask_worker.transfer_incoming_log)
+
+
+def fixed_cost(client: Any, args: Any) -> tuple[float, float]:
+    """Seconds of a spiral step on the cluster, with on_nan='ignore' and with the NaN check."""
     X, y = on_workers(client, *spiral_data(100, 3, seed=0))
-    spiral_s = train_time("dask", S_SIZES, X, y, args, on_nan="ignore")
-    return trivial_s, read_s, spiral_s
+    model = build("dask", S_SIZES)
+    quick = argparse.Namespace(steps=10 * args.steps, repeats=args.repeats)
+    return step_time(model, X, y, quick, on_nan="ignore"), step_time(model, X, y, quick)
 
 
-def crossover(batches: list[int], dask_s: list[float], numpy_s: list[float]) -> str:
-    """Where the straight lines through the step times per batch size cross."""
-    if len(batches) < 2:
-        return "give two or more --batches for the crossover"
-    (dask_slope, dask_zero), (numpy_slope, numpy_zero) = (
-        np.polyfit(batches, times, 1) for times in (dask_s, numpy_s)
+@contextmanager
+def local_cluster(workers: int) -> Iterator[Any]:
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
     )
-    if dask_slope >= numpy_slope:
-        return "never on this cluster: per sample its workers are no faster than numpy here"
-    return f"from a batch of about {(dask_zero - numpy_zero) / (numpy_slope - dask_slope):,.0f}"
+    with cluster, Client(cluster) as client:
+        yield client
+
+
+@contextmanager
+def command_line_cluster(workers: int) -> Iterator[Any]:
+    """``dask scheduler`` and ``dask worker --nworkers N --nthreads 1`` on 127.0.0.1."""
+    from distributed import Client
+
+    dask = shutil.which("dask", path=os.path.dirname(sys.executable)) or "dask"
+    with socket.socket() as probe:  # a free port for the scheduler
+        probe.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    port = address.rsplit(":", 1)[1]
+    processes = [
+        subprocess.Popen(
+            [dask, "scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard"], **quiet
+        )
+    ]
+    try:
+        worker = [dask, "worker", address, "--nworkers", str(workers), "--nthreads", "1"]
+        processes.append(subprocess.Popen([*worker, "--no-dashboard"], **quiet))
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(workers, timeout=60)
+            yield client
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def numpy_times(batches: list[int], args: Any) -> dict[int, tuple[float, float]]:
+    """Step seconds of the numpy backend with one and with two BLAS threads, per batch."""
+    times = {}
+    for batch in batches:
+        X, y = data(batch)
+        model = build("numpy", L_SIZES)
+        pair = []
+        for threads in (1, 2):
+            with threadpool_limits(threads):
+                pair.append(step_time(model, X, y, args))
+        times[batch] = (pair[0], pair[1])
+    return times
+
+
+def data(batch: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((batch, L_SIZES[0]), dtype=np.float32)
+    return X, rng.integers(0, L_SIZES[-1], size=batch)
+
+
+def on_cluster(client: Any, batches: list[int], args: Any) -> dict[str, Any]:
+    """Fixed cost, and per batch the step time (on_nan='ignore') with its profile."""
+    result: dict[str, Any] = {"fixed": fixed_cost(client, args)}
+    for batch in batches:
+        X, y = on_workers(client, *data(batch))
+        model = build("dask", L_SIZES)
+        seconds = step_time(model, X, y, args, on_nan="ignore")
+        result[batch] = (seconds, profile(client, model, X, y, args.steps))
+    return result
+
+
+def report(name: str, result: dict[str, Any], numpy: dict[int, Any], args: Any) -> None:
+    ignore, checked = result["fixed"]
+    print(f"\n{name}: fixed cost of a step (spiral model) {1e3 * ignore:.1f} ms, "
+          f"{1e3 * checked:.1f} ms with the NaN check")  # fmt: skip
+    print(
+        f"{'L batch':>8} {'numpy 1t ms':>11} {'numpy 2t ms':>11} {'dask ms':>8} "
+        f"{'dask/np1':>8} {'tasks':>6} {'MB moved':>8} {'chunk ms':>8} {'update ms':>9}"
+    )
+    for batch, (one, two) in numpy.items():
+        seconds, p = result[batch]
+        print(
+            f"{batch:>8} {1e3 * one:>11.1f} {1e3 * two:>11.1f} {1e3 * seconds:>8.1f} "
+            f"{seconds / one:>8.2f} {p['tasks']:>6.1f} {p['MB']:>8.1f} {p['chunk_ms']:>8.1f} "
+            f"{p['update_ms']:>9.1f}"
+        )
+    targets = {8192: 0.80, 32768: 0.65}
+    checks = [f"dask/np1 <= {targets[b]} at {b}: {result[b][0] / numpy[b][0] <= targets[b]}"
+              for b in numpy if b in targets]  # fmt: skip
+    tasks = max(result[b][1]["tasks"] for b in numpy)
+    checks.append(f"fixed cost <= 15 ms: {ignore <= 0.015}")
+    checks.append(f"tasks <= 4 x {args.workers} + 10: {tasks <= 4 * args.workers + 10}")
+    print("targets: " + "; ".join(checks))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument("--batches", default="1024,8192", help="batch sizes (default 1024,8192)")
-    parser.add_argument("--steps", type=int, default=5, help="steps per timing (default 5)")
+    parser.add_argument("--batches", default="1024,8192,32768", help="batch sizes")
+    parser.add_argument("--steps", type=int, default=3, help="steps per timing (default 3)")
     parser.add_argument("--repeats", type=int, default=3, help="timings per figure (default 3)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     args = parser.parse_args()
     batches = [int(text) for text in args.batches.split(",")]
     try:
-        from distributed import Client, LocalCluster
+        import distributed  # noqa: F401
     except ImportError as err:
         raise SystemExit(f'dask_step.py: needs dask ({err}); pip install "nnx[dask]".') from None
-    cluster = LocalCluster(
-        n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
-    )
-    with cluster, Client(cluster) as client:
-        print(
-            f"{len(os.sched_getaffinity(0))} cores; LocalCluster of {args.workers} processes x 1 "
-            f"thread; numpy in this process; dask {backends.load('dask').version}"
-        )
-        trivial_s, read_s, spiral_s = floors(client, args)
-        print(f"trivial persisted step   {1e3 * trivial_s:8.1f} ms")
-        print(f"scalar read (float)      {1e3 * read_s:8.1f} ms")
-        print(f"nnx spiral step (floor)  {1e3 * spiral_s:8.1f} ms")
-        rows = []
-        for batch in batches:
-            rng = np.random.default_rng(0)
-            X = rng.standard_normal((batch, L_SIZES[0]), dtype=np.float32)
-            y = rng.integers(0, L_SIZES[-1], size=batch)
-            numpy_s = train_time("numpy", L_SIZES, X, y, args)
-            X_dask, y_dask = on_workers(client, X, y)
-            guarded = train_time("dask", L_SIZES, X_dask, y_dask, args)
-            unguarded = train_time("dask", L_SIZES, X_dask, y_dask, args, on_nan="ignore")
-            rows.append((batch, numpy_s, guarded, unguarded))
     print(
-        f"\n{'L batch':>8} {'numpy ms':>9} {'dask ms':>9} {'dask/numpy':>10} "
-        f"{'on_nan=ignore ms':>17} {'ratio':>6} {'floor/numpy':>11}"
+        f"{time.strftime('%Y-%m-%d %H:%M')}; {len(os.sched_getaffinity(0))} cores; "
+        f"{args.workers} worker processes x 1 thread; numpy in this process; "
+        f"dask {backends.load('dask').version}"
     )
-    for batch, numpy_s, guarded, unguarded in rows:
-        print(
-            f"{batch:>8} {1e3 * numpy_s:>9.1f} {1e3 * guarded:>9.1f} {guarded / numpy_s:>10.2f} "
-            f"{1e3 * unguarded:>17.1f} {unguarded / numpy_s:>6.2f} {spiral_s / numpy_s:>11.2f}"
-        )
-    batch_list = [row[0] for row in rows]
-    line = crossover(batch_list, [row[3] for row in rows], [row[1] for row in rows])
-    print(f"dask pays (on_nan='ignore'): {line}")
+    numpy = numpy_times(batches, args)
+    for name, cluster in (("LocalCluster", local_cluster),
+                          ("dask scheduler + dask worker", command_line_cluster)):  # fmt: skip
+        with cluster(args.workers) as client:
+            result = on_cluster(client, batches, args)
+        report(name, result, numpy, args)
 
 
 if __name__ == "__main__":
