@@ -89,11 +89,13 @@ class _Runner:
         # To the workers once, not inside every step's graph; scattered data also lets the
         # scheduler forget each step's tasks, which it keeps while they could be recomputed.
         # Persisted, the array is its futures alone: graph optimization cannot give its keys
-        # other tasks from one submission to the next (dask/dask#9888).
+        # other tasks from one submission to the next (dask/dask#9888). Keys of their own
+        # (hash=False): equal data scattered again while the scheduler releases its earlier
+        # copy (a model built again with the same seed) would lose that key under it.
         blocks = [host[start : start + rows] for start in range(0, max(n, 1), rows)]
         parts = [
             da.from_delayed(future, block.shape, dtype=host.dtype)
-            for future, block in zip(client.scatter(blocks), blocks, strict=True)
+            for future, block in zip(client.scatter(blocks, hash=False), blocks, strict=True)
         ]
         return client.persist(da.concatenate(parts))
 

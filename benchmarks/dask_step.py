@@ -87,7 +87,7 @@ def on_workers(client: Any, X: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
 
     def scattered(host: np.ndarray) -> Any:
         blocks = np.array_split(host, len(client.nthreads()))
-        pairs = zip(client.scatter(blocks), blocks, strict=True)
+        pairs = zip(client.scatter(blocks, hash=False), blocks, strict=True)
         parts = [da.from_delayed(f, b.shape, dtype=b.dtype) for f, b in pairs]
         return client.persist(da.concatenate(parts))  # its futures only: stable keys
 
