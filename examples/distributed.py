@@ -2,8 +2,10 @@
 
 Starts a LocalCluster of 2 worker processes (1 thread each) and a Client, splits the 300
 samples into one chunk per worker, trains the same seeded model on the dask backend and on
-numpy, and prints both results, which agree to float tolerance. With NNX_DASK_SCHEDULER set
-(e.g. tcp://scheduler:8786) it trains on that cluster instead of starting one.
+numpy, and prints both results, which agree to float tolerance. On the cluster each step is a
+few coarse tasks: every worker runs nnx's forward and backward pass on its chunk, one task sums
+the gradients and runs Adam (so the workers need nnx installed, as here). With
+NNX_DASK_SCHEDULER set (e.g. tcp://scheduler:8786) it trains on that cluster instead.
 """
 
 from __future__ import annotations
@@ -66,8 +68,8 @@ def on_cluster(client, X, y, epochs: int) -> tuple[float, float, float]:
     X_dask = da.from_array(X.astype(DTYPE), chunks=(rows, X.shape[1])).persist()
     y_dask = da.from_array(y, chunks=rows).persist()
     print(f"dask: {workers} workers at {client.scheduler.address}, chunks {X_dask.chunks[0]}")
-    # The NaN check of every step reads the loss back before the step's update is sent, which
-    # on dask costs a round trip and a second pass forward; the final loss is checked below.
+    # The NaN check of every step waits for the step's loss to reach the client (a round trip
+    # to the cluster each step); here the final loss is checked below instead.
     return train(build("dask"), X_dask, y_dask, epochs, on_nan="ignore")
 
 
