@@ -28,6 +28,7 @@ from typing import Any
 import nnx
 from nnx import _replica as worker
 from nnx import _state
+from nnx._compiled import signature
 from nnx._train import NonFiniteLossError, batches
 
 __all__ = ["DataParallel", "data_parallel"]
@@ -57,7 +58,9 @@ def data_parallel(model: Any, X: Any) -> DataParallel | None:
     except ValueError:  # no Client: dask's local threads, where coarse tasks gain nothing
         return None
     runner = model._compiled.get("data_parallel")
-    if runner is None or runner.client is not client:
+    # The workers' copy holds the parts' Python numbers (Adam's betas, ...): a change of any
+    # makes a new copy, as it makes a new compiled step.
+    if runner is None or runner.client is not client or runner.signature != signature(model, 0):
         runner = model._compiled["data_parallel"] = DataParallel(model, client)
     return runner
 
@@ -73,6 +76,7 @@ class DataParallel:
     def __init__(self, model: Any, client: Any) -> None:
         _check_workers(client)
         self.model, self.client = model, client
+        self.signature = signature(model, 0)
         for layer in model.trainable_layers:  # zeros, as the first update would make them
             for name in layer.parameters:
                 for kind in model.optimizer.state_kinds if model.optimizer else ():

@@ -180,6 +180,7 @@ def test_coarse_step_on_two_processes_matches_numpy(data, client):
     histories = {}
     for name, (X_in, y_in) in {"dask": (X_dask, y_dask), "numpy": (X, y)}.items():
         histories[name] = models[name].train(X_in, y_in, epochs=4, verbose=0)
+        models[name].optimizer.beta_2 = 0.99  # the workers' copy of the model follows
         more = models[name].train(X_in, y_in, epochs=2, batch_size=50, verbose=0)
         histories[name] = {key: histories[name][key] + more[key] for key in more}
     for key in ("loss", "data_loss", "reg_loss", "accuracy", "learning_rate"):
