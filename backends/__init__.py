@@ -18,15 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from backends._backend import Backend, BackendError
+from backends._backend import DISTRIBUTION, Backend, BackendError, install_hint
 
 __all__ = [
     "Backend",
     "BackendError",
     "BackendStatus",
+    "DISTRIBUTION",
     "available",
     "device_name",
     "get_backend",
+    "install_hint",
     "load",
     "register",
     "registered",

@@ -14,6 +14,17 @@ class BackendError(RuntimeError):
     """A backend's library or device is missing, or it cannot run here."""
 
 
+# The name pip knows this project by ("nnx" on the package index is somebody else's). It is not
+# published yet, so hints give the form that works from a clone.
+DISTRIBUTION = "nnx-book"
+
+
+def install_hint(extra: str | None = None) -> str:
+    """How to install the project, with ``extra`` (e.g. "torch"), as a hint in a message."""
+    target = f".[{extra}]" if extra else "."
+    return f'pip install -e "{target}" in a clone of nnx (the {DISTRIBUTION} distribution)'
+
+
 def _no_sync() -> None:
     return None
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from backends._backend import Backend, BackendError
+from backends._backend import Backend, BackendError, install_hint
 from backends.cupy_kernels import cupy_kernels
 
 
@@ -16,7 +16,7 @@ def make(device: Any = None) -> Backend:
         import cupy
     except ImportError as err:
         raise BackendError(
-            f'cupy is not installed ({err}); pip install "nnx[cupy]" on a machine with CUDA.'
+            f"cupy is not installed ({err}); {install_hint('cupy')} on a machine with CUDA."
         ) from err
     index = int(str(device).removeprefix("cuda:")) if device not in (None, "") else 0
     try:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from backends._backend import Backend, BackendError
+from backends._backend import Backend, BackendError, install_hint
 
 _SPLIT_ROWS = 4096
 _REBASE_EVERY = 50  # steps between cuts of the scheduler's record of the state's ancestry
@@ -24,7 +24,7 @@ def make(device: Any = None) -> Backend:
         import dask
         import distributed
     except ImportError as err:
-        raise BackendError(f'dask is not installed ({err}); pip install "nnx[dask]".') from err
+        raise BackendError(f"dask is not installed ({err}); {install_hint('dask')}.") from err
     if device not in (None, "cpu"):
         raise BackendError(f"dask arrays live on the CPU, got device={device!r}; unset NNX_DEVICE.")
     rows = os.environ.get("NNX_DASK_CHUNKS", "")

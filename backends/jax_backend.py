@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from backends._backend import Backend, BackendError
+from backends._backend import Backend, BackendError, install_hint
 
 _PLATFORMS = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu", "tpu": "tpu"}
 
@@ -24,7 +24,7 @@ def make(device: Any = None) -> Backend:
         import jax
         import jax.numpy as xp
     except ImportError as err:
-        raise BackendError(f'jax is not installed ({err}); pip install "nnx[jax]".') from err
+        raise BackendError(f"jax is not installed ({err}); {install_hint('jax')}.") from err
     dev = _device(jax, device)
     x64 = bool(jax.config.read("jax_enable_x64"))
     default = dev == jax.devices()[0]  # where jax puts arrays that name no device

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from backends._backend import Backend, BackendError
+from backends._backend import Backend, BackendError, install_hint
 
 _DTYPES = ("float32", "float64", "int32", "int64", "bool")
 
@@ -24,7 +24,7 @@ def make(device: Any = None) -> Backend:
     try:
         import ndonnx as ndx
     except ImportError as err:
-        raise BackendError(f'ndonnx is not installed ({err}); pip install "nnx[onnx]".') from err
+        raise BackendError(f"ndonnx is not installed ({err}); {install_hint('onnx')}.") from err
     if device not in (None, "cpu"):
         raise BackendError(
             f"onnx builds graphs, it has no devices to choose from; got device={device!r}. "
@@ -82,7 +82,7 @@ def execute(
         import onnxruntime
     except ImportError as err:
         raise BackendError(
-            f'onnxruntime is not installed ({err}); pip install "nnx[onnx]".'
+            f"onnxruntime is not installed ({err}); {install_hint('onnx')}."
         ) from err
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only: its warnings are about the host, not the file

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from backends._backend import Backend, BackendError
+from backends._backend import Backend, BackendError, install_hint
 from backends.torch_kernels import torch_kernels
 
 
@@ -15,7 +15,7 @@ def make(device: Any = None) -> Backend:
         import array_api_compat.torch as xp
         import torch
     except ImportError as err:
-        raise BackendError('torch is not installed; pip install "nnx[torch]".') from err
+        raise BackendError(f"torch is not installed; {install_hint('torch')}.") from err
     try:
         dev = torch.device(device or "cpu")
     except RuntimeError as err:

@@ -32,10 +32,10 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 import backends
 import nnx
+from backends import install_hint
 from nnx.datasets import spiral_data
 
 L_SIZES = (784, 512, 512, 10)
@@ -181,13 +181,15 @@ def command_line_cluster(workers: int) -> Iterator[Any]:
 
 def numpy_times(batches: list[int], args: Any) -> dict[int, tuple[float, float]]:
     """Step seconds of the numpy backend with one and with two BLAS threads, per batch."""
+    import threadpoolctl
+
     times = {}
     for batch in batches:
         X, y = data(batch)
         model = build("numpy", L_SIZES)
         pair = []
         for threads in (1, 2):
-            with threadpool_limits(threads):
+            with threadpoolctl.threadpool_limits(threads):
                 pair.append(step_time(model, X, y, args))
         times[batch] = (pair[0], pair[1])
     return times
@@ -244,8 +246,10 @@ def main() -> None:
     batches = [int(text) for text in args.batches.split(",")]
     try:
         import distributed  # noqa: F401
+        import threadpoolctl  # noqa: F401  (the NumPy columns' one and two BLAS threads)
     except ImportError as err:
-        raise SystemExit(f'dask_step.py: needs dask ({err}); pip install "nnx[dask]".') from None
+        hint = install_hint("bench,dask")
+        raise SystemExit(f"dask_step.py: needs {err.name} ({hint}).") from None
     print(
         f"{time.strftime('%Y-%m-%d %H:%M')}; {len(os.sched_getaffinity(0))} cores; "
         f"{args.workers} worker processes x 1 thread; numpy in this process; "

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 import backends
+from backends import install_hint
 
 
 def parser(doc: str, epochs: int) -> argparse.ArgumentParser:
@@ -68,7 +69,7 @@ def _pyplot(path: Path) -> Any:
     try:
         import matplotlib
     except ImportError:
-        fail("--plot needs matplotlib: pip install matplotlib (or pip install 'nnx[plot]').")
+        fail(f"--plot needs matplotlib: pip install matplotlib (or {install_hint('plot')}).")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

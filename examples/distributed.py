@@ -20,6 +20,7 @@ from typing import NoReturn
 
 import backends
 import nnx
+from backends import install_hint
 from nnx.datasets import spiral_data
 
 # float64: splitting the batch changes the order of the sums in each gradient, and Adam carries
@@ -77,7 +78,7 @@ def run(args) -> None:
     try:
         from distributed import Client, LocalCluster
     except ImportError as err:
-        fail(f'this example needs dask ({err}); pip install "nnx[dask]".')
+        fail(f"this example needs dask ({err}); {install_hint('dask')}.")
     X, y = spiral_data(100, 3, seed=0)
     if os.environ.get("NNX_DASK_SCHEDULER"):
         try:

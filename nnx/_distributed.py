@@ -26,6 +26,7 @@ import uuid
 from typing import Any
 
 import nnx
+from backends import install_hint
 from nnx import _replica as worker
 from nnx import _state
 from nnx._compiled import signature
@@ -272,5 +273,6 @@ def _check_workers(client: Any) -> None:
         raise nnx.BackendError(
             f"Model.train on dask: {len(wrong)} of {len(found)} workers cannot run nnx's "
             f"step; worker {address} {got}, expected nnx=={nnx.__version__} as here. Install "
-            f"the same nnx on every worker (pip install nnx=={nnx.__version__}) and restart them."
+            f"the same nnx on every worker ({install_hint('dask')}, at the commit the client "
+            "runs) and restart them."
         )

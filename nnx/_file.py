@@ -186,6 +186,7 @@ def read(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if type(version) is not int or not 1 <= version <= FORMAT_VERSION:
         raise ModelFileError(
             f"{path}: written in nnx file format version {version!r}, but this nnx reads "
-            f"versions 1 to {FORMAT_VERSION}. Upgrade nnx (pip install -U nnx) to read it."
+            f"versions 1 to {FORMAT_VERSION}. Upgrade nnx (in its clone: git pull, then "
+            "pip install -e .) to read it."
         )
     return spec, tensors

@@ -17,6 +17,7 @@ from nnfs.datasets import sine_data as _nnfs_sine
 from nnfs.datasets import spiral_data as _nnfs_spiral
 from nnfs.datasets import vertical_data as _nnfs_vertical
 
+from backends import install_hint
 from nnx._xp import Array
 
 __all__ = [
@@ -152,7 +153,7 @@ def load_digits() -> tuple[Array, Array]:
     except ImportError as err:
         raise ImportError(
             "load_digits needs scikit-learn, which ships the digits data set: "
-            "pip install scikit-learn (or pip install 'nnx[examples]')."
+            f"pip install scikit-learn (or {install_hint('examples')})."
         ) from err
     digits = _sklearn_digits()
     return _scale(digits.data, 16.0), digits.target.astype(np.int64)

@@ -459,6 +459,6 @@ class Model:
         graph only, not the optimizer; its metadata key ``"nnx"`` holds JSON with the input,
         outputs, opset, nnx's version and the layers. Written atomically, after the whole graph
         was built: a model that cannot be exported leaves no file. Returns that metadata.
-        Needs ``pip install "nnx[onnx]"``.
+        Needs the onnx extra (``pip install -e ".[onnx]"`` in a clone).
         """
         return _export.export(self, path, labels=labels)

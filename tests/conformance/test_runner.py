@@ -176,7 +176,7 @@ def test_without_opting_in_a_projects_backend_fixture_is_its_own(
 
 
 def test_an_inference_only_backend_runs_the_forward_rows_and_says_why_only_those() -> None:
-    pytest.importorskip("ndonnx", reason='the onnx backend needs pip install "nnx[onnx]"')
+    pytest.importorskip("ndonnx", reason='the onnx backend needs pip install -e ".[onnx]"')
     results = run(backends=["onnx"])
     (why,) = [r for r in results if r.status == "skip"]
     assert "inference-only" in why.reason

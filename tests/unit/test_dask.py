@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("dask", reason='dask is not installed; pip install "nnx[dask]"')
-pytest.importorskip("distributed", reason='distributed is not installed; pip install "nnx[dask]"')
+pytest.importorskip("dask", reason='dask is not installed; pip install -e ".[dask]"')
+pytest.importorskip("distributed", reason='distributed is not installed; pip install -e ".[dask]"')
 
 import dask.array as da  # noqa: E402
 from distributed import Client, LocalCluster, get_task_stream  # noqa: E402
@@ -77,7 +77,7 @@ def test_chunks_follow_nnx_dask_chunks(monkeypatch):
 
 def test_missing_dask_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "dask", None)
-    with pytest.raises(backends.BackendError, match=r'pip install "nnx\[dask\]"'):
+    with pytest.raises(backends.BackendError, match=r'pip install -e "\.\[dask\]"'):
         dask_backend.make()
 
 
@@ -272,4 +272,4 @@ def test_example_without_dask_says_so_in_one_line(tmp_path):
     )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip().count("\n") == 0 and "nnx[dask]" in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and ".[dask]" in result.stderr

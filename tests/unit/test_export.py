@@ -19,8 +19,8 @@ from nnx._export import ExportError, run_exported
 from nnx.cli import main
 from nnx.datasets import sine_data, spiral_data
 
-pytest.importorskip("ndonnx", reason='export needs the onnx extra: pip install "nnx[onnx]"')
-pytest.importorskip("onnxruntime", reason='export needs the onnx extra: pip install "nnx[onnx]"')
+pytest.importorskip("ndonnx", reason='export needs the onnx extra: pip install -e ".[onnx]"')
+pytest.importorskip("onnxruntime", reason='export needs the onnx extra: pip install -e ".[onnx]"')
 import onnx  # noqa: E402  (after the skips: the extra may be missing)
 import onnx.numpy_helper  # noqa: E402
 

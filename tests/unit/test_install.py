@@ -17,7 +17,7 @@ tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard libr
 ROOT = Path(__file__).resolve().parents[2]
 # What may be named outside the extras: pip itself, and the CPU torch this machine carries
 # (any other torch spec pulls a multi-GB CUDA build), which goes in before the extras.
-ALLOWED = {"pip", "$(TORCH)"}
+ALLOWED = {"pip"}
 
 
 def _extras() -> dict[str, list[str]]:
@@ -32,7 +32,8 @@ def _make_variables() -> dict[str, str]:
 
 def _pip_installs(text: str) -> list[list[str]]:
     """The arguments of every `pip install` in a script or Makefile, line continuations joined."""
-    text = text.replace("\\\n", " ")
+    # Make's $(NAME) as @NAME@, so that the parentheses of $(if ...) end an argument list.
+    text = re.sub(r"\$\((\w+)\)", r"@\1@", text.replace("\\\n", " "))
     return [shlex.split(m) for m in re.findall(r"pip install ([^\n;&)]*)", text)]
 
 
@@ -44,16 +45,23 @@ def test_installs_go_through_the_extras(name: str) -> None:
         for arg in args:
             if arg.startswith("-") or arg == "-e":
                 continue
-            arg = re.sub(r"\$\((\w+)\)", lambda m: variables.get(m.group(1), m.group(0)), arg)
+            if arg == "@TORCH@":
+                continue  # the torch pin, checked below where it is set
+            arg = re.sub(r"@(\w+)@", lambda m: variables.get(m.group(1), m.group(0)), arg)
             if arg.startswith("."):
                 wanted = re.fullmatch(r"\.(?:\[([\w,-]+)\])?", arg)
                 assert wanted, f"{name}: install the project as '.' or '.[extras]', got {arg!r}"
                 unknown = set((wanted.group(1) or "").split(",")) - set(extras) - {""}
                 assert not unknown, f"{name}: extras {sorted(unknown)} are not in pyproject.toml"
             else:
-                spec = arg if arg in ALLOWED else re.split(r"[<>=!~\[ ]", arg)[0]
-                allowed = spec in ALLOWED or arg == variables.get("TORCH")
-                assert allowed, f"{name} installs {arg!r} by name; add it to an extra instead"
+                spec = re.split(r"[<>=!~\[ ]", arg)[0]
+                assert spec in ALLOWED, f"{name} installs {arg!r} by name; add it to an extra"
+
+
+def test_torch_is_the_cpu_pin() -> None:
+    """torch==2.13.0 is the CPU build this machine carries; any other spec pulls CUDA."""
+    assert _make_variables()["TORCH"] == "torch==2.13.0"
+    assert any(r.startswith("torch>=") for r in _extras()["torch"])
 
 
 def test_ci_runs_the_readme_commands_and_nothing_else() -> None:
@@ -78,3 +86,31 @@ def test_the_test_target_installs_every_cpu_extra() -> None:
     for extra in installed:
         for requirement in _extras()[extra]:
             assert ">=" in requirement, f"extra {extra!r}: {requirement!r} has no lower bound"
+
+
+# "nnx" on the package index is somebody else's project: a hint that names it installs that.
+_TAKEN = re.compile(r"""pip install (-U )?["']?nnx(\[|==|["'\s.,)]|$)""", re.M)
+
+
+def test_no_hint_names_the_taken_distribution() -> None:
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["name"] == "nnx-book"
+    files = [
+        path
+        for folder in ("nnx", "backends", "examples", "benchmarks", "tests")
+        for path in (ROOT / folder).rglob("*")
+        if path.suffix in {".py", ".md", ".sh", ".ipynb"} and path.name != "test_install.py"
+    ]
+    files += [ROOT / "README.md", ROOT / "Makefile", ROOT / ".ci/run"]
+    found = [
+        f"{path.relative_to(ROOT)}: {match.group(0)!r}"
+        for path in files
+        for match in _TAKEN.finditer(path.read_text(encoding="utf-8"))
+    ]
+    assert not found, "hints that install the unrelated 'nnx' from the index:\n" + "\n".join(found)
+
+
+def test_the_hint_works_from_a_clone() -> None:
+    import backends
+
+    hint = backends.install_hint("torch")
+    assert 'pip install -e ".[torch]"' in hint and backends.DISTRIBUTION in hint
