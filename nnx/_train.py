@@ -26,6 +26,11 @@ __all__ = ["NonFiniteLossError", "TrainLoop", "batches", "materialize_state"]
 _ON_NAN = ("raise", "warn", "ignore")
 # Seconds between looks at a compiled run's divergence record when nothing else reads.
 _LOOK_EVERY = 0.05
+# Seconds between the progress bar's loss and accuracy: reading them waits for the device, so
+# not every step (and not at all where no bar shows: output to a file or a pipe).
+_BAR_FIGURES_EVERY = 0.5
+# Lines a run prints when print_every is left out (the book's 10000 epochs print every 1000).
+_LINES_PER_RUN = 10
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -41,7 +46,7 @@ class TrainLoop:
         *,
         epochs: int,
         batch_size: int | None,
-        print_every: int,
+        print_every: int | None,
         shuffle: bool,
         verbose: int,
         on_nan: str = "raise",
@@ -51,7 +56,7 @@ class TrainLoop:
     ) -> None:
         counts = {
             "epochs": epochs,
-            "print_every": print_every,
+            "print_every": 1 if print_every is None else print_every,
             "checkpoint_every": checkpoint_every,
         }
         for name, value in counts.items():
@@ -59,7 +64,8 @@ class TrainLoop:
             if count is None or count < 1:
                 raise ValueError(f"Model.train: expected {name} >= 1, got {name}={value!r}.")
             counts[name] = count
-        epochs, print_every, checkpoint_every = counts.values()
+        epochs, every, checkpoint_every = counts.values()
+        self.print_every = None if print_every is None else every
         batch_size = check_batch_size(batch_size)
         if checkpoint is not None:  # checked before training, not after the first epochs
             try:
@@ -81,7 +87,7 @@ class TrainLoop:
             )
         self.compiled = can if compile is None else compile
         self.model, self.epochs = model, epochs
-        self.batch_size, self.print_every = batch_size, print_every
+        self.batch_size = batch_size
         self.shuffle, self.verbose = shuffle, verbose
         self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every
         self.history: dict[str, list[Any]] = {}
@@ -94,6 +100,13 @@ class TrainLoop:
         self.X, self.y, self.validation = X, y, validation is not None
         n = X.shape[0]
         self.steps = 1 if self.batch_size is None else math.ceil(n / self.batch_size)
+        # print_every counts epochs when an epoch is one batch (the book's chapters), steps
+        # when it has several; left out, about ten epochs of the run print, without step lines.
+        self.epochs_every, self.steps_every = math.ceil(epochs / _LINES_PER_RUN), 0
+        if self.print_every is not None and self.steps == 1:
+            self.epochs_every = self.print_every
+        elif self.print_every is not None:
+            self.epochs_every, self.steps_every = 1, self.print_every
         first = 1 if resume is None else self._resume(resume)
         self._stepper = model._step
         if not self.compiled:  # on a Dask cluster: coarse tasks, one reduction per step
@@ -112,9 +125,9 @@ class TrainLoop:
             total=epochs * self.steps,
             disable=None if self.verbose else True,
             unit="step",
-            leave=False,
             file=sys.stderr,
         )
+        self._bar_figures_at = 0.0
         previous = self._catch_interrupt()
         try:
             for epoch in range(first, epochs + 1):
@@ -135,6 +148,7 @@ class TrainLoop:
                     not epoch % self.checkpoint_every or epoch == epochs
                 ):
                     self._save_checkpoint(epoch)
+            self._show_figures(bar, last=True)
         finally:
             bar.close()
             if previous is not None:
@@ -147,7 +161,7 @@ class TrainLoop:
         model.loss.new_pass()
         if model.accuracy is not None:
             model.accuracy.new_pass()
-        if self.steps > 1 and self.verbose:
+        if self.steps > 1 and self.verbose and self._printed(epoch):
             tqdm.write(f"epoch: {epoch}")
         guard = self.on_nan != "ignore"
         for step, (batch_X, batch_y) in enumerate(
@@ -163,7 +177,10 @@ class TrainLoop:
                 return False
             bar.update(1)
             last = step == self.steps - 1
-            printing = self.steps > 1 and self.verbose and (not step % self.print_every or last)
+            every = self.steps_every
+            printing = bool(
+                self.verbose and every and (not step % every or last) and self._printed(epoch)
+            )
             if self.compiled and (printing or self._interrupted):
                 if self._diverged_compiled(epoch, now=True):
                     return False
@@ -197,18 +214,29 @@ class TrainLoop:
             ("accuracy", accuracy),
             ("learning_rate", lr),
         )
-        if self.verbose and self.steps > 1:
-            tqdm.write(_line("training", accuracy, data_loss, reg_loss, lr))
-        elif self.verbose and self._printed(epoch):
-            tqdm.write(_line(f"epoch: {epoch}", accuracy, data_loss, reg_loss, lr))
+        if self.verbose and self._printed(epoch):
+            head = "training" if self.steps > 1 else f"epoch: {epoch}"
+            tqdm.write(_line(head, accuracy, data_loss, reg_loss, lr))
+        self._show_figures(bar)
         return True
+
+    def _show_figures(self, bar: Any, last: bool = False) -> None:
+        """The last epoch's loss and accuracy on the progress bar, as Keras's progbar shows
+        them, at most every ``_BAR_FIGURES_EVERY`` seconds (each read waits for the device)
+        and once more at the end, so the bar left on screen shows the final figures."""
+        clock = time.perf_counter()
+        if bar.disable or not self.history or (clock < self._bar_figures_at and not last):
+            return
+        self._bar_figures_at = clock + _BAR_FIGURES_EVERY
+        loss, accuracy = float(self.history["loss"][-1]), float(self.history["accuracy"][-1])
+        bar.set_postfix_str(f"loss: {loss:.3f}, acc: {accuracy:.3f}", refresh=last)
 
     def _must_read(self, epoch: int) -> bool:
         """Whether the host reads from the device after this epoch anyway (or the run ends)."""
         return bool(
             epoch == self.epochs
             or self._interrupted
-            or (self.verbose and (self.steps > 1 or self._printed(epoch)))
+            or (self.verbose and self._printed(epoch))
             or self.checkpoint is not None
             and (not epoch % self.checkpoint_every)
             or self.validation
@@ -369,15 +397,15 @@ class TrainLoop:
         return epoch, history, generators, arguments
 
     def _printed(self, epoch: int) -> bool:
-        """Single-batch epochs print every print_every epochs, as in the book, and the last."""
-        return not epoch % self.print_every or epoch == self.epochs
+        """Whether an epoch prints its lines: every ``epochs_every`` epochs, and the last."""
+        return not epoch % self.epochs_every or epoch == self.epochs
 
     def _record(self, *pairs: tuple[str, Any]) -> None:
         for key, value in pairs:
             self.history.setdefault(key, []).append(value)
 
     def _print_validation(self, epoch: int) -> None:
-        if self.verbose and (self.steps > 1 or self._printed(epoch)):
+        if self.verbose and self._printed(epoch):
             loss, accuracy = self.history["val_loss"][-1], self.history["val_accuracy"][-1]
             tqdm.write(f"validation, acc: {accuracy:.3f}, loss: {loss:.3f}")
 

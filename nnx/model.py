@@ -242,7 +242,7 @@ class Model:
         *,
         epochs: int = 1,
         batch_size: int | None = None,
-        print_every: int = 1,
+        print_every: int | None = None,
         validation_data: tuple[Any, Any] | None = None,
         shuffle: bool = False,
         verbose: int = 1,
@@ -255,7 +255,9 @@ class Model:
         """Train for ``epochs`` passes over ``(X, y)``; returns the history per epoch.
 
         Lines in the book's format are printed every ``print_every`` epochs (or steps, when an
-        epoch has several batches); a progress bar shows on a terminal. ``verbose=0`` is silent.
+        epoch has several batches); left out, about ten epochs of the run print their lines. On
+        a terminal a progress bar shows the steps, the loss and the accuracy, and stays when
+        done. ``verbose=0`` is silent.
         ``shuffle=True`` reorders the samples every epoch, with the model's seed. A loss that
         turns NaN or infinite stops training before it spoils the parameters: ``on_nan="raise"``
         raises :class:`NonFiniteLossError`, ``"warn"`` warns and returns the history so far,

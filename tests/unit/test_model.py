@@ -63,11 +63,64 @@ def test_book_lines_are_printed(data, capsys):
 
 def test_batches_print_steps_and_validation(data, capsys):
     X, y = data
-    history = classifier().train(X, y, epochs=2, batch_size=64, validation_data=(X, y))
+    model = classifier()
+    history = model.train(X, y, epochs=2, batch_size=64, validation_data=(X, y), print_every=1)
     out = capsys.readouterr().out
     assert out.count("step: ") == 2 * 3 and out.count("training, acc: ") == 2
     assert out.count("validation, acc: ") == 2
     assert len(history["val_loss"]) == 2 and len(history["val_accuracy"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("epochs", "printed"),
+    [
+        (4, [1, 2, 3, 4]),
+        (25, [3, 6, 9, 12, 15, 18, 21, 24, 25]),
+        (1000, list(range(100, 1001, 100))),
+    ],
+)
+def test_left_out_print_every_prints_about_ten_lines_a_run(data, capsys, epochs, printed):
+    X, y = data
+    classifier().train(X, y, epochs=epochs)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(",")[0] for line in lines] == [f"epoch: {e}" for e in printed]
+
+
+def test_left_out_print_every_with_batches_prints_epochs_not_steps(data, capsys):
+    X, y = data
+    classifier().train(X, y, epochs=20, batch_size=64, validation_data=(X, y))
+    out = capsys.readouterr().out
+    assert "step: " not in out
+    heads = [line for line in out.splitlines() if line.startswith("epoch: ")]
+    assert heads == [f"epoch: {e}" for e in range(2, 21, 2)]
+    assert out.count("training, acc: ") == 10 and out.count("validation, acc: ") == 10
+
+
+def test_the_progress_bar_shows_loss_and_accuracy_and_stays(data, monkeypatch):
+    """On a terminal the bar carries the epoch's figures (as Keras's progbar) and is left on
+    screen when training ends; a pipe or a file gets no bar at all."""
+    import io
+
+    import tqdm
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    monkeypatch.setattr(tqdm.std, "_supports_unicode", lambda file: False)
+    X, y = data
+    history = classifier().train(X, y, epochs=30, verbose=1)
+    shown = screen.getvalue().replace("\r", "\n").splitlines()
+    last = [line for line in shown if line.strip()][-1]
+    assert "30/30" in last
+    assert f"loss: {history['loss'][-1]:.3f}, acc: {history['accuracy'][-1]:.3f}" in last
+
+    piped = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", piped)
+    classifier().train(X, y, epochs=3, verbose=1)
+    assert piped.getvalue() == ""
 
 
 def test_fused_backward_matches_the_separate_chain(data):
