@@ -8,11 +8,30 @@ from typing import Any
 
 from nnx._xp import dtype_name
 
-__all__ = ["summary"]
+__all__ = ["check_widths", "summary"]
+
+
+def check_widths(layers: list[Any], caller: str) -> None:
+    """Raise ValueError, naming both layers, where a layer's inputs are not the width the last
+    width-fixing layer before it (a Dense; activations keep the width) gives."""
+    given: tuple[int, Any] | None = None
+    for i, layer in enumerate(layers):
+        if layer.n_inputs is not None and given is not None:
+            j, before = given
+            if before.n_outputs != layer.n_inputs:
+                raise ValueError(
+                    f"{caller}: layer {i}, {layer._label()}, expects {layer.n_inputs} inputs, "
+                    f"but layer {j}, {before._label()}, gives {before.n_outputs}. Make them "
+                    f"agree: n_inputs={before.n_outputs} for layer {i}, or "
+                    f"n_neurons={layer.n_inputs} for layer {j}."
+                )
+        if layer.n_outputs is not None:
+            given = (i, layer)
 
 
 def summary(model: Any) -> str:
     """The text of ``model.summary()`` (see :meth:`nnx.Model.summary`)."""
+    check_widths(model.layers, "Model.summary")
     rows: list[tuple[str, ...]] = [("#", "layer", "output shape", "parameters", "trainable")]
     width: int | None = None
     total = trainable = 0

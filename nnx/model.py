@@ -101,6 +101,7 @@ class Model:
                 "predictions for the accuracy; end the model with an activation (Softmax, "
                 "Sigmoid, Linear, ReLU)."
             )
+        _summary.check_widths(self.layers, "Model.finalize")
         self.backend: Backend = common_backend(
             [*self.layers, self.loss, self.optimizer, self.accuracy]
         )

@@ -477,3 +477,19 @@ def test_bad_validation_data_and_missing_checkpoint_folder(data, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         model.train(X, y, checkpoint=tmp_path / "missing" / "run.nnx")
     assert model.optimizer.iterations == 0
+
+
+@pytest.mark.parametrize("method", ["finalize", "summary"])
+def test_widths_that_do_not_chain_are_refused_naming_both_layers(method):
+    model = nnx.Model()
+    model.add(nnx.Dense(2, 8, seed=0))
+    model.add(nnx.ReLU())
+    model.add(nnx.Dense(16, 3, seed=1))
+    model.add(nnx.Softmax())
+    model.set(loss=nnx.CategoricalCrossentropy(), optimizer=nnx.SGD())
+    expected = (
+        rf"Model.{method}: layer 2, Dense\(n_inputs=16, n_neurons=3\), expects 16 inputs, but "
+        r"layer 0, Dense\(n_inputs=2, n_neurons=8\), gives 8\. .*n_inputs=8 for layer 2"
+    )
+    with pytest.raises(ValueError, match=expected):
+        getattr(model, method)()
