@@ -18,13 +18,24 @@ from typing import Any
 
 import numpy as np
 
-from backends._backend import DISTRIBUTION, Backend, BackendError, install_hint
+from backends._backend import (
+    DISTRIBUTION,
+    Backend,
+    BackendError,
+    Compiler,
+    GraphBuilder,
+    Lazy,
+    install_hint,
+)
 
 __all__ = [
     "Backend",
     "BackendError",
     "BackendStatus",
+    "Compiler",
     "DISTRIBUTION",
+    "GraphBuilder",
+    "Lazy",
     "available",
     "device_name",
     "get_backend",

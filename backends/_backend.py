@@ -29,16 +29,70 @@ def _no_sync() -> None:
     return None
 
 
-def _as_is(arrays: list[Any]) -> list[Any]:
-    return arrays
-
-
 def _itself(array: Any) -> Any:
     return array
 
 
 def _finished(array: Any) -> bool:
     return True
+
+
+@dataclass(frozen=True)
+class Compiler:
+    """A library's compiler of functions of arrays (JAX's ``jax.jit``).
+
+    Parameters
+    ----------
+    compile : callable ``(function, donate=()) -> function``
+        The compiled function, traced once per argument shapes. ``donate`` lists the positions
+        of arguments whose buffers the results may reuse (the caller drops them).
+    traced_types : tuple of types
+        The types that stand for arrays while ``compile`` traces a function (JAX's tracers):
+        code that checks where an array comes from takes them as the backend's own.
+    ready : callable ``(array) -> bool``
+        Whether the work that makes ``array`` has finished, so that reading it will not wait
+        (JAX's ``is_ready``).
+    """
+
+    compile: Callable[..., Callable[..., Any]]
+    traced_types: tuple[type, ...] = ()
+    ready: Callable[[Any], bool] = _finished
+
+
+@dataclass(frozen=True)
+class Lazy:
+    """A library that defers work until asked for (Dask).
+
+    Parameters
+    ----------
+    materialize : callable ``(list of arrays) -> list of arrays``
+        Compute (persist) the arrays, so that the work queued behind them does not grow from
+        step to step.
+    """
+
+    materialize: Callable[[list[Any]], list[Any]]
+
+
+@dataclass(frozen=True)
+class GraphBuilder:
+    """A library whose arrays describe a program instead of holding values (ndonnx: ONNX).
+
+    Parameters
+    ----------
+    symbolic : callable ``(shape, dtype) -> array``
+        An input of the program, an array without values. A string in ``shape`` names a
+        dimension given when the program runs (``"N"``).
+    build : callable ``(inputs, outputs) -> bytes``
+        The program that computes ``outputs`` (a mapping of names to arrays) from ``inputs``
+        (names to ``symbolic`` arrays), serialized (an ONNX model).
+    execute : callable ``(program, feeds, outputs=None) -> dict``
+        Runs a program ``build`` made on host arrays (``feeds``: input names to NumPy arrays)
+        and returns its outputs, by name, as NumPy arrays (ONNX Runtime, for ONNX).
+    """
+
+    symbolic: Callable[..., Any]
+    build: Callable[..., bytes]
+    execute: Callable[..., dict[str, np.ndarray]]
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,42 +120,21 @@ class Backend:
         Where float64 could be had, for the error that refuses it (JAX: its x64 mode).
     mutable : bool
         Whether in-place updates (``a -= b``) are allowed on its arrays.
-    lazy : bool
-        Whether work is deferred until asked for (as in Dask).
-    materialize : callable ``(list of arrays) -> list of arrays``
-        For lazy backends: compute (persist) the arrays so that the work queued behind them
-        does not grow from step to step. Eager backends return them as they are.
+    trains : bool
+        False for a backend that only describes computations (ONNX graphs): models run their
+        inference pass on it to be exported, and nothing trains on it.
     version : str
         The array library's version, for reports.
-    kernels : mapping of str to callable
-        Fused in-place optimizer updates over lists of arrays, by name (``"adam"``, ...; the
-        contract is in ``backends/kernels.py``). Empty: optimizers run their plain formulas.
     detach : callable ``(array) -> array``
         The array as plain data, without what the library records for it (torch's autograd
         graph, which would follow every step a model computes from it and grow). Identity
         where a library records nothing.
-    compile : callable ``(function, donate=()) -> function``, or None
-        Where the library can compile a function of arrays (JAX's ``jax.jit``): the compiled
-        function, traced once per argument shapes. ``donate`` lists the positions of arguments
-        whose buffers the results may reuse (the caller drops them). None: no compiler.
-    ready : callable ``(array) -> bool``
-        Whether the work that makes ``array`` has finished, so that reading it will not wait
-        (JAX's ``is_ready``). Always True where work runs as it is called.
-    traced_types : tuple of types
-        The types that stand for arrays while ``compile`` traces a function (JAX's tracers):
-        code that checks where an array comes from takes them as the backend's own.
-    inference_only : bool
-        Whether the backend only describes computations (ONNX graphs): models run their
-        inference pass on it to be exported, and nothing trains on it.
-    symbolic : callable ``(shape, dtype) -> array``, or None
-        For a backend that builds programs: an input of the program, an array without values.
-        A string in ``shape`` names a dimension given when the program runs (``"N"``).
-    build : callable ``(inputs, outputs) -> bytes``, or None
-        The program that computes ``outputs`` (a mapping of names to arrays) from ``inputs``
-        (names to ``symbolic`` arrays), serialized (an ONNX model).
-    execute : callable ``(program, feeds, outputs=None) -> dict``, or None
-        Runs a program ``build`` made on host arrays (``feeds``: input names to NumPy arrays)
-        and returns its outputs, by name, as NumPy arrays (ONNX Runtime, for ONNX).
+
+    The optional capabilities, each one object or None (a plain backend leaves them None):
+    ``compiler`` (:class:`Compiler`), ``lazy`` (:class:`Lazy`), ``graph``
+    (:class:`GraphBuilder`); and ``kernels``, fused optimizer updates by name (``"adam"``,
+    ...; the contract is in ``backends/kernels.py``), empty where optimizers run their plain
+    formulas.
     """
 
     name: str
@@ -113,18 +146,13 @@ class Backend:
     float64: bool = True
     float64_hint: str = ""
     mutable: bool = True
-    lazy: bool = False
+    trains: bool = True
     version: str = ""
-    materialize: Callable[[list[Any]], list[Any]] = _as_is
-    kernels: Mapping[str, Callable[..., None]] = field(default_factory=dict)
     detach: Callable[[Any], Any] = _itself
-    compile: Callable[..., Callable[..., Any]] | None = None
-    traced_types: tuple[type, ...] = ()
-    ready: Callable[[Any], bool] = _finished
-    inference_only: bool = False
-    symbolic: Callable[..., Any] | None = None
-    build: Callable[..., bytes] | None = None
-    execute: Callable[..., dict[str, np.ndarray]] | None = None
+    kernels: Mapping[str, Callable[..., None]] = field(default_factory=dict)
+    compiler: Compiler | None = None
+    lazy: Lazy | None = None
+    graph: GraphBuilder | None = None
 
     def dtype(self, name: Any) -> Any:
         """The backend's dtype object for ``"float32"``/``"float64"`` (or a dtype, unchanged)."""

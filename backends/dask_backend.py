@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from backends._backend import Backend, BackendError, install_hint
+from backends._backend import Backend, BackendError, Lazy, install_hint
 
 _SPLIT_ROWS = 4096
 _REBASE_EVERY = 50  # steps between cuts of the scheduler's record of the state's ancestry
@@ -49,9 +49,8 @@ def make(device: Any = None) -> Backend:
         to_numpy=np.asarray,  # computes on the active Client, else on local threads
         synchronize=run.synchronize,
         mutable=False,
-        lazy=True,
         version=dask.__version__,
-        materialize=run.materialize,
+        lazy=Lazy(run.materialize),
     )
 
 

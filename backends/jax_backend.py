@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from backends._backend import Backend, BackendError, install_hint
+from backends._backend import Backend, BackendError, Compiler, install_hint
 
 _PLATFORMS = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu", "tpu": "tpu"}
 
@@ -60,9 +60,7 @@ def make(device: Any = None) -> Backend:
         float64_hint=" (JAX computes in 32 bits unless JAX_ENABLE_X64=1 is set before it loads)",
         mutable=False,
         version=jax.__version__,
-        compile=compile,
-        traced_types=(jax.core.Tracer,),
-        ready=lambda array: array.is_ready(),
+        compiler=Compiler(compile, (jax.core.Tracer,), lambda array: array.is_ready()),
     )
 
 

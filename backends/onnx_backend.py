@@ -1,11 +1,12 @@
 """ONNX graphs (``ndonnx``): arrays that record the operations done on them instead of computing.
 
 An Array API namespace whose arrays are nodes of an ONNX graph: code written against the
-standard, run on a symbolic input (``Backend.symbolic``), describes itself as a graph that
-``Backend.build`` writes as an ONNX model and ONNX Runtime runs (``Backend.execute``). nnx
-exports a model this way, with the lines that train it. Arrays made from host data hold their
-values (ndonnx propagates constants), so ``to_numpy`` reads those; a symbolic array has no
-values until the graph runs. Inference only: nothing trains on it.
+standard, run on a symbolic input (``GraphBuilder.symbolic``), describes itself as a graph
+that ``GraphBuilder.build`` writes as an ONNX model and ONNX Runtime runs
+(``GraphBuilder.execute``). nnx exports a model this way, with the lines that train it.
+Arrays made from host data hold their values (ndonnx propagates constants), so ``to_numpy``
+reads those; a symbolic array has no values until the graph runs. Inference only: nothing
+trains on it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from backends._backend import Backend, BackendError, install_hint
+from backends._backend import Backend, BackendError, GraphBuilder, install_hint
 
 _DTYPES = ("float32", "float64", "int32", "int64", "bool")
 
@@ -48,7 +49,7 @@ def make(device: Any = None) -> Backend:
         except ValueError as err:  # ndonnx: "no propagated value available"
             raise BackendError(
                 "onnx: this array is a node of a graph whose inputs are symbolic: it has no "
-                "values until the graph runs (Backend.build, then Backend.execute, or "
+                "values until the graph runs (its graph's build, then execute, or "
                 "ONNX Runtime on the exported file)."
             ) from err
 
@@ -67,10 +68,8 @@ def make(device: Any = None) -> Backend:
         to_numpy=to_numpy,
         mutable=False,
         version=ndx.__version__,
-        inference_only=True,
-        symbolic=symbolic,
-        build=build,
-        execute=execute,
+        trains=False,
+        graph=GraphBuilder(symbolic, build, execute),
     )
 
 

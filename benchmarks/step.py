@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.workloads) - {spec.name for spec in SPECS}
     if unknown:
         parser.error(f"--workloads: unknown {''.join(sorted(unknown))}; choose from S, M, L")
-    if not args.gpu and backends.load(args.backend).lazy:
+    if not args.gpu and backends.load(args.backend).lazy is not None:
         parser.error(
             f"--backend {args.backend}: a lazy backend builds task graphs that these step "
             "loops never compute; benchmarks/dask_step.py times dask properly."

@@ -1,6 +1,6 @@
 """The training step, compiled: ``Model._step`` as a pure function of (state, batch).
 
-A backend that can compile (``Backend.compile``: JAX's ``jax.jit``) gets the model's own step,
+A backend that can compile (``Backend.compiler``: JAX's ``jax.jit``) gets the model's own step,
 not a second one written for it. :class:`CompiledStep` wraps it in a function that
 
 1. loads the training state it is given (the arrays of ``Model.get_state``, with the
@@ -84,7 +84,7 @@ class CompiledStep:
 
     def __init__(self, model: Any, guard: bool, steps: int) -> None:
         backend = model.backend
-        if backend.compile is None:
+        if backend.compiler is None:
             raise ValueError(f"{backend.name} cannot compile a function.")
         self.model, self.guard, self.steps, self.traces = model, guard, steps, 0
         self.backend, self.xp = backend, backend.xp
@@ -109,7 +109,7 @@ class CompiledStep:
         self._host_place = 0
         self._counted: int | None = None  # the count the device's array holds, when known
         self.figures: Any = None
-        self._compiled = backend.compile(self._pure, donate=(0,))
+        self._compiled = backend.compiler.compile(self._pure, donate=(0,))
 
     def prepare(self) -> None:
         """Ready for a ``train`` call: the state as the model holds it now, no divergence.

@@ -121,7 +121,8 @@ class Component:
         if isinstance(data, self._array_type):
             if device_fast(data) == self.device:
                 return data if dtype is None or data.dtype == dtype else self.xp.astype(data, dtype)
-        if isinstance(data, self.backend.traced_types):  # inside a step being compiled
+        compiler = self.backend.compiler
+        if compiler is not None and isinstance(data, compiler.traced_types):  # being compiled
             traced: Any = data
             return (
                 traced if dtype is None or traced.dtype == dtype else self.xp.astype(traced, dtype)

@@ -48,7 +48,7 @@ def data_parallel(model: Any, X: Any) -> DataParallel | None:
     Layers that draw random numbers on the host (Dropout) keep the fine-grained path: their
     masks are drawn per batch on the client, as on NumPy.
     """
-    if not model.backend.lazy or not hasattr(X, "__dask_graph__"):
+    if model.backend.lazy is None or not hasattr(X, "__dask_graph__"):
         return None
     if any(layer.draws_on_host for layer in model.layers):
         return None

@@ -55,7 +55,8 @@ def program(
 
     ``backend``: the backend whose arrays build the graph (default: ``onnx``)."""
     onnx = backend if backend is not None else load("onnx")
-    assert onnx.symbolic is not None and onnx.build is not None  # a backend that builds graphs
+    graph = onnx.graph
+    assert graph is not None  # a backend that builds graphs
     if labels and model.loss.targets not in ("classes", "binary"):
         raise ValueError(
             f"Model.export: labels=True adds class labels, but this model's loss "
@@ -74,7 +75,7 @@ def program(
     shadow = copy.copy(model)
     shadow._forwards = [_traced(i, layer, formula(layer, "forward")) for i, layer in
                         enumerate(layers)]  # fmt: skip
-    X = onnx.symbolic(("N", model._n_inputs), onnx.dtype(dtype))
+    X = graph.symbolic(("N", model._n_inputs), onnx.dtype(dtype))
     # Tracing: the plain reductions (ReduceSum, ReduceMax) instead of the tricks that make
     # eager libraries fast, and no constants of this graph left in nnx's cache.
     with Tracing():
@@ -82,7 +83,7 @@ def program(
         if labels:
             predictions = _traced(len(layers) - 1, layers[-1], formula(layers[-1], "predictions"))
             outputs[LABELS] = predictions(outputs[OUTPUT])
-    payload = onnx.build({INPUT: X}, outputs)
+    payload = graph.build({INPUT: X}, outputs)
     return _described(payload, model, dtype, list(outputs))
 
 
@@ -187,6 +188,6 @@ def run_exported(path: str | os.PathLike[str], X: Any) -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: expected samples of shape (n, {dims[1]}), got {samples.shape}.")
     if samples.dtype.kind not in "biuf":
         raise ValueError(f"{path}: expected samples as numbers, got dtype {samples.dtype}.")
-    execute = load("onnx").execute
-    assert execute is not None  # the onnx backend always has it
-    return execute(payload, {graph.input[0].name: samples.astype(dtype, copy=False)})
+    builder = load("onnx").graph
+    assert builder is not None  # the onnx backend builds graphs
+    return builder.execute(payload, {graph.input[0].name: samples.astype(dtype, copy=False)})

@@ -75,7 +75,7 @@ class TrainLoop:
         if on_nan not in _ON_NAN:
             raise ValueError(f"Model.train: expected on_nan in {_ON_NAN}, got on_nan={on_nan!r}.")
         self.on_nan = on_nan
-        can = model.backend.compile is not None
+        can = model.backend.compiler is not None
         if compile not in (None, True, False):
             raise ValueError(
                 f"Model.train: expected compile as True, False or None, got {compile!r}."
@@ -246,12 +246,12 @@ class TrainLoop:
         """A compiled run: whether a step's loss was not finite; then its epoch and those
         after it leave the history, and the error (or warning) says which step it was.
 
-        ``now=False`` reads only what the device has finished (``Backend.ready``): the newest
+        ``now=False`` reads only what the device has finished (``Compiler.ready``): the newest
         finished epoch's record, which holds every divergence before it too, and at most every
         ``_LOOK_EVERY`` seconds (a read costs more than a small model's step). The host never
         waits for the device then, and it runs ahead; ``now=True`` waits for the last step.
         """
-        stepper, ready = self._stepper, self.model.backend.ready
+        stepper, ready = self._stepper, self.model.backend.compiler.ready
         self._unread.append(stepper.record)
         if now:
             done = len(self._unread)
@@ -505,7 +505,9 @@ def materialize_state(
     the model's state, the running sums), so no task graph outlives its step; ``extra`` arrays
     are computed along, and returned."""
     slots = [(holder, name) for holder, name in slots if not _is_number(getattr(holder, name))]
-    arrays = backend.materialize([getattr(holder, name) for holder, name in slots] + list(extra))
+    arrays = backend.lazy.materialize(
+        [getattr(holder, name) for holder, name in slots] + list(extra)
+    )
     for (holder, name), array in zip(slots, arrays[: len(slots)], strict=True):
         setattr(holder, name, array)
     return list(arrays[len(slots) :])

@@ -149,7 +149,7 @@ def _train(args: argparse.Namespace) -> int:
             raise ValueError(f"expected {name} >= {least}, got {name} {getattr(args, flag)}.")
     io.check_writable(args.output, "--output")  # before training, not after every epoch
     backend = _select(args)
-    if backend.inference_only:
+    if not backend.trains:
         raise backends.BackendError(
             f"the {backend.name} backend is inference-only (it builds graphs for export); "
             "train on numpy, cupy, torch or jax, then nnx export MODEL.nnx MODEL.onnx."

@@ -147,7 +147,7 @@ class Model:
     def _require(self, training: bool) -> None:
         if not self._finalized:
             raise ValueError("Model: call model.finalize() after add() and set().")
-        if training and self.backend.inference_only:
+        if training and not self.backend.trains:
             raise BackendError(
                 f"Model.train: the {self.backend.name} backend is inference-only: it describes "
                 "the model's forward pass as a graph, for export. Train on numpy (or cupy, "
@@ -220,7 +220,7 @@ class Model:
         self.optimizer.update_layers(self.trainable_layers)  # one fused call where offered
         if counted:
             self.optimizer.post_update_params()
-        if self.backend.lazy:
+        if self.backend.lazy is not None:
             sums = [(part, "accumulated_sum") for part in (self.loss, self.accuracy) if part]
             slots = _state.state_slots(self.layers, self.optimizer)
             materialize_state(self.backend, [*slots.values(), *sums])

@@ -103,7 +103,7 @@ class Check:
         values each output carries: finite differences (``"gradient"``, float64 only), or the
         plain formulas on the same backend and dtype (``"kernel"``: a fused update).
         ``"forward"``: inference passes only, against NumPy; the only checks an
-        inference-only backend (``Backend.inference_only``) runs.
+        inference-only backend (``Backend.trains`` False) runs.
     known_bug : str
         A bug of nnx this check finds and nobody fixed yet: the runner reports its failure as
         ``xfail`` and its passing as a failure (remove the note with the fix); tests mark it
@@ -126,7 +126,7 @@ class Check:
             return row.result("skip", f"{backend.name} has no float64{backend.float64_hint}")
         if self.kind == "gradient" and dtype != "float64":
             return row.result("skip", "finite differences run in float64 only")
-        if backend.inference_only and self.kind != "forward":
+        if not backend.trains and self.kind != "forward":
             return row.result("skip", f"{backend.name} is inference-only: forward checks only")
         try:
             outputs = self.scenario(backend, dtype)

@@ -2,7 +2,7 @@
 
 Every layer and activation, and a whole model, in inference (dropout off), on batches of 1, 7
 and 64 rows. On an eager backend the pass runs on the arrays; on one that builds programs
-(``Backend.symbolic``) it runs once on a symbolic input whose batch dimension is free, the
+(``Backend.graph``) it runs once on a symbolic input whose batch dimension is free, the
 program is built, and the same program is executed on each batch: what an exported model
 does. Host boundary: inputs are NumPy arrays, results come back as NumPy copies.
 """
@@ -38,16 +38,16 @@ def forward_outputs(
     from one program, built once with the batch dimension left free and run on every batch.
     """
     batches = [inputs[:n] for n in BATCHES]
-    if backend.symbolic is None:
+    graph = backend.graph
+    if graph is None:
         results = [run(put(backend, batch, dtype)) for batch in batches]
         return {name: [r[name] for r in results] for name in results[0]}
-    assert backend.build is not None and backend.execute is not None
-    x = backend.symbolic(("N", inputs.shape[1]), backend.dtype(dtype))
+    x = graph.symbolic(("N", inputs.shape[1]), backend.dtype(dtype))
     with Tracing():  # the plain reductions a graph wants, as Model.export builds it
         outputs = run(x)
-    program = backend.build({"x": x}, outputs)
+    program = graph.build({"x": x}, outputs)
     host = np.dtype(dtype)
-    executed = [backend.execute(program, {"x": batch.astype(host)}) for batch in batches]
+    executed = [graph.execute(program, {"x": batch.astype(host)}) for batch in batches]
     return {name: [e[name] for e in executed] for name in outputs}
 
 
@@ -83,7 +83,7 @@ def _outputs(
     backend: Backend, dtype: str, run: Pass, width: int, kinds: tuple[str, str]
 ) -> list[Output]:
     results = forward_outputs(backend, dtype, run, _inputs(width))
-    host = backend.symbolic is not None
+    host = backend.graph is not None
     return [
         Output(
             f"{name} (batch {n})",

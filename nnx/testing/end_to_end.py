@@ -41,12 +41,12 @@ def end_to_end(backends: Sequence[str] | None, dtypes: Sequence[str]) -> list[Re
         for dtype in dtypes:
             if dtype == "float64" and not backend.float64:
                 continue
-            if backend.inference_only:  # nothing trains there: it exports what NumPy trained
-                rows += [_export_row(backend, dtype)] if backend.build is not None else []
+            if not backend.trains:  # nothing trains there: it exports what NumPy trained
+                rows += [_export_row(backend, dtype)] if backend.graph is not None else []
                 continue
             rows += _training_rows(backend, dtype, reference)
             rows.append(_model_file_row(backend, dtype))
-            if backend.compile is not None:
+            if backend.compiler is not None:
                 rows.append(_compiled_row(backend, dtype))
     return rows
 
@@ -168,10 +168,10 @@ def _export_row(backend: Backend, dtype: str) -> Result:
     try:
         model.train(X, y, epochs=20, verbose=0)
         payload, _ = program(model, labels=True, backend=backend)
-        assert backend.execute is not None  # a backend that builds programs runs them
+        assert backend.graph is not None  # a backend that builds programs runs them
         for n in (1, 7, len(X)):
             want = np.asarray(model.predict(X[:n]))
-            got = backend.execute(payload, {"X": X[:n].astype(dtype)})
+            got = backend.graph.execute(payload, {"X": X[:n].astype(dtype)})
             worst = max(worst, float(np.max(np.abs(got["output"] - want))))
             if not np.array_equal(got["labels"], want.argmax(axis=1)):
                 problems.append(f"labels differ from NumPy's argmax at batch {n}")

@@ -64,7 +64,7 @@ def backend(request: pytest.FixtureRequest) -> Backend:
         if target.required:
             pytest.fail(f"{target.id} was asked for but cannot run. {reason}", pytrace=False)
         pytest.skip(reason)
-    if loaded.inference_only and request.node.get_closest_marker("inference") is None:
+    if not loaded.trains and request.node.get_closest_marker("inference") is None:
         pytest.skip(f"{target.id} is inference-only: this test trains or runs backward passes")
     return loaded
 

