@@ -230,7 +230,7 @@ class CompiledStep:
             gate.update(loss=loss, finite=finite, open=finite & ~diverged)
             optimizer.gate = gate["open"]
 
-        with _Scratch(self._parts), _xp.Tracing():
+        with _Scratch(self._parts), _xp.plain_operations():
             for (holder, name), value in zip(self._slots, state, strict=False):
                 setattr(holder, name, value)
             for part, total in zip(self._summed, sums[::2]):  # noqa: B905

@@ -21,7 +21,7 @@ from backends import Backend, load
 from nnx._component import Component
 from nnx._door import formula
 from nnx._file import atomic_write, check_writable
-from nnx._xp import Tracing, dtype_name
+from nnx._xp import dtype_name, plain_operations
 
 __all__ = ["ExportError", "INPUT", "OUTPUT", "LABELS", "export", "program", "run_exported"]
 
@@ -76,9 +76,9 @@ def program(
     shadow._forwards = [_traced(i, layer, formula(layer, "forward")) for i, layer in
                         enumerate(layers)]  # fmt: skip
     X = graph.symbolic(("N", model._n_inputs), onnx.dtype(dtype))
-    # Tracing: the plain reductions (ReduceSum, ReduceMax) instead of the tricks that make
+    # The plain reductions (ReduceSum, ReduceMax) instead of the tricks that make
     # eager libraries fast, and no constants of this graph left in nnx's cache.
-    with Tracing():
+    with plain_operations():
         outputs = {OUTPUT: shadow.forward(X, training=False)}
         if labels:
             predictions = _traced(len(layers) - 1, layers[-1], formula(layers[-1], "predictions"))

@@ -8,6 +8,9 @@ which dtype).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 import array_api_compat
@@ -123,6 +126,8 @@ _MAX_CONSTANTS = 64
 
 
 def _constant(xp: Any, kind: str, shape: tuple[int, ...], dtype: Any, device: Any) -> Any:
+    if _PLAIN.get():  # a trace's or a graph's own: it must not outlive them in the table
+        return _build_constant(xp, kind, shape, dtype, device)
     key = (xp, kind, shape, dtype, device)  # the namespace itself: wrapped ones differ
     try:
         value = _CONSTANTS.get(key)
@@ -152,26 +157,25 @@ def device_fast(x: Any) -> Any:
     return device if device is not None else array_api_compat.device(x)
 
 
-class Tracing:
-    """The block in which a compiler traces nnx's code (``nnx._compiled``).
+# Set while a compiler traces nnx's code or a graph is built for export (nnx._compiled,
+# nnx._export). A context variable, not a flag on a class: an eager step in another thread (or
+# task) keeps its fast paths, and nothing a trace made is left in the constants' table.
+_PLAIN: ContextVar[bool] = ContextVar("nnx_plain_operations", default=False)
 
-    The helpers below are written for libraries that run each operation as it comes; a
-    compiler fuses plain reductions into the operations around them, where a product with a
-    ones vector or a gather stays a kernel of its own. Inside the block they are the plain
-    operations. Constants cached during the block are the trace's own and leave the cache
-    with it (a later trace must not see them).
+
+@contextmanager
+def plain_operations() -> Iterator[None]:
+    """The block in which the helpers below are the plain operations of the standard.
+
+    They are written for libraries that run each operation as it comes; a compiler fuses plain
+    reductions into the operations around them, where a product with a ones vector or a gather
+    stays a kernel of its own, and a graph reads better with ReduceSum than with a MatMul.
     """
-
-    active = False
-
-    def __enter__(self) -> None:
-        self.before, self.was = set(_CONSTANTS), Tracing.active
-        Tracing.active = True
-
-    def __exit__(self, *exc: Any) -> None:
-        Tracing.active = self.was
-        for key in [key for key in _CONSTANTS if key not in self.before]:
-            del _CONSTANTS[key]
+    token = _PLAIN.set(True)
+    try:
+        yield
+    finally:
+        _PLAIN.reset(token)
 
 
 # Sums over one axis of a matrix, written as products with a vector of ones: BLAS does them
@@ -179,14 +183,14 @@ class Tracing:
 # and a GPU runs them as well.
 def column_sums(xp: Any, x: Any) -> Any:
     """``sum(x, axis=0, keepdims=True)`` of a matrix, shape (1, n)."""
-    if Tracing.active:
+    if _PLAIN.get():
         return xp.sum(x, axis=0, keepdims=True)
     return _constant(xp, "ones", (1, x.shape[0]), x.dtype, device_fast(x)) @ x
 
 
 def row_sums(xp: Any, x: Any) -> Any:
     """``sum(x, axis=1, keepdims=True)`` of a matrix, shape (n, 1)."""
-    if Tracing.active:
+    if _PLAIN.get():
         return xp.sum(x, axis=1, keepdims=True)
     return x @ _constant(xp, "ones", (x.shape[1], 1), x.dtype, device_fast(x))
 
@@ -199,7 +203,7 @@ def row_max(xp: Any, x: Any) -> Any:
     shrinking arrays, where NumPy's reduction along a short axis is slow (benchmarks/
     RESULTS.md). A one-column matrix comes back as itself, not a copy.
     """
-    if Tracing.active:
+    if _PLAIN.get():
         return xp.max(x, axis=1, keepdims=True)
     while x.shape[1] > 1:
         half = (x.shape[1] + 1) // 2
@@ -213,7 +217,7 @@ def pick(xp: Any, x: Any, columns: Any) -> Any:
     Row i's entry sits at ``i * n_columns + columns[i]`` of the flattened rows; ``take`` on
     that is cheaper than ``take_along_axis``, which builds index grids.
     """
-    if Tracing.active:
+    if _PLAIN.get():
         return xp.take_along_axis(x, columns[:, None], axis=1)[:, 0]
     rows, n_columns = x.shape
     starts = _constant(xp, "arange", (rows, n_columns), None, device_fast(x))

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from backends import Backend
-from nnx._xp import Tracing
+from nnx._xp import plain_operations
 from nnx.activations import Linear, ReLU, Sigmoid, Softmax
 from nnx.layers import Dense, Dropout
 from nnx.testing._check import Check, Output, Scenario
@@ -43,7 +43,7 @@ def forward_outputs(
         results = [run(put(backend, batch, dtype)) for batch in batches]
         return {name: [r[name] for r in results] for name in results[0]}
     x = graph.symbolic(("N", inputs.shape[1]), backend.dtype(dtype))
-    with Tracing():  # the plain reductions a graph wants, as Model.export builds it
+    with plain_operations():  # the plain reductions a graph wants, as Model.export builds it
         outputs = run(x)
     program = graph.build({"x": x}, outputs)
     host = np.dtype(dtype)
