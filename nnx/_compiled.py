@@ -3,28 +3,30 @@
 A backend that can compile (``Backend.compiler``: JAX's ``jax.jit``) gets the model's own step,
 not a second one written for it. :class:`CompiledStep` wraps it in a function that
 
-1. loads the training state it is given (the arrays of ``Model.get_state``, with the
-   iteration count as an array) into the layers and the optimizer,
-2. runs ``pre_update_params`` (the learning rate's decay, from that array) and
-   ``Model._step``: the book's forward, loss, backward and update,
-3. reads the new state back, and puts every part as it was, so nothing traced stays behind.
+1. loads the training state it is given (the arrays of ``Model.get_state``) into the layers
+   and the optimizer, and the numbers of this step (``Optimizer.step_factors``: the learning
+   rate after its decay, Adam's bias corrections), worked out on the host by
+   ``pre_update_params`` exactly as the eager step works them out,
+2. runs ``Model._step``: the book's forward, loss, backward and update,
+3. reads the new state back, and puts every part as it was (their declared state, their
+   arrays of one step), so nothing traced stays behind.
 
 The backend compiles that function once per batch shape and reuses it for every step, with
 the state's buffers donated to the new state. Nothing in it retraces per step: the iteration
-count, the learning rate and the running sums of the loss and the accuracy are arrays the
-step carries, and the layers' host draws (Dropout's masks, drawn from the same host
-generators as in the eager step, so both drop the same units) come in as inputs. The host
-keeps the book's Python numbers alongside (``optimizer.iterations``,
-``current_learning_rate``, ``accumulated_count``), for printing and files. The compiled step
-computes the decay and Adam's bias correction in the model's float dtype where the eager step
-uses Python's floats: the two agree within float32 rounding of those factors.
+count and the running sums of the loss and the accuracy are arrays the step carries, the
+step's factors come in as numbers, and the layers' host draws (Dropout's masks, drawn from the
+same host generators as in the eager step, so both drop the same units) come in as inputs. The
+host keeps the book's Python numbers alongside (``optimizer.iterations``,
+``accumulated_count``), for printing and files.
 
-Python numbers the step reads (hyperparameters, penalties, a regression accuracy's precision)
-are compiled in as constants: ``signature`` lists them, and a change makes a new step.
+The other Python numbers the step reads (hyperparameters, penalties, a regression accuracy's
+precision) are compiled in as constants: ``signature`` lists them (each part's ``config()``),
+and a change makes a new step.
 
-No host read happens inside a step. The NaN guard is arrays too: a step whose loss is not
-finite leaves the state as it was, and so does every step after it, and a record keeps the
-first such loss and the iteration it happened at. The training loop reads that record when it
+No host read happens inside a step. The NaN guard is arrays too, and wraps the step whole: a
+step whose loss is not finite leaves the state as it was (``where(finite, new, old)`` over all
+of it), and so does every step after it, and a record keeps the first such loss and the
+iteration it happened at. The training loop reads that record when it
 reads from the device anyway (printing, validation, checkpoints, the last epoch) and
 otherwise one epoch late, so the device runs ahead of the host.
 """
@@ -41,22 +43,14 @@ from nnx._layer import HOST_DRAWS
 
 __all__ = ["CompiledStep", "signature"]
 
-# What changes from step to step on the parts: never compiled in as a constant.
-_MOVING = frozenset({"iterations", "current_learning_rate", "accumulated_sum", "accumulated_count"})
-
 
 def signature(model: Any, steps: int) -> tuple[Any, ...]:
-    """The Python numbers (and strings, flags) a step of ``model`` reads, with the steps per
-    epoch: a compiled step is valid while these stay the same."""
+    """The Python numbers (and strings, flags) a step of ``model`` reads, as each part
+    declares them (``config()``), with the steps per epoch: a compiled step is valid while
+    these stay the same."""
     parts = [*model.layers, model.loss, model.optimizer, model.accuracy]
     return (steps,) + tuple(
-        tuple(
-            (name, value)
-            for name, value in vars(part).items()
-            if name not in _MOVING and isinstance(value, (bool, int, float, str, type(None)))
-        )
-        for part in parts
-        if part is not None
+        (type(part), tuple(sorted(part.config().items()))) for part in parts if part is not None
     )
 
 
@@ -145,6 +139,8 @@ class CompiledStep:
     def __call__(self, X: Any, y: Any) -> tuple[Any, Any, Any]:
         """One training step; returns (data loss, regularization loss, accuracy) as arrays."""
         optimizer = self.model.optimizer
+        optimizer.pre_update_params()  # this step's factors, as the eager step computes them
+        factors = tuple(getattr(optimizer, name) for name in optimizer.step_factors)
         key = (X.shape, y.shape)  # tuples, as the standard has them
         draws = self._draws.get(key)
         if draws is None:
@@ -153,7 +149,7 @@ class CompiledStep:
         state = [getattr(holder, name) for holder, name in self._slots]
         state.append(self._iterations)
         state, carried, record, out = self._compiled(
-            state, [*self._sums, self._place], self.record, X, y, drawn
+            state, [*self._sums, self._place], self.record, X, y, drawn, factors
         )
         self._iterations = state.pop()
         for (holder, name), value in zip(self._slots, state, strict=True):
@@ -163,7 +159,6 @@ class CompiledStep:
         if record:
             self.record = record
         # The host's numbers and the parts' sums, as an eager step leaves them.
-        optimizer.pre_update_params()
         optimizer.post_update_params()
         self._counted = optimizer.iterations
         fresh, self._host_place = self._host_place == 0, (self._host_place + 1) % self.steps
@@ -192,9 +187,31 @@ class CompiledStep:
             noted.append((layer, rng, draw, shape, dtype))
             return self.xp.zeros(shape, dtype=dtype, device=self.backend.device)
 
-        with _Scratch(self._parts), _draws_from(note):
+        with self._borrowed(), _draws_from(note):
             self.model.forward(X, training=True)
         return noted
+
+    @contextmanager
+    def _borrowed(self) -> Iterator[None]:
+        """The parts as they were before the block, after it: their declared state, the
+        running sums and the step's factors put back, and their arrays of one step gone, so
+        nothing a trace set (tracers) stays on them."""
+        optimizer = self.model.optimizer
+        state = [getattr(holder, name) for holder, name in self._slots]
+        sums = [(part.accumulated_sum, part.accumulated_count) for part in self._summed]
+        factors = [getattr(optimizer, name) for name in optimizer.step_factors]
+        try:
+            yield
+        finally:
+            for (holder, name), value in zip(self._slots, state, strict=True):
+                setattr(holder, name, value)
+            for part, (total, count) in zip(self._summed, sums, strict=True):
+                part.accumulated_sum, part.accumulated_count = total, count
+            for name, value in zip(optimizer.step_factors, factors, strict=True):
+                setattr(optimizer, name, value)
+            for part in self._parts:
+                for name in part._step_arrays():
+                    part.__dict__.pop(name, None)
 
     # -- traced once per batch shape ---------------------------------------------------------
     def _pure(
@@ -205,6 +222,7 @@ class CompiledStep:
         X: Any,
         y: Any,
         drawn: list[Any],
+        factors: tuple[Any, ...],
     ) -> tuple[list[Any], list[Any], tuple[Any, ...], tuple[Any, ...]]:
         self.traces += 1
         model, optimizer, xp = self.model, self.model.optimizer, self.xp
@@ -216,36 +234,31 @@ class CompiledStep:
         single = self.steps == 1
         fresh = place == 0
         drawn = list(drawn)
-        gate: dict[str, Any] = {}
+        checked: dict[str, Any] = {}
 
         def feed(layer: Any, rng: Any, draw: Any, shape: Any, dtype: Any) -> Any:
             return drawn.pop(0)
 
-        def guard(loss: Any) -> None:
-            # The update's gate: open while every loss so far was finite. Inside the
-            # optimizer's own keep/apply, fused with its arithmetic: a select over the whole
-            # state after the step cost S 100-200 us (copies, and an order XLA must keep).
-            diverged = record[0]
-            finite = xp.isfinite(loss)
-            gate.update(loss=loss, finite=finite, open=finite & ~diverged)
-            optimizer.gate = gate["open"]
+        def guard(loss: Any) -> None:  # noted here; the whole update is kept or dropped below
+            checked.update(loss=loss, finite=xp.isfinite(loss))
 
-        with _Scratch(self._parts), _xp.plain_operations():
+        with self._borrowed(), _xp.plain_operations():
             for (holder, name), value in zip(self._slots, state, strict=False):
                 setattr(holder, name, value)
             for part, total in zip(self._summed, sums[::2]):  # noqa: B905
                 part.accumulated_sum = 0.0 if single else xp.where(fresh, 0.0, total)
                 part.accumulated_count = 0
-            optimizer.iterations = iterations
-            optimizer.pre_update_params()
+            for name, value in zip(optimizer.step_factors, factors, strict=True):
+                setattr(optimizer, name, value)
             with _draws_from(feed):
                 data_loss, reg_loss, accuracy = model._step(
                     X, y, guard=guard if self.guard else False, counted=False
                 )
             new = [getattr(holder, name) for holder, name in self._slots]
-            new.append(
-                xp.where(gate["open"], iterations + 1, iterations) if gate else iterations + 1
-            )
+            new.append(iterations + 1)
+            if checked:  # kept while every loss so far was finite, else the state as it was
+                keep = checked["finite"] & ~record[0]
+                new = [xp.where(keep, after, before) for after, before in zip(new, state)]  # noqa: B905
             # The epoch's figures so far, as calculate_accumulated gives them after this step
             # (the penalty on the updated parameters).
             counts = [part.accumulated_count for part in self._summed]
@@ -267,7 +280,7 @@ class CompiledStep:
         figures_array = xp.stack([xp.astype(xp.asarray(f), dtype) for f in figures])
         if self.guard:
             diverged, bad_loss, bad_at = record
-            loss, finite = gate["loss"], gate["finite"]
+            loss, finite = checked["loss"], checked["finite"]
             first = ~finite & ~diverged
             record = (
                 diverged | ~finite,
@@ -299,19 +312,3 @@ def _draws_from(source: Callable[..., Any]) -> Iterator[None]:
         yield
     finally:
         HOST_DRAWS.reset(token)
-
-
-class _Scratch:
-    """Every attribute of ``parts`` as it was before the block, after it: what a trace sets
-    on them (tracers, counts) goes, and nothing of a step stays on the objects."""
-
-    def __init__(self, parts: list[Any]) -> None:
-        self.parts = parts
-
-    def __enter__(self) -> None:
-        self.saved = [(part, dict(vars(part))) for part in self.parts]
-
-    def __exit__(self, *exc: Any) -> None:
-        for part, attributes in self.saved:
-            vars(part).clear()
-            vars(part).update(attributes)

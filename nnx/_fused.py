@@ -17,13 +17,10 @@ _KERNEL_IS_UPDATE: dict[type, bool] = {}
 def kernel_for(optimizer: Any) -> Callable[..., None] | None:
     """The backend's kernel for ``optimizer``'s update, or None for the plain form.
 
-    Kernels write in place, so a backend without in-place updates runs the plain form; so does
-    an optimizer with ``fused=False``, a subclass that rewrote ``update`` (the kernel
-    computes its parent's formula, not the new one), and a step whose update has a NaN gate
-    (a compiled step's: the kernels know no gate).
+    Kernels write in place, so a backend without in-place updates (a compiler's) runs the
+    plain form; so does an optimizer with ``fused=False``, and a subclass that rewrote
+    ``update`` (the kernel computes its parent's formula, not the new one).
     """
-    if optimizer.gate is not None:
-        return None
     if not (optimizer.fused and optimizer.backend.mutable and _kernel_is_update(type(optimizer))):
         return None
     kernel: Callable[..., None] | None = optimizer.backend.kernels.get(optimizer.kernel)

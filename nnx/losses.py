@@ -23,6 +23,10 @@ __all__ = [
 _EPS = 1e-7
 
 
+# What a loss's step leaves on it: its gradient (and the fused loss's probabilities).
+_STEP_ARRAYS = frozenset({"dinputs", "output"})
+
+
 class Loss(Component):
     """Base: ``forward`` gives per-sample losses, ``calculate`` their mean.
 
@@ -52,6 +56,9 @@ class Loss(Component):
 
     def _moved(self) -> None:
         self.new_pass()  # the running sums were arrays of the old backend
+
+    def _step_arrays(self) -> frozenset[str]:
+        return _STEP_ARRAYS
 
     def remember_trainable_layers(self, layers: list[Layer]) -> None:
         self.trainable_layers = list(layers)

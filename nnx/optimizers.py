@@ -43,9 +43,9 @@ class Optimizer(Component):
     state_kinds: tuple[str, ...] = ()
     # The name of the fused update a backend may offer for this optimizer.
     kernel = ""
-    # Inside a compiled step: a 0-d boolean array, False when the step's loss is not finite.
-    # Then ``keep`` and ``apply`` leave state and parameters as they were (no host read).
-    gate: Any = None
+    # What pre_update_params works out from the step counter, once per step, for the formulas
+    # to read: a runner that compiles the step hands them in as numbers of that step.
+    step_factors: tuple[str, ...] = ("current_learning_rate",)
 
     def __init__(
         self,
@@ -119,24 +119,14 @@ class Optimizer(Component):
             setattr(layer, attribute, self.xp.zeros_like(getattr(layer, name)))
         return getattr(layer, attribute)
 
-    def keep(self, layer: Layer, name: str, kind: str, value: Array) -> Array:
-        """Store the new state of ``kind`` for the parameter ``name``; returns what is stored,
-        which the update goes on with (as the book reads ``layer.weight_momentums`` back).
-
-        Reading it back matters when compiled: an update computed from the value before the
-        gate would make XLA keep the old state alive next to the new one (a copy of every
-        parameter a step)."""
-        attribute = layer.state_name(name, kind)
-        if self.gate is not None:
-            value = self.xp.where(self.gate, value, getattr(layer, attribute))
-        setattr(layer, attribute, value)
-        return value
+    def keep(self, layer: Layer, name: str, kind: str, value: Array) -> None:
+        """Store ``value`` as the state of ``kind`` for the parameter ``name`` (the book's
+        ``layer.weight_momentums = weight_updates``)."""
+        setattr(layer, layer.state_name(name, kind), value)
 
     def apply(self, layer: Layer, name: str, updates: Array) -> None:
         """``layer.<name> += updates``: in place where the backend's arrays allow it."""
         params = getattr(layer, name)
-        if self.gate is not None:  # w + 0 is w: a closed gate leaves the parameter as it was
-            updates = self.xp.where(self.gate, updates, 0.0)
         params += updates
         setattr(layer, name, params)  # a new array on backends without in-place updates
 
@@ -197,7 +187,7 @@ class SGD(Optimizer):
                 self.momentum * self.state(layer, name, "momentums")
                 - self.current_learning_rate * dparams
             )
-            updates = self.keep(layer, name, "momentums", updates)
+            self.keep(layer, name, "momentums", updates)
         else:
             updates = -self.current_learning_rate * dparams
         self.apply(layer, name, updates)
@@ -222,7 +212,8 @@ class Adagrad(Optimizer):
         self.epsilon = float(epsilon)
 
     def update(self, layer: Layer, name: str, dparams: Array) -> None:
-        cache = self.keep(layer, name, "cache", self.state(layer, name, "cache") + dparams**2)
+        cache = self.state(layer, name, "cache") + dparams**2
+        self.keep(layer, name, "cache", cache)
         # Each parameter's step shrinks with the sum of its squared gradients so far.
         updates = -self.current_learning_rate * dparams / (self.xp.sqrt(cache) + self.epsilon)
         self.apply(layer, name, updates)
@@ -251,7 +242,7 @@ class RMSprop(Optimizer):
     def update(self, layer: Layer, name: str, dparams: Array) -> None:
         # A moving average of squared gradients, where Adagrad keeps their sum.
         cache = self.rho * self.state(layer, name, "cache") + (1 - self.rho) * dparams**2
-        cache = self.keep(layer, name, "cache", cache)
+        self.keep(layer, name, "cache", cache)
         updates = -self.current_learning_rate * dparams / (self.xp.sqrt(cache) + self.epsilon)
         self.apply(layer, name, updates)
 
@@ -261,6 +252,7 @@ class Adam(Optimizer):
 
     state_kinds = ("momentums", "cache")
     kernel = "adam"
+    step_factors = ("current_learning_rate", "beta_1_correction", "beta_2_correction")
 
     def __init__(
         self,
@@ -279,17 +271,24 @@ class Adam(Optimizer):
         _check_fraction(self, "beta_1", beta_1)
         _check_fraction(self, "beta_2", beta_2)
         self.epsilon, self.beta_1, self.beta_2 = float(epsilon), float(beta_1), float(beta_2)
+        self.pre_update_params()  # the first step's factors, for an update called before it
+
+    def pre_update_params(self) -> None:
+        super().pre_update_params()
+        # Momentums and cache start at zero, so early steps average over few gradients:
+        # dividing by (1 - beta ** step) corrects that bias (step counts from 1). The book
+        # writes it inside the update; it is the same for every parameter of a step.
+        step = self.iterations + 1
+        self.beta_1_correction = 1 - self.beta_1**step
+        self.beta_2_correction = 1 - self.beta_2**step
 
     def update(self, layer: Layer, name: str, dparams: Array) -> None:
         momentums = self.beta_1 * self.state(layer, name, "momentums") + (1 - self.beta_1) * dparams
         cache = self.beta_2 * self.state(layer, name, "cache") + (1 - self.beta_2) * dparams**2
-        momentums = self.keep(layer, name, "momentums", momentums)
-        cache = self.keep(layer, name, "cache", cache)
-        # Both start at zero, so early steps average over few gradients: dividing by
-        # (1 - beta^step) corrects that bias (step counts from 1).
-        step = self.iterations + 1
-        momentums_corrected = momentums / self._one_minus_power(self.beta_1, step)
-        cache_corrected = cache / self._one_minus_power(self.beta_2, step)
+        self.keep(layer, name, "momentums", momentums)
+        self.keep(layer, name, "cache", cache)
+        momentums_corrected = momentums / self.beta_1_correction
+        cache_corrected = cache / self.beta_2_correction
         updates = (
             -self.current_learning_rate
             * momentums_corrected
@@ -299,15 +298,6 @@ class Adam(Optimizer):
 
     def hyperparameters(self) -> dict[str, float]:
         return {**super().hyperparameters(), "step": self.iterations + 1}
-
-    def _one_minus_power(self, beta: float, step: Any) -> Any:
-        """``1 - beta**step``. A Python step gives a Python float, as in the book. A compiled
-        step counts in an array of the model's float32, where ``1 - 0.999**1`` loses four
-        digits to cancellation (1.3e-5 relative, and Adam's first steps divide by it):
-        ``-expm1(step * log(beta))`` is the same number to float32 rounding."""
-        if isinstance(step, int) or beta == 0:
-            return 1 - beta**step
-        return -self.xp.expm1(step * math.log(beta))
 
 
 def _check_fraction(optimizer: Optimizer, name: str, value: float) -> None:

@@ -164,6 +164,23 @@ def test_a_nan_stops_where_the_eager_step_stops(verbose: int, capsys: Any) -> No
     capsys.readouterr()
 
 
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_the_guard_keeps_or_drops_the_whole_update_of_every_optimizer(name: str) -> None:
+    """The NaN guard wraps the step (where(finite, new, old) over the whole state), not the
+    optimizers' formulas: every optimizer stops where its eager step stops, with its state."""
+    states, messages = [], []
+    for backend in ("numpy", JAX):
+        model = _model(backend, OPTIMIZERS[name], dropout=False)
+        model.optimizer.learning_rate = 1e30  # overflows float32 within a few steps
+        with pytest.raises(nnx.NonFiniteLossError) as info:
+            model.train(X, Y, epochs=6, batch_size=40, verbose=0)
+        messages.append(str(info.value))
+        states.append(_host(model))
+        assert all(np.isfinite(value).all() for value in states[-1].values())
+    assert messages[0] == messages[1]
+    _assert_close(states[1], states[0])
+
+
 def test_on_nan_warn_returns_the_history_before_the_diverged_epoch() -> None:
     histories = []
     for backend in ("numpy", JAX):

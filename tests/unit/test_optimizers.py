@@ -324,23 +324,3 @@ def test_update_leaves_the_gradients_alone(cls):
     # Kernels write into scratch arrays; the gradients a reader prints must stay as computed.
     np.testing.assert_array_equal(layer.dweights, DW[2])
     np.testing.assert_array_equal(layer.dbiases, DB[2])
-
-
-@pytest.mark.parametrize("cls", ALL, ids=lambda c: c.__name__)
-def test_a_closed_gate_leaves_parameters_and_state_as_they_were(cls):
-    """The NaN gate of a compiled step (Optimizer.gate), here on NumPy, whose fused kernels
-    know no gate: a closed one changes nothing, an open one is the ungated update."""
-    layer, optimizer = _three_steps(cls, NP)
-    names = ("weights", "biases", *optimizer.state_names(layer))
-    before = {name: np.copy(getattr(layer, name)) for name in names}
-    optimizer.gate = np.asarray(False)
-    step(optimizer, layer, 0)
-    for name in names:
-        np.testing.assert_array_equal(getattr(layer, name), before[name], err_msg=name)
-    gated, gated_optimizer = _three_steps(cls, NP)
-    ungated, plain = _three_steps(cls, NP)
-    gated_optimizer.gate = np.asarray(True)
-    step(gated_optimizer, gated, 1)
-    step(plain, ungated, 1)
-    for name in names:
-        np.testing.assert_allclose(getattr(gated, name), getattr(ungated, name), **TIGHT)
