@@ -117,9 +117,13 @@ class DataParallel:
         previous = None if model.loss.accumulated_count == 0 else self.figures
         # One task sums the gradients (the last level of the tree) and updates: every hop
         # between tasks costs a scheduler round trip, a few ms.
+        # The step's numbers, as the optimizer here worked them out (the counter: kernels'
+        # own bias corrections count from it).
+        names = ("iterations", *optimizer.step_factors)
+        factors = {name: getattr(optimizer, name) for name in names}
         new = self._record(
-            worker.update, "update", self.replica, params, extra, previous, optimizer.iterations,
-            optimizer.current_learning_rate, guard, *self._tree(parts, worker.add_gradients),
+            worker.update, "update", self.replica, params, extra, previous, factors, guard,
+            *self._tree(parts, worker.add_gradients),
         )  # fmt: skip
         outputs = [self._record(operator.getitem, "state", new, i) for i in range(3)]
         if len(self.sent) >= _IN_FLIGHT:  # the host runs ahead this far, then waits

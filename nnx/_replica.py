@@ -162,8 +162,7 @@ def update(
     params: list[Any],
     extra: list[Any],
     previous: Any,
-    iterations: int,
-    learning_rate: float,
+    factors: dict[str, float],
     guard: bool,
     *parts: Any,
 ) -> tuple[list[Any], list[Any], Any]:
@@ -185,7 +184,8 @@ def update(
         for (layer, name), gradient in zip(named, gradients, strict=True):
             setattr(layer, name, gradient)
         optimizer = model.optimizer
-        optimizer.iterations, optimizer.current_learning_rate = iterations, learning_rate
+        for name, value in factors.items():  # this step's, as the client's optimizer has them
+            setattr(optimizer, name, value)
         optimizer.update_layers(model.trainable_layers)
         layers, n = model.layers, replica.n_params
         state = [getattr(layers[i], name) for i, name in replica.where]
