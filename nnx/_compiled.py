@@ -239,10 +239,11 @@ class CompiledStep:
         def feed(layer: Any, rng: Any, draw: Any, shape: Any, dtype: Any) -> Any:
             return drawn.pop(0)
 
-        def guard(loss: Any) -> None:  # noted here; the whole update is kept or dropped below
-            checked.update(loss=loss, finite=xp.isfinite(loss))
+        def guard(loss: Any) -> None:  # the optimizer's writers read "keep" (see _guarded)
+            finite = xp.isfinite(loss)
+            checked.update(loss=loss, finite=finite, keep=finite & ~record[0])
 
-        with self._borrowed(), _xp.plain_operations():
+        with self._borrowed(), _xp.plain_operations(), _guarded(optimizer, checked):
             for (holder, name), value in zip(self._slots, state, strict=False):
                 setattr(holder, name, value)
             for part, total in zip(self._summed, sums[::2]):  # noqa: B905
@@ -255,10 +256,8 @@ class CompiledStep:
                     X, y, guard=guard if self.guard else False, counted=False
                 )
             new = [getattr(holder, name) for holder, name in self._slots]
-            new.append(iterations + 1)
-            if checked:  # kept while every loss so far was finite, else the state as it was
-                keep = checked["finite"] & ~record[0]
-                new = [xp.where(keep, after, before) for after, before in zip(new, state)]  # noqa: B905
+            new.append(xp.where(checked["keep"], iterations + 1, iterations) if checked else
+                       iterations + 1)  # fmt: skip
             # The epoch's figures so far, as calculate_accumulated gives them after this step
             # (the penalty on the updated parameters).
             counts = [part.accumulated_count for part in self._summed]
@@ -302,6 +301,33 @@ class CompiledStep:
                 figures_array,
             ),
         )
+
+
+@contextmanager
+def _guarded(optimizer: Any, checked: dict[str, Any]) -> Iterator[None]:
+    """The step's NaN guard, without a host read: the optimizer's two state writers (``keep``
+    and ``apply``) wrapped for the block, so that while ``checked["keep"]`` is False (this
+    loss or an earlier one not finite) every array of the state stays as it was. Wrapped
+    there and not as one ``where(keep, new, old)`` over the whole state after the step:
+    the update goes on with the state as kept, so XLA never holds the old state next to the
+    new one (the select after the step cost S 80-100 us a step here: copies)."""
+    keep, apply, xp = optimizer.keep, optimizer.apply, optimizer.xp
+
+    def guarded_keep(layer: Any, name: str, kind: str, value: Any) -> Any:
+        if "keep" in checked:
+            value = xp.where(checked["keep"], value, getattr(layer, layer.state_name(name, kind)))
+        return keep(layer, name, kind, value)
+
+    def guarded_apply(layer: Any, name: str, updates: Any) -> None:
+        if "keep" in checked:  # w + 0 is w: a dropped step leaves the parameter as it was
+            updates = xp.where(checked["keep"], updates, 0.0)
+        apply(layer, name, updates)
+
+    optimizer.keep, optimizer.apply = guarded_keep, guarded_apply
+    try:
+        yield
+    finally:
+        del optimizer.keep, optimizer.apply
 
 
 @contextmanager

@@ -119,10 +119,16 @@ class Optimizer(Component):
             setattr(layer, attribute, self.xp.zeros_like(getattr(layer, name)))
         return getattr(layer, attribute)
 
-    def keep(self, layer: Layer, name: str, kind: str, value: Array) -> None:
+    def keep(self, layer: Layer, name: str, kind: str, value: Array) -> Array:
         """Store ``value`` as the state of ``kind`` for the parameter ``name`` (the book's
-        ``layer.weight_momentums = weight_updates``)."""
+        ``layer.weight_momentums = weight_updates``); returns what was stored, which the
+        update goes on with, as the book reads ``layer.weight_momentums`` back.
+
+        ``keep`` and ``apply`` are the only writers of the state: a runner that guards a step
+        without reading the host (a compiled one) wraps these two, and the formulas above
+        them stay the book's."""
         setattr(layer, layer.state_name(name, kind), value)
+        return value
 
     def apply(self, layer: Layer, name: str, updates: Array) -> None:
         """``layer.<name> += updates``: in place where the backend's arrays allow it."""
@@ -187,7 +193,7 @@ class SGD(Optimizer):
                 self.momentum * self.state(layer, name, "momentums")
                 - self.current_learning_rate * dparams
             )
-            self.keep(layer, name, "momentums", updates)
+            updates = self.keep(layer, name, "momentums", updates)
         else:
             updates = -self.current_learning_rate * dparams
         self.apply(layer, name, updates)
@@ -212,8 +218,7 @@ class Adagrad(Optimizer):
         self.epsilon = float(epsilon)
 
     def update(self, layer: Layer, name: str, dparams: Array) -> None:
-        cache = self.state(layer, name, "cache") + dparams**2
-        self.keep(layer, name, "cache", cache)
+        cache = self.keep(layer, name, "cache", self.state(layer, name, "cache") + dparams**2)
         # Each parameter's step shrinks with the sum of its squared gradients so far.
         updates = -self.current_learning_rate * dparams / (self.xp.sqrt(cache) + self.epsilon)
         self.apply(layer, name, updates)
@@ -242,7 +247,7 @@ class RMSprop(Optimizer):
     def update(self, layer: Layer, name: str, dparams: Array) -> None:
         # A moving average of squared gradients, where Adagrad keeps their sum.
         cache = self.rho * self.state(layer, name, "cache") + (1 - self.rho) * dparams**2
-        self.keep(layer, name, "cache", cache)
+        cache = self.keep(layer, name, "cache", cache)
         updates = -self.current_learning_rate * dparams / (self.xp.sqrt(cache) + self.epsilon)
         self.apply(layer, name, updates)
 
@@ -285,8 +290,8 @@ class Adam(Optimizer):
     def update(self, layer: Layer, name: str, dparams: Array) -> None:
         momentums = self.beta_1 * self.state(layer, name, "momentums") + (1 - self.beta_1) * dparams
         cache = self.beta_2 * self.state(layer, name, "cache") + (1 - self.beta_2) * dparams**2
-        self.keep(layer, name, "momentums", momentums)
-        self.keep(layer, name, "cache", cache)
+        momentums = self.keep(layer, name, "momentums", momentums)
+        cache = self.keep(layer, name, "cache", cache)
         momentums_corrected = momentums / self.beta_1_correction
         cache_corrected = cache / self.beta_2_correction
         updates = (
