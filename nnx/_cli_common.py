@@ -86,7 +86,7 @@ def add_plugin_option(parser: argparse.ArgumentParser) -> None:
         metavar="MODULE",
         help="import MODULE first, e.g. one that calls backends.register() (repeatable; looked "
         "up on PYTHONPATH, then in the current folder). Backends from installed packages' "
-        "entry points need no plugin.",
+        "entry points need no plugin. (default: none)",
     )
 
 

@@ -34,10 +34,12 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
         "--dataset",
         choices=data.DATASETS,
         help="the rows of a bundled data set; their labels are known, so the accuracy and "
-        "loss follow",
+        "loss follow (required: this or --input)",
     )
     source.add_argument(
-        "--input", metavar="FILE.npy", help="a .npy file of samples, shape (n, features)"
+        "--input",
+        metavar="FILE.npy",
+        help="a .npy file of samples, shape (n, features) (required: this or --dataset)",
     )
     parser.add_argument(
         "--split",
@@ -53,7 +55,10 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
         help="rows to print, 0 for all (default: 10)",
     )
     parser.add_argument(
-        "--output", "-o", metavar="FILE.npy", help="also write every prediction to this file"
+        "--output",
+        "-o",
+        metavar="FILE.npy",
+        help="also write every prediction to this file (default: none)",
     )
     parser.add_argument(
         "--overwrite", action="store_true", help="replace the --output file if it exists"

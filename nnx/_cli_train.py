@@ -48,6 +48,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 def _network_options(group: Any) -> None:
     recipes = data.RECIPES
     held_out = _per({name: recipe.held_out for name, recipe in recipes.items()})
+    held_out = held_out.replace("%", "%%")  # argparse formats help with %
     layers = _per({name: recipe.layers for name, recipe in recipes.items()})
     group.add_argument(
         "--dataset",
