@@ -89,9 +89,26 @@ def _parser() -> argparse.ArgumentParser:
     add_export_arguments(command("export", _export, "write a model file's inference graph as ONNX"))
     from nnx import testing
 
-    conformance = command("conformance", testing.run_cli, "the cross-backend conformance table")
+    conformance = command("conformance", _conformance, "the cross-backend conformance table")
     testing.add_arguments(conformance)
     return parser
+
+
+def _conformance(args: argparse.Namespace) -> int:
+    """The suite's table; a name nothing registered is refused first, with the way to add it
+    (the suite would report it as a failed row, without saying how)."""
+    from nnx import testing
+
+    names = backends.registered()
+    for wanted in args.backend or []:
+        name = wanted.partition(":")[0]
+        if name not in names:
+            raise CommandLineError(
+                f"--backend {name}: unknown backend; expected one of {', '.join(names)}. A "
+                "backend your own code registers needs the module that registers it: "
+                f"nnx conformance --plugin MODULE --backend {name}."
+            )
+    return testing.run_cli(args)
 
 
 if __name__ == "__main__":
