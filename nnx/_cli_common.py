@@ -102,7 +102,7 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
 def import_plugins(modules: list[str]) -> None:
     """Import each ``--plugin`` module; the current folder is searched last, as a fallback."""
     here = os.getcwd()
-    if here not in sys.path:
+    if modules and here not in sys.path:
         sys.path.append(here)  # after the installed packages: a plugin never shadows them
     for name in modules:
         try:

@@ -47,7 +47,7 @@ RECIPES = {
     # The book's chapter 17: two hidden layers of 64, Adam at 0.005; a stronger decay than
     # the book's 1e-3 stops Adam's late jumps, which its strict accuracy counts.
     "sine": Recipe(
-        4000,
+        2000,
         2,
         "200 other points of the curve",
         regression=True,

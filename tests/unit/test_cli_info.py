@@ -77,7 +77,7 @@ def test_help_has_a_line_and_a_default_for_every_option(capsys):
         main(["train", "--help"])
     out = capsys.readouterr().out
     for words in ("all the training rows in one step", "(default: model.nnx)", "adam 0.05",
-                  "sine 4000", "--overwrite", "--plugin MODULE"):  # fmt: skip
+                  "sine 2000", "--overwrite", "--plugin MODULE"):  # fmt: skip
         assert words in " ".join(out.split())
 
 
