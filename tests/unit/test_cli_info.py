@@ -156,3 +156,16 @@ def test_entry_point_backends_need_no_plugin(tmp_path: Path):
     done = _nnx("conformance", "--backend", "mynumpy", "--components-only", "--dtype",
                 "float32", cwd=tmp_path, env=env)  # fmt: skip
     assert done.returncode == 0 and " 0 failed" in done.stdout, done.stdout[-2000:] + done.stderr
+
+
+def test_installed_rows_for_code_entry_points_and_missing_libraries(monkeypatch, capsys):
+    monkeypatch.setitem(backends._FACTORIES, "incode", lambda device=None: None)
+    monkeypatch.setitem(backends._FACTORIES, "gone", "no_such_library_xyz.backend:make")
+    rows = {status.name: status for status in backends.installed()}
+    assert rows["incode"].usable and rows["incode"].reason == "registered in code"
+    assert not rows["gone"].usable
+    assert rows["gone"].reason == "no_such_library_xyz is not installed"
+    assert "no_such_library_xyz" not in sys.modules
+    assert main(["info"]) == 0
+    gone = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("gone"))
+    assert gone.split()[1] == "no"
