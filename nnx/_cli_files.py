@@ -16,11 +16,9 @@ from nnx._cli_common import (
     same_file,
     select_backend,
 )
+from nnx._export import METADATA_KEY
 
 __all__ = ["add_export_arguments", "add_summary_arguments", "export", "summary"]
-
-# nnx's ONNX files hold JSON under this metadata key (nnx._export.METADATA_KEY, kept in step).
-_METADATA_KEY = "nnx"
 
 
 def add_summary_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,7 +63,7 @@ def _onnx_metadata(path: Path) -> tuple[dict[str, Any], int] | None:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception:  # protobuf's DecodeError, or anything else a foreign file provokes
         return None
-    text = next((p.value for p in proto.metadata_props if p.key == _METADATA_KEY), None)
+    text = next((p.value for p in proto.metadata_props if p.key == METADATA_KEY), None)
     try:
         metadata = json.loads(text) if text is not None else None
     except ValueError:
