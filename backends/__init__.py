@@ -8,6 +8,7 @@ This package knows nothing about nnx, so any Array API code can use it.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +41,7 @@ __all__ = [
     "device_name",
     "get_backend",
     "install_hint",
+    "installed",
     "load",
     "register",
     "registered",
@@ -60,6 +62,17 @@ _FACTORIES: dict[str, str | Factory] = {
     "dask": "backends.dask_backend:make",
     "jax": "backends.jax_backend:make",
     "onnx": "backends.onnx_backend:make",
+}
+# What each built-in backend imports (library, the extra that installs it), for installed(),
+# which looks without importing: importing every library takes seconds.
+_LIBRARIES = {
+    "numpy": ("numpy", None),
+    "array_api_strict": ("array_api_strict", "test"),
+    "torch": ("torch", "torch"),
+    "cupy": ("cupy", "cupy"),
+    "dask": ("distributed", "dask"),
+    "jax": ("jax", "jax"),
+    "onnx": ("ndonnx", "onnx"),
 }
 _entry_points_read = False
 _instances: dict[tuple[str, str | None], Backend] = {}
@@ -217,6 +230,38 @@ class BackendStatus:
     reason: str
     version: str = ""
     device: str = ""
+
+
+def installed() -> list[BackendStatus]:
+    """Every registered backend with whether its library is installed, found without importing
+    anything (:func:`available` imports each and tries its device: slower, and more certain).
+
+    Backends registered in code count as installed; ``version`` is their library's, if known.
+    """
+    rows, providers = [], metadata.packages_distributions()
+    for name in registered():
+        factory = _FACTORIES[name]
+        if callable(factory):
+            rows.append(BackendStatus(name, True, "registered in code"))
+            continue
+        module, extra = _LIBRARIES.get(name, (factory.partition(":")[0], None))
+        top = module.partition(".")[0]
+        if importlib.util.find_spec(top) is None:
+            hint = f"; {install_hint(extra)}" if extra else ""
+            rows.append(BackendStatus(name, False, f"{top} is not installed{hint}"))
+        else:
+            rows.append(BackendStatus(name, True, "", _version(providers.get(top, []))))
+    return rows
+
+
+def _version(distributions: list[str]) -> str:
+    """The version of the first of ``distributions`` that is installed."""
+    for distribution in distributions:
+        try:
+            return metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            continue
+    return ""
 
 
 def available() -> list[BackendStatus]:

@@ -131,7 +131,7 @@ def test_a_device_torch_cannot_compute_on_is_refused_at_selection(device: str) -
         (["train", "--layers", "-1"], "expected --layers >= 1, got --layers -1"),
         (["train", "--hidden", "0"], "expected --hidden >= 1"),
         (["train", "--output", "no/such/folder/m.nnx"], "does not exist; create it first"),
-        (["train", "--learning-rate", "inf", "--epochs", "3"], "learning_rate as a finite"),
+        (["train", "--learning-rate", "inf", "--epochs", "3"], "--learning-rate as a finite"),
         (["train", "--learning-rate", "1e30", "--epochs", "3"], "loss became"),
         (["predict", "bf16.nnx", "--dataset", "spiral"], "dtype NumPy cannot read"),
     ],
