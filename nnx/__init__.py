@@ -11,7 +11,7 @@ from backends import (
 )
 from nnx import datasets, io
 from nnx._export import ExportError
-from nnx._train import NonFiniteLossError
+from nnx._step import NonFiniteLossError
 from nnx._xp import Array
 from nnx.accuracy import Accuracy, CategoricalAccuracy, RegressionAccuracy
 from nnx.activations import Linear, ReLU, Sigmoid, Softmax

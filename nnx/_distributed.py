@@ -30,9 +30,10 @@ from backends import install_hint
 from nnx import _replica as worker
 from nnx import _state
 from nnx._compiled import signature
-from nnx._train import NonFiniteLossError, batches
+from nnx._runners import Eager
+from nnx._step import NonFiniteLossError, batches
 
-__all__ = ["DataParallel", "data_parallel"]
+__all__ = ["DataParallel"]
 
 _FAN_IN = 8  # chunk results summed per task of the tree
 # Steps sent before the host waits for the oldest: with two, the scheduler holds the next
@@ -41,32 +42,7 @@ _IN_FLIGHT = 2
 _N_FIGURES = 9  # what _figures returns
 
 
-def data_parallel(model: Any, X: Any) -> DataParallel | None:
-    """The coarse runner for ``model`` when ``X`` is a dask array and a ``distributed.Client``
-    is active, else None (the model's own step, fine-grained on dask).
-
-    Layers that draw random numbers on the host (Dropout) keep the fine-grained path: their
-    masks are drawn per batch on the client, as on NumPy.
-    """
-    if model.backend.lazy is None or not hasattr(X, "__dask_graph__"):
-        return None
-    if any(layer.draws_on_host for layer in model.layers):
-        return None
-    from distributed import get_client
-
-    try:
-        client = get_client()
-    except ValueError:  # no Client: dask's local threads, where coarse tasks gain nothing
-        return None
-    runner = model._compiled.get("data_parallel")
-    # The workers' copy holds the parts' Python numbers (Adam's betas, ...): a change of any
-    # makes a new copy, as it makes a new compiled step.
-    if runner is None or runner.client is not client or runner.signature != signature(model, 0):
-        runner = model._compiled["data_parallel"] = DataParallel(model, client)
-    return runner
-
-
-class DataParallel:
+class DataParallel(Eager):
     """``model``'s training step, evaluation and prediction as coarse tasks on ``client``.
 
     Every task gets a name of its own (``nnx-<kind>-<run>-<count>``): dask would otherwise
@@ -74,9 +50,34 @@ class DataParallel:
     on a small model.
     """
 
+    @staticmethod
+    def accepts(model: Any, X: Any, compile: bool | None) -> bool:
+        """On the ``dask`` backend with the data as dask arrays and a ``distributed.Client``
+        active; otherwise the model's own step runs, fine-grained on dask.
+
+        Layers that draw random numbers on the host (Dropout) keep the fine-grained path: their
+        masks are drawn per batch on the client, as on NumPy.
+        """
+        if model.backend.lazy is None or not hasattr(X, "__dask_graph__"):
+            return False
+        return not any(layer.draws_on_host for layer in model.layers) and _client() is not None
+
+    @classmethod
+    def make(cls, model: Any, guard: bool = True) -> DataParallel:
+        """The model's runner on the active Client, kept while the client and the parts'
+        Python numbers stay the same: the workers' copy holds those numbers (Adam's betas,
+        ...), so a change of any makes a new copy, as it makes a new compiled step."""
+        client = _client()
+        runner = model._runners.get("data_parallel")
+        if runner is None or runner.client is not client or runner.signature != signature(model, 0):
+            runner = model._runners["data_parallel"] = cls(model, client)
+        runner.guard = guard
+        return runner  # type: ignore[no-any-return]
+
     def __init__(self, model: Any, client: Any) -> None:
         _check_workers(client)
-        self.model, self.client = model, client
+        super().__init__(model)
+        self.client = client
         self.signature = signature(model, 0)
         for layer in model.trainable_layers:  # zeros, as the first update would make them
             for name in layer.parameters:
@@ -100,10 +101,11 @@ class DataParallel:
         return "-".join(["nnx", kind, self.run, str(self.count), *map(str, index)])
 
     # -- training ------------------------------------------------------------------------------
-    def __call__(self, X: Any, y: Any, guard: bool = True) -> tuple[Any, Any, Any]:
+    def step(self, X: Any, y: Any) -> tuple[Any, Any, Any]:
         """One step; returns (data loss, regularization loss, accuracy) of the batch."""
         from distributed import wait
 
+        guard = self.guard
         model, optimizer = self.model, self.model.optimizer
         self.count += 1
         params, extra = self._state()
@@ -233,6 +235,17 @@ class DataParallel:
             for x, _, rows in _chunks(batch_X, None)
         ]
         return blocks[0] if len(blocks) == 1 else da.concatenate(blocks)
+
+
+def _client() -> Any:
+    """The active ``distributed.Client``, or None (dask's local threads, where coarse tasks
+    gain nothing)."""
+    try:
+        from distributed import get_client
+
+        return get_client()
+    except (ImportError, ValueError):
+        return None
 
 
 def _item(future: Any, index: int, like: Any, name: str) -> Any:

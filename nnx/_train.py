@@ -12,29 +12,25 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 from tqdm import tqdm
 
 from nnx import io
+from nnx._choose import choose
 from nnx._component import whole_number
+from nnx._runners import Figure
+from nnx._step import NonFiniteLossError, batches
 from nnx.data import check_batch_size, shuffled_order
 
-__all__ = ["NonFiniteLossError", "TrainLoop", "batches", "materialize_state"]
+__all__ = ["TrainLoop"]
 
 _ON_NAN = ("raise", "warn", "ignore")
-# Seconds between looks at a compiled run's divergence record when nothing else reads.
-_LOOK_EVERY = 0.05
 # Seconds between the progress bar's loss and accuracy: reading them waits for the device, so
 # not every step (and not at all where no bar shows: output to a file or a pipe).
 _BAR_FIGURES_EVERY = 0.5
 # Lines a run prints when print_every is left out (the book's 10000 epochs print every 1000).
 _LINES_PER_RUN = 10
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; training stopped before that step's update."""
 
 
 class TrainLoop:
@@ -74,18 +70,7 @@ class TrainLoop:
                 raise type(err)(f"Model.train: {err}") from None
         if on_nan not in _ON_NAN:
             raise ValueError(f"Model.train: expected on_nan in {_ON_NAN}, got on_nan={on_nan!r}.")
-        self.on_nan = on_nan
-        can = model.backend.compiler is not None
-        if compile not in (None, True, False):
-            raise ValueError(
-                f"Model.train: expected compile as True, False or None, got {compile!r}."
-            )
-        if compile and not can:
-            raise ValueError(
-                f"Model.train: compile=True, but the {model.backend.name} backend cannot compile "
-                "a function (jax can); leave compile out to train eagerly."
-            )
-        self.compiled = can if compile is None else compile
+        self.on_nan, self.compile = on_nan, compile
         self.model, self.epochs = model, epochs
         self.batch_size = batch_size
         self.shuffle, self.verbose = shuffle, verbose
@@ -107,18 +92,12 @@ class TrainLoop:
             self.epochs_every = self.print_every
         elif self.print_every is not None:
             self.epochs_every, self.steps_every = 1, self.print_every
+        self.runner = choose(model, X, compile=self.compile, guard=self.on_nan != "ignore")
         first = 1 if resume is None else self._resume(resume)
-        self._stepper = model._step
-        if not self.compiled:  # on a Dask cluster: coarse tasks, one reduction per step
-            from nnx._distributed import data_parallel
-
-            self._stepper = data_parallel(model, X) or model._step
-        if self.compiled:
-            self._stepper = model._compiled_step(self.on_nan != "ignore", self.steps)
-            # Where divergence was looked for last, and the iteration count the run began at.
-            self._first, self._start = first, model.optimizer.iterations
-            self._unread: list[Any] = []  # divergence records not read yet, oldest first
-            self._next_look = 0.0
+        self.runner.prepare(self.steps)
+        # The epoch and the iteration count the run began at: a divergence found later (a
+        # compiled run's) is placed from them.
+        self._first, self._start = first, model.optimizer.iterations
         seed = model.seed if model.seed is not None else 0
         bar = tqdm(
             initial=(first - 1) * self.steps,
@@ -163,15 +142,11 @@ class TrainLoop:
             model.accuracy.new_pass()
         if self.steps > 1 and self.verbose and self._printed(epoch):
             tqdm.write(f"epoch: {epoch}")
-        guard = self.on_nan != "ignore"
         for step, (batch_X, batch_y) in enumerate(
             batches(model.backend.xp, self.X, self.y, self.batch_size, order)
         ):
             try:
-                if self.compiled:
-                    data_loss, reg_loss, accuracy = self._stepper(batch_X, batch_y)
-                else:
-                    data_loss, reg_loss, accuracy = self._stepper(batch_X, batch_y, guard)
+                data_loss, reg_loss, accuracy = self.runner.step(batch_X, batch_y)
             except NonFiniteLossError as err:
                 self._diverged(err, epoch, step)
                 return False
@@ -181,9 +156,8 @@ class TrainLoop:
             printing = bool(
                 self.verbose and every and (not step % every or last) and self._printed(epoch)
             )
-            if self.compiled and (printing or self._interrupted):
-                if self._diverged_compiled(epoch, now=True):
-                    return False
+            if (printing or self._interrupted) and self._diverged_late(epoch, now=True):
+                return False
             if printing:
                 tqdm.write(
                     _line(
@@ -196,16 +170,9 @@ class TrainLoop:
                 )
             if self._interrupted:
                 break
-        if self.compiled:
-            if self._diverged_compiled(epoch, now=self._must_read(epoch)):
-                return False
-            # The figures the compiled step computed with the epoch's last step.
-            figures = _Figures(self._stepper.figures, model.backend.to_numpy)
-            total, data_loss, reg_loss, accuracy = (_Figure(figures, i) for i in range(4))
-        else:
-            data_loss, reg_loss = model.loss.calculate_accumulated(include_regularization=True)
-            accuracy = model.accuracy.calculate_accumulated() if model.accuracy else math.nan
-            total = data_loss + reg_loss
+        if self._diverged_late(epoch, now=self._must_read(epoch)):
+            return False
+        total, data_loss, reg_loss, accuracy = self.runner.epoch_figures()
         lr = model.optimizer.current_learning_rate
         self._record(
             ("loss", total),
@@ -242,33 +209,12 @@ class TrainLoop:
             or self.validation
         )
 
-    def _diverged_compiled(self, epoch: int, now: bool) -> bool:
-        """A compiled run: whether a step's loss was not finite; then its epoch and those
-        after it leave the history, and the error (or warning) says which step it was.
-
-        ``now=False`` reads only what the device has finished (``Compiler.ready``): the newest
-        finished epoch's record, which holds every divergence before it too, and at most every
-        ``_LOOK_EVERY`` seconds (a read costs more than a small model's step). The host never
-        waits for the device then, and it runs ahead; ``now=True`` waits for the last step.
-        """
-        stepper, ready = self._stepper, self.model.backend.compiler.ready
-        self._unread.append(stepper.record)
-        if now:
-            done = len(self._unread)
-        else:
-            clock = time.perf_counter()
-            if clock < self._next_look:
-                return False
-            self._next_look = clock + _LOOK_EVERY
-            done = next(
-                (i + 1 for i in range(len(self._unread) - 1, -1, -1) if ready(self._unread[i][0])),
-                0,
-            )
-        if not done:
-            return False
-        record = self._unread[done - 1]
-        del self._unread[:done]
-        found = stepper.divergence(record)
+    def _diverged_late(self, epoch: int, now: bool) -> bool:
+        """Whether a step the runner did not stop at once (a compiled one's) had a loss that
+        was not finite; then its epoch and those after it leave the history, and the error
+        (or warning) says which step it was. ``now=False`` lets the runner look only at what
+        the device has finished."""
+        found = self.runner.divergence(now)
         if found is None:
             return False
         loss, at = found
@@ -321,15 +267,10 @@ class TrainLoop:
         backend = self.model.backend
         result = {}
         for key, values in self.history.items():
-            arrays = [v for v in values if not isinstance(v, (int, float, _Figure))]
+            arrays = [v for v in values if not isinstance(v, (int, float, Figure))]
             host = iter(backend.to_numpy(backend.xp.stack(arrays)).tolist() if arrays else [])
             result[key] = [
-                v.figures[v.index]
-                if type(v) is _Figure
-                else float(v)
-                if isinstance(v, (int, float))
-                else next(host)
-                for v in values
+                float(v) if isinstance(v, (int, float, Figure)) else next(host) for v in values
             ]
         return result
 
@@ -439,34 +380,6 @@ class TrainLoop:
         )
 
 
-class _Figures:
-    """The figures a compiled step returns together in one array, brought to the host once,
-    when one of them is first read."""
-
-    __slots__ = ("array", "host", "to_numpy")
-
-    def __init__(self, array: Any, to_numpy: Any) -> None:
-        self.array, self.to_numpy = array, to_numpy
-        self.host: Any = None
-
-    def __getitem__(self, index: int) -> float:
-        if self.host is None:
-            self.host = self.to_numpy(self.array).tolist()
-        return self.host[index]  # type: ignore[no-any-return]
-
-
-class _Figure:
-    """One of :class:`_Figures`, a number when ``float()`` reads it."""
-
-    __slots__ = ("figures", "index")
-
-    def __init__(self, figures: _Figures, index: int) -> None:
-        self.figures, self.index = figures, index
-
-    def __float__(self) -> float:
-        return self.figures[self.index]
-
-
 # What an epoch records in the history (checkpoints keep it; a resume checks it).
 _HISTORY_KEYS = frozenset(
     ("loss", "data_loss", "reg_loss", "accuracy", "learning_rate", "val_loss", "val_accuracy")
@@ -479,39 +392,3 @@ def _line(head: str, accuracy: Any, data_loss: Any, reg_loss: Any, lr: float) ->
         f"{head}, acc: {accuracy:.3f}, loss: {data_loss + reg_loss:.3f} "
         f"(data_loss: {data_loss:.3f}, reg_loss: {reg_loss:.3f}), lr: {lr}"
     )
-
-
-def batches(
-    xp: Any, X: Any, y: Any, batch_size: int | None, order: Any = None
-) -> Iterator[tuple[Any, Any]]:
-    """Slices of the data on the device, in ``order`` when shuffling."""
-    if order is not None:
-        X = xp.take(X, order, axis=0)
-        y = None if y is None else xp.take(y, order, axis=0)
-    n = X.shape[0]
-    if batch_size is None or batch_size >= n:
-        yield X, y
-        return
-    size = batch_size
-    for start in range(0, n, size):
-        stop = min(start + size, n)
-        yield X[start:stop, ...], (None if y is None else y[start:stop, ...])
-
-
-def materialize_state(
-    backend: Any, slots: list[tuple[Any, str]], extra: tuple[Any, ...] = ()
-) -> list[Any]:
-    """Lazy backends: compute the arrays a step leaves in ``slots`` ((holder, attribute) pairs:
-    the model's state, the running sums), so no task graph outlives its step; ``extra`` arrays
-    are computed along, and returned."""
-    slots = [(holder, name) for holder, name in slots if not _is_number(getattr(holder, name))]
-    arrays = backend.lazy.materialize(
-        [getattr(holder, name) for holder, name in slots] + list(extra)
-    )
-    for (holder, name), array in zip(slots, arrays[: len(slots)], strict=True):
-        setattr(holder, name, array)
-    return list(arrays[len(slots) :])
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float))

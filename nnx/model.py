@@ -15,12 +15,11 @@ from tqdm import tqdm
 
 from backends import Backend, BackendError, load
 from nnx import _export, _state, _summary, data, io
-from nnx._compiled import CompiledStep
-from nnx._compiled import signature as compiled_signature
+from nnx._choose import choose
 from nnx._component import common_backend, resolve
-from nnx._distributed import data_parallel
 from nnx._door import formula
-from nnx._train import NonFiniteLossError, TrainLoop, batches, materialize_state
+from nnx._step import NonFiniteLossError
+from nnx._train import TrainLoop
 from nnx._xp import Array, dtype_name
 from nnx.accuracy import Accuracy
 from nnx.activations import Softmax
@@ -39,6 +38,9 @@ class Model:
     seed : int, optional
         Seed of the host generator that shuffles batches; the same on every backend.
     """
+
+    # The compiled step of the last compiled train call (its ``traces``), set by its runner.
+    compiled_step: Any
 
     def __init__(self, *, seed: int | None = None) -> None:
         self.layers: list[Layer] = []
@@ -141,7 +143,7 @@ class Model:
         self._n_outputs = outputs[-1] if outputs else 0
         self._dtype = dtypes[0] if dtypes else self.backend.dtype("float32")
         self._targets = self.loss.targets
-        self._compiled: dict[bool, Any] = {}  # CompiledStep by guard, made at first use
+        self._runners: dict[Any, Any] = {}  # what runners keep across calls (nnx._runners)
         self._finalized = True
 
     def _require(self, training: bool) -> None:
@@ -196,7 +198,7 @@ class Model:
     def _step(
         self, batch_X: Array, batch_y: Array, guard: Any = True, counted: bool = True
     ) -> tuple[Any, Any, Any]:
-        """The training step, eager or compiled (``nnx._compiled`` runs this very method):
+        """The training step, whichever runner runs it (``nnx._runners``):
         forward, loss, backward and the optimizer's update.
 
         ``guard``: True checks the loss on the host before the update; a callable gets the
@@ -220,21 +222,7 @@ class Model:
         self.optimizer.update_layers(self.trainable_layers)  # one fused call where offered
         if counted:
             self.optimizer.post_update_params()
-        if self.backend.lazy is not None:
-            sums = [(part, "accumulated_sum") for part in (self.loss, self.accuracy) if part]
-            slots = _state.state_slots(self.layers, self.optimizer)
-            materialize_state(self.backend, [*slots.values(), *sums])
         return data_loss, reg_loss, accuracy
-
-    def _compiled_step(self, guard: bool, steps: int) -> CompiledStep:
-        """The step compiled by the backend, kept across ``train`` calls so that later calls
-        do not compile again, while the numbers compiled into it stay the same."""
-        step = self._compiled.get(guard)
-        if step is None or step.signature != compiled_signature(self, steps):
-            step = self._compiled[guard] = CompiledStep(self, guard, steps)
-        step.prepare()
-        self.compiled_step = step
-        return step
 
     def train(
         self,
@@ -322,32 +310,14 @@ class Model:
         return loss, accuracy
 
     def _evaluate(self, X: Array, y: Array, batch_size: int | None) -> tuple[float, float]:
-        if (parallel := data_parallel(self, X)) is not None:  # on a Dask cluster
-            return parallel.evaluate(X, y, batch_size)
-        self.loss.new_pass()
-        if self.accuracy is not None:
-            self.accuracy.new_pass()
-        for batch_X, batch_y in batches(self.backend.xp, X, y, batch_size):
-            output = self.forward(batch_X, training=False)
-            self._calculate(output, batch_y)
-            if self._accuracy is not None:
-                self._accuracy(self._predictions(output), batch_y)
-        loss = float(self.loss.calculate_accumulated())
-        accuracy = float(self.accuracy.calculate_accumulated()) if self.accuracy else math.nan
-        return loss, accuracy
+        return choose(self, X, compile=False).evaluate(X, y, batch_size)  # type: ignore[no-any-return]
 
     def predict(self, X: Any, *, batch_size: int | None = None) -> Array:
         """The model's outputs (e.g. class probabilities) for ``X``, on the model's backend."""
         self._require(training=False)
         data.check_batch_size(batch_size)
         X, _ = self._to_backend(X, None)
-        if (parallel := data_parallel(self, X)) is not None:  # on a Dask cluster
-            return parallel.predict(X, batch_size)
-        outputs = [
-            self.forward(batch_X, training=False)
-            for batch_X, _ in batches(self.backend.xp, X, None, batch_size)
-        ]
-        return outputs[0] if len(outputs) == 1 else self.backend.xp.concat(outputs, axis=0)
+        return choose(self, X, compile=False).predict(X, batch_size)
 
     def summary(self) -> str:
         """Print and return a table of the layers (output shape, parameter count, trainable),

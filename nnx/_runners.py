@@ -1,0 +1,203 @@
+"""How a step runs, chosen in one place: eager, eager on a lazy library, compiled, or in coarse
+tasks on a Dask cluster.
+
+``Model`` and the training loop name no mode: ``nnx._choose`` asks each runner in turn whether
+it takes this model and data (``accepts``), and the loop calls the same methods of whichever
+answered: ``step`` for each batch, ``epoch_figures`` after an epoch, ``divergence`` where it
+reads the device anyway, and ``evaluate``/``predict`` outside training. Every runner runs the
+model's one step (``Model._step``); they differ only in where and when it runs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from nnx import _state
+from nnx._compiled import CompiledStep, signature
+from nnx._step import batches
+
+__all__ = ["Compiled", "Eager", "Figure", "Lazy", "materialize_state"]
+
+# Seconds between looks at a compiled run's divergence record when nothing else reads.
+_LOOK_EVERY = 0.05
+
+
+class Eager:
+    """The model's step as it comes: the NaN check reads the loss on the host, which costs
+    nothing where every operation runs as it is called (NumPy, CuPy, torch)."""
+
+    def __init__(self, model: Any, guard: bool = True) -> None:
+        self.model, self.guard = model, guard
+
+    @staticmethod
+    def accepts(model: Any, X: Any, compile: bool | None) -> bool:
+        return True
+
+    @classmethod
+    def make(cls, model: Any, guard: bool = True) -> Any:
+        return cls(model, guard)
+
+    def prepare(self, steps: int) -> None:
+        """Ready for a ``train`` call of ``steps`` steps an epoch."""
+
+    def step(self, X: Any, y: Any) -> tuple[Any, Any, Any]:
+        """One training step; (data loss, regularization loss, accuracy) of the batch."""
+        return self.model._step(X, y, self.guard)  # type: ignore[no-any-return]
+
+    def epoch_figures(self) -> tuple[Any, Any, Any, Any]:
+        """(loss, data loss, regularization loss, accuracy) of the epoch's steps so far."""
+        model = self.model
+        data_loss, reg_loss = model.loss.calculate_accumulated(include_regularization=True)
+        accuracy = model.accuracy.calculate_accumulated() if model.accuracy else math.nan
+        return data_loss + reg_loss, data_loss, reg_loss, accuracy
+
+    def divergence(self, now: bool) -> tuple[float, int] | None:
+        """(the first non-finite loss, its iteration) of a step that did not stop at once;
+        the eager step raises in the step itself, so never."""
+        return None
+
+    def evaluate(self, X: Any, y: Any, batch_size: int | None) -> tuple[float, float]:
+        model = self.model
+        model.loss.new_pass()
+        if model.accuracy is not None:
+            model.accuracy.new_pass()
+        for batch_X, batch_y in batches(model.backend.xp, X, y, batch_size):
+            output = model.forward(batch_X, training=False)
+            model._calculate(output, batch_y)
+            if model._accuracy is not None:
+                model._accuracy(model._predictions(output), batch_y)
+        loss = float(model.loss.calculate_accumulated())
+        accuracy = float(model.accuracy.calculate_accumulated()) if model.accuracy else math.nan
+        return loss, accuracy
+
+    def predict(self, X: Any, batch_size: int | None) -> Any:
+        model = self.model
+        outputs = [
+            model.forward(batch_X, training=False)
+            for batch_X, _ in batches(model.backend.xp, X, None, batch_size)
+        ]
+        return outputs[0] if len(outputs) == 1 else model.backend.xp.concat(outputs, axis=0)
+
+
+class Lazy(Eager):
+    """The eager step on a library that defers work (Dask without a cluster): after each
+    step the state and the running sums are computed, so no task graph outlives its step."""
+
+    @staticmethod
+    def accepts(model: Any, X: Any, compile: bool | None) -> bool:
+        return model.backend.lazy is not None
+
+    def step(self, X: Any, y: Any) -> tuple[Any, Any, Any]:
+        figures = super().step(X, y)
+        model = self.model
+        sums = [(part, "accumulated_sum") for part in (model.loss, model.accuracy) if part]
+        slots = _state.state_slots(model.layers, model.optimizer)
+        materialize_state(model.backend, [*slots.values(), *sums])
+        return figures
+
+
+class Compiled(Eager):
+    """The step compiled by the backend's compiler (``nnx._compiled``), kept across ``train``
+    calls while the numbers compiled into it stay the same. Nothing is read from the device
+    inside a step: the loop asks ``divergence`` when it reads anyway."""
+
+    def __init__(self, model: Any, guard: bool = True) -> None:
+        super().__init__(model, guard)
+        self.compiled: CompiledStep | None = None
+
+    @staticmethod
+    def accepts(model: Any, X: Any, compile: bool | None) -> bool:
+        return model.backend.compiler is not None and compile is not False
+
+    def prepare(self, steps: int) -> None:
+        model = self.model
+        kept = model._runners.get(("compiled", self.guard))
+        if kept is None or kept.signature != signature(model, steps):
+            kept = model._runners["compiled", self.guard] = CompiledStep(model, self.guard, steps)
+        kept.prepare()
+        self.compiled = model.compiled_step = kept
+        self._unread: list[Any] = []  # divergence records not read yet, oldest first
+        self._next_look = 0.0
+
+    def step(self, X: Any, y: Any) -> tuple[Any, Any, Any]:
+        assert self.compiled is not None  # prepare() comes first
+        return self.compiled(X, y)
+
+    def epoch_figures(self) -> tuple[Any, Any, Any, Any]:
+        """The figures the compiled step computed with the epoch's last step, read from the
+        device together, when one of them is first read."""
+        assert self.compiled is not None
+        figures = Figures(self.compiled.figures, self.model.backend.to_numpy)
+        total, data_loss, reg_loss, accuracy = (Figure(figures, i) for i in range(4))
+        return total, data_loss, reg_loss, accuracy
+
+    def divergence(self, now: bool) -> tuple[float, int] | None:
+        """Whether a step's loss was not finite: (that loss, its iteration), or None.
+
+        ``now=False`` reads only what the device has finished (``Compiler.ready``): the newest
+        finished record, which holds every divergence before it too, and at most every
+        ``_LOOK_EVERY`` seconds (a read costs more than a small model's step). The host never
+        waits for the device then, and it runs ahead; ``now=True`` waits for the last step.
+        """
+        compiled, ready = self.compiled, self.model.backend.compiler.ready
+        assert compiled is not None
+        self._unread.append(compiled.record)
+        if now:
+            done = len(self._unread)
+        else:
+            clock = time.perf_counter()
+            if clock < self._next_look:
+                return None
+            self._next_look = clock + _LOOK_EVERY
+            done = next(
+                (i + 1 for i in range(len(self._unread) - 1, -1, -1) if ready(self._unread[i][0])),
+                0,
+            )
+        if not done:
+            return None
+        record = self._unread[done - 1]
+        del self._unread[:done]
+        return compiled.divergence(record)
+
+
+def materialize_state(
+    backend: Any, slots: list[tuple[Any, str]], extra: tuple[Any, ...] = ()
+) -> list[Any]:
+    """Lazy backends: compute the arrays a step leaves in ``slots`` ((holder, attribute) pairs:
+    the model's state, the running sums), so no task graph outlives its step; ``extra`` arrays
+    are computed along, and returned."""
+    slots = [(h, name) for h, name in slots if not isinstance(getattr(h, name), (int, float))]
+    arrays = backend.lazy.materialize([getattr(h, name) for h, name in slots] + list(extra))
+    for (holder, name), array in zip(slots, arrays[: len(slots)], strict=True):
+        setattr(holder, name, array)
+    return list(arrays[len(slots) :])
+
+
+class Figures:
+    """The figures a compiled step returns together in one array, brought to the host once,
+    when one of them is first read."""
+
+    __slots__ = ("array", "host", "to_numpy")
+
+    def __init__(self, array: Any, to_numpy: Any) -> None:
+        self.array, self.to_numpy = array, to_numpy
+        self.host: Any = None
+
+    def __getitem__(self, index: int) -> float:
+        if self.host is None:
+            self.host = self.to_numpy(self.array).tolist()
+        return self.host[index]  # type: ignore[no-any-return]
+
+
+class Figure:
+    """One of :class:`Figures`, a number when ``float()`` reads it."""
+
+    __slots__ = ("figures", "index")
+
+    def __init__(self, figures: Figures, index: int) -> None:
+        self.figures, self.index = figures, index
+
+    def __float__(self) -> float:
+        return self.figures[self.index]
