@@ -36,6 +36,7 @@ from nnx.optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop
 __all__ = [
     "ModelFileError",
     "check_writable",
+    "layer_classes",
     "layer_specs",
     "load_checkpoint",
     "load_model",
@@ -111,6 +112,11 @@ def load_checkpoint(
     record = check(training)  # raises what it finds (a damaged record, other arguments)
     _set_state(path, model.layers, model.optimizer, tensors)
     return record
+
+
+def layer_classes() -> dict[str, type]:
+    """nnx's own layer classes by name: what a file can name without ``classes=``."""
+    return dict(_LAYERS)
 
 
 def layer_specs(model: Any) -> list[dict[str, Any] | None]:
