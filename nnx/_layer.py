@@ -165,6 +165,11 @@ class Layer(Component):
     def _step_arrays(self) -> frozenset[str]:
         return self._STEP_ARRAYS | frozenset(self.parameters.values())
 
+    def _set_by(self, name: str) -> str | None:
+        if name == "dinputs" or name in self.parameters.values():
+            return "backward"  # the gradients
+        return "forward" if name in self._STEP_ARRAYS else None
+
     def host_draw(
         self, rng: Any, draw: Callable[[Any], Any], shape: tuple[int, ...], dtype: Any
     ) -> Array:

@@ -7,6 +7,7 @@ from typing import Any
 
 from backends import Backend
 from nnx._component import Component, real_number
+from nnx._door import formula
 from nnx._xp import Array
 
 __all__ = ["Accuracy", "CategoricalAccuracy", "RegressionAccuracy"]
@@ -19,6 +20,8 @@ class Accuracy(Component):
     accumulated_count: int
     # Host data given to these moves to the accuracy's backend first (see Component).
     takes_arrays = {"calculate": ("data", "data"), "compare": ("data", "data"), "init": ("data",)}
+    # Then _check_pair checks their shapes (Model calls the formulas, on checked targets).
+    checks = {"calculate": "_check_pair", "compare": "_check_pair"}
 
     def __init__(self, backend: Backend | str | None = None) -> None:
         super().__init__(backend)
@@ -33,7 +36,8 @@ class Accuracy(Component):
         raise NotImplementedError
 
     def calculate(self, predictions: Array, y: Any) -> Any:
-        hits = self.xp.astype(self.compare(predictions, y), self._count_dtype)
+        hits = formula(self, "compare")(predictions, y)  # checked at calculate's door
+        hits = self.xp.astype(hits, self._count_dtype)
         # One reduction serves both the batch's share and the running count.
         batch_hits, count = self.xp.sum(hits), math.prod(hits.shape)
         self.accumulated_sum = self.accumulated_sum + batch_hits
@@ -42,6 +46,16 @@ class Accuracy(Component):
 
     def calculate_accumulated(self) -> Any:
         return self.accumulated_sum / max(self.accumulated_count, 1)
+
+    def _check_pair(self, predictions: Array, y: Array, where: str) -> None:
+        """Targets of the predictions' shape: broadcasting would compare every prediction
+        with every target and give a plausible, wrong share."""
+        if tuple(y.shape) != tuple(predictions.shape):
+            raise ValueError(
+                f"{self._where(where)}: expected y of the predictions' shape "
+                f"{tuple(predictions.shape)}, got y of shape {tuple(y.shape)}. Pass one "
+                "target per prediction (y.reshape(-1, 1) for one output)."
+            )
 
     def new_pass(self) -> None:
         self.accumulated_sum = 0.0
@@ -69,6 +83,11 @@ class CategoricalAccuracy(Accuracy):
 
     def config(self) -> dict[str, Any]:
         return {"binary": self.binary}
+
+    def _check_pair(self, predictions: Array, y: Array, where: str) -> None:
+        one_hot = not self.binary and y.ndim == 2 and predictions.ndim == 1
+        if not one_hot or y.shape[0] != predictions.shape[0]:
+            super()._check_pair(predictions, y, where)
 
     def compare(self, predictions: Array, y: Array) -> Array:
         if not self.binary and y.ndim == 2:

@@ -84,7 +84,15 @@ class Optimizer(Component):
         """
         arrays = _parameters_and_gradients(type(layer))
         if not _all_fit(layer, arrays):
-            layer._arrive_attributes(arrays, f"{type(self).__name__}.update_params", arrays)
+            where = f"{type(self).__name__}.update_params"
+            missing = [name for name in arrays if getattr(layer, name, None) is None]
+            if missing:  # checked before any parameter changes
+                raise ValueError(
+                    f"{where}: expected the gradients of {layer._label()} from its backward "
+                    f"pass, got none: {', '.join(missing)} not set. Call layer.backward(...) "
+                    "(after forward and the loss's backward) before update_params(layer)."
+                )
+            layer._arrive_attributes(arrays, where, arrays)
         self.update_layers([layer])
 
     def post_update_params(self) -> None:
