@@ -240,8 +240,11 @@ def _all_fit(part: Component, names: tuple[str, ...]) -> bool:
 
 
 def _movable(data: Any) -> bool:
-    """An attribute the doors move when it is not the backend's: arrays and lists."""
-    return isinstance(data, list) or is_array(data)
+    """An attribute the doors move when it is not the backend's: arrays and lists (and
+    NumPy's subclasses that array-api-compat does not count as arrays: np.matrix)."""
+    if isinstance(data, list) or is_array(data):
+        return True
+    return is_host_data(data) and not isinstance(data, (tuple, int, float))
 
 
 def common_backend(parts: list[Any]) -> Backend:
