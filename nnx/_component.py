@@ -138,6 +138,10 @@ class Component:
 
     def _adopt(self, data: Any, what: str, dtype: Any = None, where: str = "") -> Any:
         """``data`` as an array of this backend: host data moves, foreign arrays raise."""
+        if type(data) is not self._array_type and is_host_data(data):
+            from nnx.data import plain_host  # host boundary; it imports this module
+
+            data = plain_host(data, what, self._where(where))
         # An array of this backend on this device (a subclass too, as torch's Parameter).
         # ``.device`` is the standard's attribute and cheap; array-api-compat's lookup is for
         # arrays without it.
@@ -202,10 +206,6 @@ class Component:
         """
         if isinstance(data, tuple):
             return data
-        if type(data) is not self._array_type and is_host_data(data):
-            from nnx.data import plain_host  # host boundary; it imports this module
-
-            data = plain_host(data, what, self._where(where))
         if kind != "floats":
             return self._adopt(data, what, None, where)
         kind_of = getattr(getattr(data, "dtype", None), "kind", "f")  # NumPy's letter

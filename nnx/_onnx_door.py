@@ -70,7 +70,8 @@ def check_file(path: Path, payload: bytes) -> dict[str, Any]:
             )
     if len(proto.functions) or len(proto.training_info):
         raise _refuse(path, "it holds functions or training programs, which export never writes")
-    budget = _parameters(path, metadata) + _SLACK
+    declared = _parameters(path, metadata)
+    budget = declared + _SLACK
     held = _check_graph(path, proto.graph, budget)
     if held > budget:
         raise _refuse(
@@ -78,6 +79,9 @@ def check_file(path: Path, payload: bytes) -> dict[str, Any]:
             f"its constants hold {held} numbers, expected at most {budget} "
             "(the parameters its layers account for, and index constants)",
         )
+    # Intermediates of a fixed size: no larger than what the file really holds, whatever its
+    # metadata claims (a Dense of 10**12 inputs in the metadata makes no Expand that large).
+    budget = min(declared, held) + _SLACK
     _check_inferred(path, proto, budget)
     return found
 
@@ -104,7 +108,7 @@ def _signature(path: Path, graph: Any, metadata: dict[str, Any]) -> dict[str, An
     dtype = _ELEMENT_TYPES.get(tensor.elem_type)
     dims = list(tensor.shape.dim)
     width = dims[1].dim_value if len(dims) == 2 and dims[1].HasField("dim_value") else None
-    stated = metadata.get("input") if isinstance(metadata.get("input"), dict) else {}
+    stated: dict[str, Any] = metadata["input"] if isinstance(metadata.get("input"), dict) else {}
     if dtype is None or width is None or len(dims) != 2 or dims[0].HasField("dim_value"):
         shape = [d.dim_value if d.HasField("dim_value") else d.dim_param or "?" for d in dims]
         raise _refuse(
@@ -139,7 +143,8 @@ def _parameters(path: Path, metadata: dict[str, Any]) -> int:
     if not isinstance(layers, list) or not layers:
         raise _refuse(path, "its metadata lists no layers")
     for spec in layers:
-        cls = table.get(spec.get("class")) if isinstance(spec, dict) else None
+        name = spec.get("class") if isinstance(spec, dict) else None
+        cls: Any = table.get(name) if isinstance(name, str) else None
         config = spec.get("config") if isinstance(spec, dict) else None
         if cls is None or not isinstance(config, dict):
             unknown = True
@@ -194,17 +199,34 @@ def _check_graph(path: Path, graph: Any, budget: int, depth: int = 0) -> int:
 
 def _tensor_size(path: Path, tensor: Any) -> int:
     """The numbers a tensor holds, all of them in the file itself (never external data)."""
-    from onnx import TensorProto
+    from onnx import TensorProto, helper
 
     if tensor.data_location == TensorProto.EXTERNAL or len(tensor.external_data):
         where = {e.key: e.value for e in tensor.external_data}.get("location", "?")
         raise _refuse(
             path,
-            f"tensor {tensor.name!r} is stored outside the file "
-            f"(external data, location={where!r}); nnx's export writes every "
-            "tensor into the file, and nnx never reads other files for one",
+            f"tensor {tensor.name!r} is stored outside the file (external data, "
+            f"location={where!r}); nnx's export writes every tensor into the file, and nnx "
+            "never reads other files for one",
         )
-    return math.prod(tensor.dims)
+    size = math.prod(tensor.dims)
+    try:
+        itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+    except (KeyError, TypeError, ValueError):
+        itemsize = 0
+    fields = ("float_data", "double_data", "int32_data", "int64_data", "uint64_data")
+    stored = (
+        len(tensor.raw_data) // itemsize
+        if tensor.raw_data and itemsize
+        else sum(len(getattr(tensor, field)) for field in fields)
+    )
+    if itemsize == 0 or stored != size:  # a shape without its numbers: made when loaded
+        raise _refuse(
+            path,
+            f"tensor {tensor.name!r} of shape {list(tensor.dims)} stores {stored} numbers of "
+            f"data_type={tensor.data_type}, expected its {size} numbers in the file",
+        )
+    return size
 
 
 def _check_inferred(path: Path, proto: Any, budget: int) -> None:

@@ -146,3 +146,18 @@ def test_an_accuracy_names_the_shapes_it_expected_and_got(accuracy, predictions,
 def test_one_hot_targets_still_pass_the_accuracy() -> None:
     accuracy = nnx.CategoricalAccuracy(backend="numpy")
     assert float(accuracy.calculate(np.array([0, 1, 2, 0]), np.eye(3)[[0, 1, 1, 0]])) == 0.75
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [nnx.ReLU, nnx.Sigmoid, nnx.Softmax, nnx.Linear,
+     lambda backend: nnx.Dense(3, 3, backend=backend),
+     lambda backend: nnx.Dropout(0.5, backend=backend)],
+    ids=["ReLU", "Sigmoid", "Softmax", "Linear", "Dense", "Dropout"],
+)  # fmt: skip
+def test_a_gradient_of_another_shape_is_refused_not_broadcast(layer) -> None:
+    part = layer(backend="numpy")
+    part.forward(np.ones((4, 3)), training=True)
+    with pytest.raises(ValueError, match=r"output of the last forward, \(4, 3\), got dvalues of "
+                                         r"shape \(1, 3\)"):  # fmt: skip
+        part.backward(np.ones((1, 3)))  # ReLU's mask would broadcast it to (4, 3)

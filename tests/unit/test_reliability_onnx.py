@@ -329,3 +329,58 @@ def test_the_command_line_says_one_line_for_a_hostile_file(tmp_path, capsys) -> 
     assert "stored outside the file" in captured.err and not captured.out
     assert len(captured.err.strip().splitlines()) == 1
     assert os.fspath(SECRET) not in captured.err.encode()
+
+
+def test_metadata_that_claims_a_huge_layer_makes_no_huge_tensor(tmp_path) -> None:
+    """A Dense of 10**6 x 10**6 in the metadata, none of it in the file: the Expand of 27000 x
+    27000 is measured against what the file holds."""
+    huge = {"class": "Dense", "config": {"n_inputs": 10**6, "n_neurons": 10**6}}
+    shape = helper.make_tensor("s", TensorProto.INT64, [2], [27000, 27000])
+    nodes = [
+        helper.make_node("Constant", [], ["s"], value=shape),
+        helper.make_node("Constant", [], ["one"], value=ONE),
+        helper.make_node("Expand", ["one", "s"], ["big"]),
+        helper.make_node("ReduceSum", ["big"], ["total"], keepdims=0),
+        helper.make_node("Add", ["X", "total"], ["output"]),
+    ]
+    path = _write(tmp_path / "m.onnx", nodes, metadata=_metadata(layers=[huge]))
+    with pytest.raises(ModelFileError, match="729000000 numbers, expected at most"):
+        run_exported(path, X)
+
+
+def test_a_tensor_with_a_shape_but_not_its_numbers_is_refused(tmp_path) -> None:
+    empty = helper.make_tensor("w", FLOAT, [1, 2], [0.0, 0.0])
+    empty.ClearField("float_data")
+    nodes = [helper.make_node("Constant", [], ["w"], value=empty), *_adds(empty)]
+    with pytest.raises(ModelFileError, match=r"tensor 'w' of shape \[1, 2\] stores 0 numbers"):
+        run_exported(_write(tmp_path / "m.onnx", nodes), X)
+
+
+@pytest.mark.parametrize(
+    "layers",
+    [[{"class": ["Dense"], "config": {}}], [{"class": "Dense", "config": {"n_inputs": "x"}}],
+     "Dense", [None]],
+)  # fmt: skip
+def test_malformed_layer_metadata_is_one_error(layers, tmp_path) -> None:
+    path = _write(tmp_path / "m.onnx", IDENTITY, metadata=_metadata(layers=layers))
+    with pytest.raises(ModelFileError, match="refused before running it"):
+        run_exported(path, X)
+
+
+def test_deeply_nested_or_huge_metadata_is_one_error(tmp_path) -> None:
+    for text in (
+        "[" * 100_000 + "]" * 100_000,
+        json.dumps({"format": "nnx-onnx", "x": "a" * 2_000_000}),
+    ):
+        graph = helper.make_graph(
+            IDENTITY,
+            "g",
+            [helper.make_tensor_value_info("X", FLOAT, ["N", 2])],
+            [helper.make_tensor_value_info("output", FLOAT, ["N", 2])],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+        entry = model.metadata_props.add()
+        entry.key, entry.value = "nnx", text
+        (tmp_path / "m.onnx").write_bytes(model.SerializeToString())
+        with pytest.raises(ModelFileError, match="not nnx's JSON"):
+            run_exported(tmp_path / "m.onnx", X)
