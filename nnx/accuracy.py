@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from backends import Backend
+from nnx._checks import y_like_predictions
 from nnx._component import Component, real_number
 from nnx._door import formula
 from nnx._xp import Array
@@ -47,15 +48,7 @@ class Accuracy(Component):
     def calculate_accumulated(self) -> Any:
         return self.accumulated_sum / max(self.accumulated_count, 1)
 
-    def _check_pair(self, predictions: Array, y: Array, where: str) -> None:
-        """Targets of the predictions' shape: broadcasting would compare every prediction
-        with every target and give a plausible, wrong share."""
-        if tuple(y.shape) != tuple(predictions.shape):
-            raise ValueError(
-                f"{self._where(where)}: expected y of the predictions' shape "
-                f"{tuple(predictions.shape)}, got y of shape {tuple(y.shape)}. Pass one "
-                "target per prediction (y.reshape(-1, 1) for one output)."
-            )
+    _check_pair = y_like_predictions  # targets of the predictions' shape (nnx._checks)
 
     def new_pass(self) -> None:
         self.accumulated_sum = 0.0
@@ -83,11 +76,6 @@ class CategoricalAccuracy(Accuracy):
 
     def config(self) -> dict[str, Any]:
         return {"binary": self.binary}
-
-    def _check_pair(self, predictions: Array, y: Array, where: str) -> None:
-        one_hot = not self.binary and y.ndim == 2 and predictions.ndim == 1
-        if not one_hot or y.shape[0] != predictions.shape[0]:
-            super()._check_pair(predictions, y, where)
 
     def compare(self, predictions: Array, y: Array) -> Array:
         if not self.binary and y.ndim == 2:

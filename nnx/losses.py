@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from backends import Backend
+from nnx._checks import class_targets, targets_like_predictions
 from nnx._component import Component
 from nnx._door import formula
 from nnx._xp import Array, one_hot, pick
@@ -107,49 +108,8 @@ class Loss(Component):
         """Float targets in the predictions' dtype (the standard does not mix int and float)."""
         return y_true if y_true.dtype == like.dtype else self.xp.astype(y_true, like.dtype)
 
-    def _check_pair(self, y_pred: Array, y_true: Array, where: str) -> None:
-        """What a direct call can get wrong: targets of the predictions' shape (broadcasting
-        would give a plausible, wrong loss)."""
-        if tuple(y_true.shape) != tuple(y_pred.shape):
-            raise ValueError(
-                f"{self._where(where)}: expected y_true of the predictions' shape "
-                f"{tuple(y_pred.shape)}, got y_true of shape {tuple(y_true.shape)}. "
-                "Give one target per output of each sample (y.reshape(-1, 1) for one output)."
-            )
-
-    def _check_classes(self, y_pred: Array, y_true: Array, where: str) -> None:
-        """Class targets for predictions of shape (samples, classes): integer labels in range
-        (out of range, they would pick another row's probability) or one-hot rows.
-
-        Read on the host at every direct call (the book's loops): an array changed in place
-        is seen as it is now. ``Model`` checked its targets at its door and calls the
-        formulas, which never read them."""
-        where = self._where(where)
-        shape = tuple(y_true.shape)
-        n = y_pred.shape[0] if y_pred.ndim == 2 else None
-        if n is None or shape not in ((n,), tuple(y_pred.shape)):
-            want = f"({n},) or {tuple(y_pred.shape)}" if n is not None else "(samples, classes)"
-            raise ValueError(
-                f"{where}: expected y_pred of shape (samples, classes) and y_true of shape "
-                f"{want} (class labels or one-hot rows), got y_pred of shape "
-                f"{tuple(y_pred.shape)} and y_true of shape {shape}. Pass one target per sample."
-            )
-        if y_true.ndim != 1:
-            return
-        n_classes = y_pred.shape[1]
-        if not self.xp.isdtype(y_true.dtype, "integral"):
-            raise TypeError(
-                f"{where}: expected class labels as integers, got dtype "
-                f"{y_true.dtype}; convert them first (y.astype(int)), or pass one-hot rows."
-            )
-        if shape[0] == 0:
-            return
-        low, high = int(self.xp.min(y_true)), int(self.xp.max(y_true))
-        if low < 0 or high >= n_classes:
-            raise ValueError(
-                f"{where}: class labels must lie in [0, {n_classes - 1}] for "
-                f"{n_classes} classes, got labels from {low} to {high}."
-            )
+    # What a direct call can get wrong (nnx._checks): targets of the predictions' shape.
+    _check_pair = targets_like_predictions
 
     def _one_hot(self, y_true: Array, like: Array) -> Array:
         """Integer labels as one-hot rows; one-hot rows as floats of ``like``'s dtype."""
@@ -163,8 +123,7 @@ class CategoricalCrossentropy(Loss):
 
     targets = "classes"
 
-    def _check_pair(self, y_pred: Array, y_true: Array, where: str) -> None:
-        self._check_classes(y_pred, y_true, where)
+    _check_pair = class_targets  # labels in range, or one-hot rows (nnx._checks)
 
     def forward(self, y_pred: Array, y_true: Array) -> Array:
         xp = self.xp
@@ -240,8 +199,7 @@ class SoftmaxCategoricalCrossentropy(Loss):
 
     targets = "classes"
 
-    def _check_pair(self, y_pred: Array, y_true: Array, where: str) -> None:
-        self._check_classes(y_pred, y_true, where)
+    _check_pair = class_targets  # labels in range, or one-hot rows (nnx._checks)
 
     def __init__(self, backend: Backend | str | None = None) -> None:
         super().__init__(backend)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from backends import Backend
+from nnx._checks import missing_gradients
 from nnx._component import Component, _all_fit, real_number
 from nnx._fused import kernel_for, run_kernel
 from nnx._xp import Array
@@ -84,15 +85,8 @@ class Optimizer(Component):
         """
         arrays = _parameters_and_gradients(type(layer))
         if not _all_fit(layer, arrays):
-            where = f"{type(self).__name__}.update_params"
-            missing = [name for name in arrays if getattr(layer, name, None) is None]
-            if missing:  # checked before any parameter changes
-                raise ValueError(
-                    f"{where}: expected the gradients of {layer._label()} from its backward "
-                    f"pass, got none: {', '.join(missing)} not set. Call layer.backward(...) "
-                    "(after forward and the loss's backward) before update_params(layer)."
-                )
-            layer._arrive_attributes(arrays, where, arrays)
+            missing_gradients(self, layer, arrays)  # before any parameter changes
+            layer._arrive_attributes(arrays, f"{type(self).__name__}.update_params", arrays)
         self.update_layers([layer])
 
     def post_update_params(self) -> None:
