@@ -384,3 +384,37 @@ def test_deeply_nested_or_huge_metadata_is_one_error(tmp_path) -> None:
         (tmp_path / "m.onnx").write_bytes(model.SerializeToString())
         with pytest.raises(ModelFileError, match="not nnx's JSON"):
             run_exported(tmp_path / "m.onnx", X)
+
+
+def test_ctrl_c_stops_a_run_that_would_never_end(tmp_path) -> None:
+    """Behind the door, too: ONNX Runtime's run ignores Ctrl-C until it returns; the backend
+    runs it in a thread and stops it at the next node (here a Loop the door would refuse)."""
+    import _thread
+    import threading
+
+    import backends
+
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond"], ["cond_out"]),
+         helper.make_node("Identity", ["v"], ["v_out"])],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v", FLOAT, [])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_out", FLOAT, [])],
+    )  # fmt: skip
+    nodes = [
+        helper.make_node("Constant", [], ["n"], value=helper.make_tensor("n", 7, [], [2**62])),
+        helper.make_node("Constant", [], ["t"], value=helper.make_tensor("t", 9, [], [True])),
+        helper.make_node("Constant", [], ["z"], value=helper.make_tensor("z", FLOAT, [], [0.0])),
+        helper.make_node("Loop", ["n", "t", "z"], ["zf"], body=body),
+        helper.make_node("Add", ["X", "zf"], ["output"]),
+    ]
+    payload = _write(tmp_path / "m.onnx", nodes).read_bytes()
+    timer = threading.Timer(0.5, _thread.interrupt_main)
+    start = time.perf_counter()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        backends.load("onnx").execute(payload, {"X": X})
+    assert time.perf_counter() - start < 20
