@@ -418,3 +418,42 @@ def test_ctrl_c_stops_a_run_that_would_never_end(tmp_path) -> None:
     with pytest.raises(KeyboardInterrupt):
         backends.load("onnx").execute(payload, {"X": X})
     assert time.perf_counter() - start < 20
+
+
+def _int(name: str, value) -> object:
+    return helper.make_node("Constant", [], [name], value=helper.make_tensor(name, 7, [], [value]))
+
+
+def _ints(name: str, values) -> object:
+    tensor = helper.make_tensor(name, 7, [len(values)], values)
+    return helper.make_node("Constant", [], [name], value=tensor)
+
+
+def _summed(nodes: list, last: str) -> list:
+    cast = [helper.make_node("Cast", [last], ["f"], to=FLOAT)] if last == "r" else []
+    return [*nodes, *cast, helper.make_node("ReduceSum", ["f" if cast else last], ["s"],
+            keepdims=0), helper.make_node("Add", ["X", "s"], ["output"])]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("nodes", "words"),
+    [
+        # 2**20 * 2**20 computed in the graph: ONNX Runtime folds it when it loads the file
+        ([_int("a", 0), _int("k", 2**20), helper.make_node("Mul", ["k", "k"], ["b"]), _int("c", 1),
+          helper.make_node("Range", ["a", "b", "c"], ["r"])], "Range.*1099511627776 numbers"),
+        ([_int("a", 0), _int("b", 1), _int("c", 0), helper.make_node("Div", ["b", "c"], ["d"]),
+          helper.make_node("Range", ["a", "d", "b"], ["r"])], "Range|Div"),
+        # two constant vectors of 2**15, each within the budget, broadcast into 2**30
+        ([helper.make_node("Constant", [], ["one"], value=ONE), _ints("s", [2**15]),
+          _ints("t", [2**15, 1]), helper.make_node("Expand", ["one", "s"], ["u"]),
+          helper.make_node("Expand", ["one", "t"], ["v"]),
+          helper.make_node("Add", ["u", "v"], ["w"])], "1073741824 numbers"),
+    ],
+    ids=["range of a product", "range to a division by zero", "broadcast of two expands"],
+)  # fmt: skip
+def test_sizes_computed_from_constants_are_measured_before_anything_runs(nodes, words, tmp_path):
+    last = nodes[-1].output[0]
+    start = time.perf_counter()
+    with pytest.raises(ModelFileError, match=words):
+        run_exported(_write(tmp_path / "m.onnx", _summed(nodes, last)), X)
+    assert time.perf_counter() - start < 10
