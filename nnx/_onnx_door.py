@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from nnx._file import ModelFileError
+from nnx._onnx_sizes import check_sizes
 
 __all__ = ["ALLOWED_OPS", "check_file", "check_samples"]
 
@@ -82,7 +83,7 @@ def check_file(path: Path, payload: bytes) -> dict[str, Any]:
     # Intermediates of a fixed size: no larger than what the file really holds, whatever its
     # metadata claims (a Dense of 10**12 inputs in the metadata makes no Expand that large).
     budget = min(declared, held) + _SLACK
-    _check_inferred(path, proto, budget)
+    check_sizes(path, proto, budget, _refuse)
     return found
 
 
@@ -227,93 +228,6 @@ def _tensor_size(path: Path, tensor: Any) -> int:
             f"data_type={tensor.data_type}, expected its {size} numbers in the file",
         )
     return size
-
-
-def _check_inferred(path: Path, proto: Any, budget: int) -> None:
-    """Intermediates whose size is known without running the graph must fit the budget: those
-    of a fixed shape (two constant vectors broadcast into a square), and every value computed
-    from constants alone (ONNX Runtime computes those when it loads the file: a Range to
-    2**40, an Expand to 27000 x 27000). ONNX's own value propagation is not used: it runs
-    such a Range itself."""
-    import onnx
-
-    try:
-        inferred = onnx.shape_inference.infer_shapes(proto)
-    except Exception as err:  # onnx raises its own InferenceError and plain RuntimeErrors
-        raise _refuse(path, f"ONNX's shape inference fails on it ({err})") from err
-    for value in [*inferred.graph.value_info, *inferred.graph.output]:
-        dims = [d.dim_value for d in value.type.tensor_type.shape.dim if d.HasField("dim_value")]
-        if dims and math.prod(dims) > budget:
-            raise _refuse(
-                path,
-                f"its value {value.name!r} has the fixed shape {dims}, "
-                f"{math.prod(dims)} numbers, expected at most {budget}",
-            )
-    _fold(path, proto.graph, budget, {})
-
-
-def _fold(path: Path, graph: Any, budget: int, known: dict[str, np.ndarray]) -> None:
-    """Compute what ``graph`` computes from constants alone, as ONNX Runtime will, refusing
-    any value larger than ``budget`` before it is made (``known``: the values so far)."""
-    from onnx import numpy_helper
-    from onnx.reference import ReferenceEvaluator
-
-    known = {**known, **{t.name: numpy_helper.to_array(t) for t in graph.initializer}}
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.HasField("g"):  # an If's branch sees the values around it
-                _fold(path, attribute.g, budget, known)
-        inputs = [name for name in node.input if name]
-        if node.op_type == "If" or any(name not in known for name in inputs):
-            continue  # depends on the samples (or a branch): sized when it runs
-        if node.op_type == "Constant":
-            known[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-            continue
-        values = [known[name] for name in inputs]
-        try:
-            size = _size_from(node, values)
-        except (TypeError, ValueError, OverflowError, IndexError) as err:  # inf, NaN, shapes
-            raise _refuse(path, f"node {node.name!r} ({node.op_type}) has no size ({err})") from err
-        if size > budget:
-            raise _refuse(
-                path,
-                f"node {node.name!r} ({node.op_type}) makes {size} numbers from constants "
-                f"alone, expected at most {budget}",
-            )
-        try:
-            feeds = dict(zip(node.input, values, strict=False))
-            with np.errstate(all="ignore"):  # x / 0 in the file: ONNX Runtime's business
-                outputs = ReferenceEvaluator(node).run(None, feeds)
-        except Exception as err:  # noqa: BLE001  (onnx's reference raises anything)
-            raise _refuse(path, f"node {node.name!r} ({node.op_type}) fails ({err})") from err
-        known.update(zip(node.output, (np.asarray(v) for v in outputs), strict=False))
-
-
-_BROADCAST = {"Add", "Sub", "Mul", "Div", "Max", "Equal", "Greater", "GreaterOrEqual", "Less"}
-
-
-def _size_from(node: Any, values: list[np.ndarray]) -> int:
-    """An upper bound of the numbers ``node`` makes from the input ``values`` (known)."""
-    sizes = [int(v.size) for v in values]
-    if node.op_type == "Range":
-        start, limit, delta = (float(v) for v in values)
-        return max(math.ceil((limit - start) / delta), 0) if delta else 0
-    if node.op_type == "Expand":
-        return _broadcast([values[0].shape, tuple(int(d) for d in values[1].ravel())])
-    if node.op_type in _BROADCAST or node.op_type == "Where":
-        return _broadcast([v.shape for v in values])
-    if node.op_type == "MatMul":
-        return _broadcast(
-            [values[0].shape[:-1] + (1,), values[1].shape[:-2] + values[1].shape[-1:]]
-        )
-    return sum(sizes) if node.op_type == "Concat" else max(sizes, default=1)
-
-
-def _broadcast(shapes: list[tuple[int, ...]]) -> int:
-    """The numbers in the broadcast of ``shapes`` (as Python ints: no overflow)."""
-    width = max((len(s) for s in shapes), default=0)
-    padded = [(1,) * (width - len(s)) + tuple(s) for s in shapes]
-    return math.prod(max(abs(int(d)) for d in column) for column in zip(*padded, strict=True))
 
 
 def check_samples(path: Path, X: Any, found: dict[str, Any]) -> np.ndarray:
