@@ -11,6 +11,7 @@ trains on it.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -76,7 +77,9 @@ def make(device: Any = None) -> Backend:
 def execute(
     program: bytes, feeds: Mapping[str, np.ndarray], outputs: tuple[str, ...] | None = None
 ) -> dict[str, np.ndarray]:
-    """Run a serialized ONNX model on host data with ONNX Runtime (CPU); outputs by name."""
+    """Run a serialized ONNX model on host data with ONNX Runtime (CPU); outputs by name.
+
+    Ctrl-C stops it (ONNX Runtime's own run ignores it until it returns)."""
     try:
         import onnxruntime
     except ImportError as err:
@@ -87,8 +90,27 @@ def execute(
     options.log_severity_level = 3  # errors only: its warnings are about the host, not the file
     session = onnxruntime.InferenceSession(program, options, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()] if outputs is None else list(outputs)
-    values = session.run(names, dict(feeds))
-    return {name: np.asarray(value) for name, value in zip(names, values, strict=True)}
+    run_options, done = onnxruntime.RunOptions(), {}
+    run_options.log_severity_level = 4  # a stop at Ctrl-C is not an error to print
+
+    def run() -> None:  # in a thread: run() holds the main one, which must take Ctrl-C
+        try:
+            done["values"] = session.run(names, dict(feeds), run_options)
+        except Exception as err:
+            done["error"] = err
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.05)
+    except KeyboardInterrupt:
+        run_options.terminate = True  # ONNX Runtime stops before its next node (Loop's too)
+        worker.join()
+        raise
+    if "error" in done:
+        raise done["error"]
+    return {name: np.asarray(v) for name, v in zip(names, done["values"], strict=True)}
 
 
 def _numpy_dtype(dtype: Any, dtypes: Mapping[str, Any]) -> np.dtype[Any]:

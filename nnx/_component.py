@@ -57,6 +57,9 @@ class Component:
     # Method name -> attributes it reads that a reader may have set by hand (the book sets
     # ``activation.output`` before calling ``backward``): they pass the door too, as floats.
     takes_state: ClassVar[dict[str, tuple[str, ...]]] = {}
+    # Method name -> the name of a method that checks its arrays once they arrived (a loss's
+    # shapes and labels): public calls only, the formulas behind the doors never pay for it.
+    checks: ClassVar[dict[str, str]] = {}
     # The float dtype of the part's arrays, where it keeps one (Dense's ``dtype``).
     dtype: Any = None
     # The dtype object its arrays report (on NumPy a dtype instance, not the float32 type): the
@@ -67,14 +70,14 @@ class Component:
         super().__init_subclass__(**kwargs)
         typed = tuple(getattr(cls, "parameters", ()))  # they keep the part's dtype
         for name, kinds in cls.takes_arrays.items():
-            state = cls.takes_state.get(name, ())
+            state, check = cls.takes_state.get(name, ()), cls.checks.get(name, "")
             own, method = vars(cls).get(name), getattr(cls, name, None)
             if own is not None and not hasattr(own, "__door__"):
-                setattr(cls, name, _door(own, kinds, state, typed))
+                setattr(cls, name, _door(own, kinds, state, typed, check))
             elif own is None and getattr(method, "__door_state__", state) != state:
                 # Inherited behind the parent's door, which checks the parent's parameters
                 # only: a subclass that adds a parameter gets a door of its own.
-                setattr(cls, name, _door(method.__wrapped__, kinds, state, typed))  # type: ignore[union-attr]
+                setattr(cls, name, _door(method.__wrapped__, kinds, state, typed, check))  # type: ignore[union-attr]
 
     def __init__(self, backend: Backend | str | None = None) -> None:
         self.backend = resolve(backend)
@@ -113,8 +116,32 @@ class Component:
     def _moved(self) -> None:
         """After a move: reset what only made sense on the old backend (running sums)."""
 
+    def _set_by(self, name: str) -> str | None:
+        """The method that sets the attribute ``name`` (a layer's ``inputs``: ``forward``),
+        for parts whose methods need another called first; None for anything else."""
+        return None
+
+    def _not_ready(self, error: AttributeError, where: str) -> None:
+        """Raise the clear error for ``error`` when it says that an array another method sets
+        is missing (``ReLU.backward`` before any ``forward``); else return (the door re-raises
+        ``error`` as it was)."""
+        name = getattr(error, "name", None)
+        first = self._set_by(name) if getattr(error, "obj", None) is self and name else None
+        if first is None:
+            return
+        kind = type(self).__name__
+        raise ValueError(
+            f"{self._where(where)}: expected {name} from a call to {first}, got none: this "
+            f"{kind} has no {name} (no {first} since it was made or moved). Call "
+            f"{first} first."
+        ) from error
+
     def _adopt(self, data: Any, what: str, dtype: Any = None, where: str = "") -> Any:
         """``data`` as an array of this backend: host data moves, foreign arrays raise."""
+        if type(data) is not self._array_type and is_host_data(data):
+            from nnx.data import plain_host  # host boundary; it imports this module
+
+            data = plain_host(data, what, self._where(where))
         # An array of this backend on this device (a subclass too, as torch's Parameter).
         # ``.device`` is the standard's attribute and cheap; array-api-compat's lookup is for
         # arrays without it.
@@ -197,7 +224,8 @@ class Component:
 
 
 def _all_fit(part: Component, names: tuple[str, ...]) -> bool:
-    """Whether every array ``names`` of ``part`` is of its backend, device and dtype."""
+    """Whether every array ``names`` of ``part`` is of its backend, device and dtype (False
+    when one is missing: the caller's slow path says which)."""
     array_type, device, dtype = part._array_type, part.device, part._array_dtype
     for name in names:
         data: Any = getattr(part, name, None)
@@ -207,14 +235,17 @@ def _all_fit(part: Component, names: tuple[str, ...]) -> bool:
             and getattr(data, "device", 0) == device
         ):
             continue  # the every-step case, without calls (optimizers ask each step)
-        if _movable(data) and not part._fits(data, True):
+        if data is None or _movable(data) and not part._fits(data, True):
             return False
     return True
 
 
 def _movable(data: Any) -> bool:
-    """An attribute the doors move when it is not the backend's: arrays and lists."""
-    return isinstance(data, list) or is_array(data)
+    """An attribute the doors move when it is not the backend's: arrays and lists (and
+    NumPy's subclasses that array-api-compat does not count as arrays: np.matrix)."""
+    if isinstance(data, list) or is_array(data):
+        return True
+    return is_host_data(data) and not isinstance(data, (tuple, int, float))
 
 
 def common_backend(parts: list[Any]) -> Backend:

@@ -22,10 +22,14 @@ def door(
     kinds: tuple[str, ...],
     state: tuple[str, ...],
     typed: tuple[str, ...] = (),
+    check: str = "",
 ) -> Callable[..., Any]:
     """``method`` behind the door: its leading arguments (one per entry of ``kinds``) and the
     attributes named in ``state`` (those in ``typed`` in the part's dtype) pass ``_arrive``
-    before the method runs.
+    before the method runs; then the part's method named ``check`` (if any) sees the arrays
+    (shapes, labels: what a direct call can get wrong and a model's own calls cannot). An
+    AttributeError of the method about an array another method sets (``inputs`` before any
+    ``forward``) becomes the part's clear error (``_not_ready``).
 
     The door is written for each method with the method's own parameters (as ``dataclasses``
     writes ``__init__``): calls bind to it exactly as to the method, and the hot path packs no
@@ -85,7 +89,16 @@ def door(
             f"{dtype if name in typed else ''}):",
             f"        {me}._arrive_attributes(_nnx_state, _nnx_where, _nnx_typed)",
         ]
-    lines.append(f"    return _nnx_method({', '.join(_passed(p) for p in parameters)})")
+    if check:
+        names = ", ".join(p.name for p in arrays)
+        lines.append(f"    {me}.{check}({names}, _nnx_where)")
+    lines += [  # no cost unless raised (Python 3.11's exceptions are free until thrown)
+        "    try:",
+        f"        return _nnx_method({', '.join(_passed(p) for p in parameters)})",
+        "    except AttributeError as _nnx_error:",
+        f"        {me}._not_ready(_nnx_error, _nnx_where)",
+        "        raise",
+    ]
     text = "\n".join(lines)
     exec(compile(text, f"<door of {method.__qualname__}>", "exec"), namespace)  # noqa: S102
     door: Any = functools.wraps(method)(namespace["door"])

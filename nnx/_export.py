@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from backends import Backend, load
+from backends import Backend, BackendError, load
 from nnx._component import Component
 from nnx._door import formula
-from nnx._file import atomic_write, check_writable
+from nnx._file import ModelFileError, atomic_write, check_writable
+from nnx._onnx_door import check_file, check_samples
 from nnx._xp import dtype_name, plain_operations
 
 __all__ = ["ExportError", "INPUT", "OUTPUT", "LABELS", "export", "program", "run_exported"]
@@ -106,6 +108,11 @@ def _described(
         "outputs": outputs,
         "opset": opset,
         "layers": layer_specs(model),
+        # What the layers hold, counted: the file's front door (nnx._onnx_door) refuses
+        # constants beyond it, for layers of a reader's own too.
+        "parameters": sum(
+            math.prod(p.shape) for l in model.trainable_layers for p in l.get_parameters()
+        ),
     }
     proto.producer_name, proto.producer_version = "nnx", __version__
     entry = proto.metadata_props.add()
@@ -151,43 +158,31 @@ def _label(layer: Any) -> str:
     return label() if callable(label) else type(layer).__name__
 
 
-# ONNX's element types (TensorProto's numbers) that an input of an exported file may have.
-_ELEMENT_TYPES = {1: "float32", 11: "float64"}
-
-
 def run_exported(path: str | os.PathLike[str], X: Any) -> dict[str, np.ndarray]:
     """Run the ONNX file at ``path`` on the samples ``X`` with ONNX Runtime; outputs by name.
 
-    ``X`` is converted to the dtype of the file's input; a file whose input is not a float
-    matrix, or samples of another width, are refused with the reason.
+    Only files as nnx's export writes them run (``nnx._onnx_door`` checks the file before
+    ONNX Runtime reads it), on samples checked as ``Model.predict`` checks them (the file's
+    width, finite numbers), converted to the dtype of the file's input.
     """
-    import onnx as onnx_format
-    from google.protobuf.message import DecodeError
-
     path = Path(path)
     try:
         payload = path.read_bytes()
     except FileNotFoundError as err:
         raise FileNotFoundError(f"no ONNX file at {path}; check the path.") from err
-    try:
-        graph = onnx_format.load_from_string(payload).graph
-    except DecodeError as err:
-        raise ValueError(f"{path}: not an ONNX file ({err}).") from err
-    if len(graph.input) != 1:
-        raise ValueError(f"{path}: expected a graph with one input, got {len(graph.input)}.")
-    tensor = graph.input[0].type.tensor_type
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
-    dtype = _ELEMENT_TYPES.get(tensor.elem_type)
-    if dtype is None or len(dims) != 2:
-        raise ValueError(
-            f"{path}: its input {graph.input[0].name!r} is not a matrix of float32 or float64 "
-            "samples; nnx runs files it exported (model.export)."
-        )
-    samples = np.asarray(X)
-    if samples.ndim != 2 or (dims[1] is not None and samples.shape[1] != dims[1]):
-        raise ValueError(f"{path}: expected samples of shape (n, {dims[1]}), got {samples.shape}.")
-    if samples.dtype.kind not in "biuf":
-        raise ValueError(f"{path}: expected samples as numbers, got dtype {samples.dtype}.")
+    except IsADirectoryError as err:
+        raise IsADirectoryError(f"{path} is a folder, not an ONNX file; name the file.") from err
+    found = check_file(path, payload)
+    samples = check_samples(path, X, found)
     builder = load("onnx").graph
     assert builder is not None  # the onnx backend builds graphs
-    return builder.execute(payload, {graph.input[0].name: samples.astype(dtype, copy=False)})
+    execute = builder.execute
+    try:
+        return execute(payload, {found["input"]: samples}, tuple(found["outputs"]))
+    except BackendError:
+        raise
+    except Exception as err:  # onnxruntime's own exception types (Fail, InvalidGraph, ...)
+        raise ModelFileError(
+            f"{path}: ONNX Runtime could not run it ({type(err).__name__}: {err}). "
+            "Export the model again with model.export(path)."
+        ) from err

@@ -1,4 +1,4 @@
-"""The file a model lives in: one safetensors container with nnx's JSON header.
+"""Host boundary: the file a model lives in, one safetensors container with nnx's JSON header.
 
 Tensors are raw numbers; the header is plain JSON under the metadata key ``"nnx"``, checked
 for the format and its version before anything else is read. Reading executes nothing from
@@ -18,6 +18,7 @@ import stat
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 import safetensors
 import safetensors.numpy
 
@@ -68,7 +69,7 @@ def atomic_write(path: Path, payload: bytes) -> None:
 
     The temporary's name carries the writer's process id, so the next save to ``path``
     removes what a writer killed mid-save left behind. A file written over keeps its
-    permissions.
+    permissions, and the temporary has them from its first byte.
     """
     path = Path(os.path.realpath(path))  # through a symbolic link: replace what it points to
     if not path.parent.is_dir():
@@ -76,12 +77,20 @@ def atomic_write(path: Path, payload: bytes) -> None:
     _remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
-        with open(tmp, "xb") as file:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = None
+    try:
+        # Born with the target's permissions (the umask may only take some away), never
+        # wider: a 0640 model's bytes are not readable by others while they are written.
+        # A new file gets open()'s default, 0666 less the umask.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)
+        with open(fd, "wb") as file:
             _write_all(file, payload)
             file.flush()
             os.fsync(file.fileno())
-        with contextlib.suppress(FileNotFoundError):
-            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+        if mode is not None:
+            os.chmod(tmp, mode)  # what the umask took away, back
         os.replace(tmp, path)
     except BaseException as err:
         with contextlib.suppress(OSError):
@@ -146,6 +155,23 @@ def _check_sizes(path: Path) -> None:
             f"{path}: {size} bytes, but its header describes {8 + header_size + data}; the "
             "file is truncated, or has something appended. nnx read only its header."
         )
+
+
+def check_ranges(path: Path, tensors: dict[str, Any], owners: dict[str, tuple[str, str]]) -> None:
+    """Refuse a float tensor with values beyond the range of the dtype it loads into
+    (``owners``: tensor name -> (dtype name, what holds it)), before anything is set."""
+    for name, (dtype, owner) in owners.items():
+        tensor = tensors[name]
+        if tensor.dtype.kind != "f" or tensor.size == 0:
+            continue
+        largest, limit = float(np.max(np.abs(tensor))), float(np.finfo(dtype).max)
+        if largest > limit:
+            raise ModelFileError(
+                f"{path}: {name} holds values up to {largest:.3g}, beyond the range of "
+                f"{dtype}, the dtype of {owner} (|x| <= {limit:.3g}): it would load as "
+                "infinity. Load it into a model built with dtype='float64', or save it again "
+                "from a model whose values fit."
+            )
 
 
 # A header of a model file is a few KiB; safetensors itself allows 100 MB.

@@ -57,6 +57,9 @@ class Layer(Component):
     # layer's backend first: see Component. The formulas see only their backend's arrays.
     takes_arrays = {"forward": ("floats",), "backward": ("floats",), "predictions": ("floats",)}
     takes_state = {"backward": ("inputs", "output")}
+    # A direct backward call gets the gradient of the output of the last forward: another
+    # shape would broadcast (ReLU's mask) into a plausible, wrong gradient.
+    checks = {"backward": "_check_dvalues"}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # Parameters set by hand (chapter 6 assigns ``dense1.weights``) pass the doors of the
@@ -164,6 +167,21 @@ class Layer(Component):
 
     def _step_arrays(self) -> frozenset[str]:
         return self._STEP_ARRAYS | frozenset(self.parameters.values())
+
+    def _check_dvalues(self, dvalues: Array, where: str) -> None:
+        output = getattr(self, "output", None)
+        shape = getattr(output, "shape", None)
+        if shape is not None and tuple(dvalues.shape) != tuple(shape):
+            raise ValueError(
+                f"{self._where(where)}: expected dvalues of the shape of the output of the last "
+                f"forward, {tuple(shape)}, got dvalues of shape {tuple(dvalues.shape)}. Pass "
+                "the gradient of this layer's output (the next layer's dinputs)."
+            )
+
+    def _set_by(self, name: str) -> str | None:
+        if name == "dinputs" or name in self.parameters.values():
+            return "backward"  # the gradients
+        return "forward" if name in self._STEP_ARRAYS else None
 
     def host_draw(
         self, rng: Any, draw: Callable[[Any], Any], shape: tuple[int, ...], dtype: Any

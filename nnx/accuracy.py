@@ -6,7 +6,9 @@ import math
 from typing import Any
 
 from backends import Backend
+from nnx._checks import y_like_predictions
 from nnx._component import Component, real_number
+from nnx._door import formula
 from nnx._xp import Array
 
 __all__ = ["Accuracy", "CategoricalAccuracy", "RegressionAccuracy"]
@@ -19,6 +21,8 @@ class Accuracy(Component):
     accumulated_count: int
     # Host data given to these moves to the accuracy's backend first (see Component).
     takes_arrays = {"calculate": ("data", "data"), "compare": ("data", "data"), "init": ("data",)}
+    # Then _check_pair checks their shapes (Model calls the formulas, on checked targets).
+    checks = {"calculate": "_check_pair", "compare": "_check_pair"}
 
     def __init__(self, backend: Backend | str | None = None) -> None:
         super().__init__(backend)
@@ -33,7 +37,8 @@ class Accuracy(Component):
         raise NotImplementedError
 
     def calculate(self, predictions: Array, y: Any) -> Any:
-        hits = self.xp.astype(self.compare(predictions, y), self._count_dtype)
+        hits = formula(self, "compare")(predictions, y)  # checked at calculate's door
+        hits = self.xp.astype(hits, self._count_dtype)
         # One reduction serves both the batch's share and the running count.
         batch_hits, count = self.xp.sum(hits), math.prod(hits.shape)
         self.accumulated_sum = self.accumulated_sum + batch_hits
@@ -42,6 +47,8 @@ class Accuracy(Component):
 
     def calculate_accumulated(self) -> Any:
         return self.accumulated_sum / max(self.accumulated_count, 1)
+
+    _check_pair = y_like_predictions  # targets of the predictions' shape (nnx._checks)
 
     def new_pass(self) -> None:
         self.accumulated_sum = 0.0

@@ -14,13 +14,37 @@ import numpy as np
 
 from nnx._component import whole_number
 
-__all__ = ["check_features", "check_targets", "check_batch_size", "shuffled_order"]
+__all__ = [
+    "check_features",
+    "check_targets",
+    "check_batch_size",
+    "plain_host",
+    "shuffled_order",
+]
+
+
+def plain_host(data: Any, what: str, where: str) -> Any:
+    """``data`` without a NumPy subclass's meaning: a masked array is refused (its masked
+    entries would be computed with as numbers), any other ndarray subclass (``np.matrix``,
+    whose ``*`` is a matrix product and whose rows stay 2-D) becomes the plain array of the
+    same numbers. Anything else comes back as it is."""
+    if isinstance(data, np.ma.MaskedArray):
+        raise TypeError(
+            f"{where}: expected {what} as a plain array, got a masked array "
+            f"({what}={type(data).__name__} with {int(np.ma.count_masked(data))} masked "
+            f"entries), whose masked values would be used as numbers. Fill them "
+            f"({what}.filled(value)) or drop those rows first."
+        )
+    if isinstance(data, np.ndarray) and type(data) is not np.ndarray:
+        return np.asarray(data)
+    return data
 
 
 def _host(data: Any, what: str) -> Any:
     """Host data as a NumPy array of numbers; device arrays pass through untouched."""
     if array_api_compat.is_array_api_obj(data) and not array_api_compat.is_numpy_array(data):
         return data
+    data = plain_host(data, what, "Model")
     try:
         array = np.asarray(data)
     except (ValueError, TypeError) as err:

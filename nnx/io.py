@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from nnx._component import Component, resolve
-from nnx._file import ModelFileError, check_writable, read, write
+from nnx._file import ModelFileError, check_ranges, check_writable, read, write
 from nnx._state import ITERATIONS, host_state, set_state
+from nnx._xp import dtype_name
 from nnx.accuracy import Accuracy, CategoricalAccuracy, RegressionAccuracy
 from nnx.activations import Linear, ReLU, Sigmoid, Softmax
 from nnx.layers import Dense, Dropout, Layer
@@ -36,6 +37,7 @@ from nnx.optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop
 __all__ = [
     "ModelFileError",
     "check_writable",
+    "layer_classes",
     "layer_specs",
     "load_checkpoint",
     "load_model",
@@ -111,6 +113,11 @@ def load_checkpoint(
     record = check(training)  # raises what it finds (a damaged record, other arguments)
     _set_state(path, model.layers, model.optimizer, tensors)
     return record
+
+
+def layer_classes() -> dict[str, type]:
+    """nnx's own layer classes by name: what a file can name without ``classes=``."""
+    return dict(_LAYERS)
 
 
 def layer_specs(model: Any) -> list[dict[str, Any] | None]:
@@ -356,15 +363,28 @@ def _check_shapes(entry: Any, index: int, tensors: dict[str, Any], table: dict[s
             )
 
 
+def _check_ranges(path: Path, layers: list[Any], tensors: dict[str, Any]) -> None:
+    """Each layer's tensors against its dtype's range (1e300 would load as infinity)."""
+    owners = {}
+    for name in tensors:
+        match = re.fullmatch(r"layers\.(\d+)\.\w+", name)
+        layer = layers[int(match[1])] if match and int(match[1]) < len(layers) else None
+        if layer is not None and layer.dtype is not None:
+            label = f"layer {match[1]}, {layer._label()}"  # type: ignore[index]
+            owners[name] = (dtype_name(layer.xp, layer.dtype), label)
+    check_ranges(path, tensors, owners)
+
+
 def _set_state(path: Path, layers: list[Any], optimizer: Any, tensors: dict[str, Any]) -> None:
     """The file's tensors into the layers and optimizer, all checked (shapes, float dtypes, the
-    counter, finite values) before any is set."""
+    counter, finite values, values the layers' dtype can hold) before any is set."""
     for name, tensor in tensors.items():
         if tensor.dtype.kind == "f" and not np.all(np.isfinite(tensor)):
             raise ModelFileError(
                 f"{path}: {name} holds NaN or infinity; the file was saved from a diverged "
                 "run or changed since. Load an earlier file, or train again."
             )
+    _check_ranges(path, layers, tensors)
     try:
         set_state(layers, optimizer, tensors)
     except ValueError as err:

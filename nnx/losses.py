@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from backends import Backend
+from nnx._checks import class_targets, targets_like_predictions
 from nnx._component import Component
+from nnx._door import formula
 from nnx._xp import Array, one_hot, pick
 from nnx.activations import Softmax
 from nnx.layers import Layer
@@ -39,15 +41,15 @@ class Loss(Component):
     # The targets it takes, which Model checks before training: "classes" (integer labels or
     # one-hot rows), "binary" (0/1 per output) or "values" (real numbers, for regression).
     targets = "values"
-    # The last label array _check_labels accepted; Model sets the flag (it checks y itself).
-    _labels_checked: Any = None
-    _labels_checked_by_model = False
-    # Host data given to these moves to the loss's backend first (see Component).
+    # Host data given to these moves to the loss's backend first (see Component); then
+    # _check_pair checks shapes and labels. Model calls the formulas behind these doors, on
+    # targets it checked once at its own door.
     takes_arrays = {
         "forward": ("floats", "data"),
         "backward": ("floats", "data"),
         "calculate": ("floats", "data"),
     }
+    checks = {"forward": "_check_pair", "backward": "_check_pair", "calculate": "_check_pair"}
 
     def __init__(self, backend: Backend | str | None = None) -> None:
         super().__init__(backend)
@@ -71,7 +73,7 @@ class Loss(Component):
 
     def calculate(self, output: Array, y: Any, *, include_regularization: bool = False) -> Any:
         """Mean loss over the batch (a 0-d array); with regularisation, ``(data, reg)``."""
-        sample_losses = self.forward(output, y)
+        sample_losses = formula(self, "forward")(output, y)  # checked at calculate's door
         # One reduction serves both: the mean is the sum over the count, as in mean() itself.
         batch_sum = self.xp.sum(sample_losses)
         data_loss = batch_sum / sample_losses.shape[0]
@@ -113,28 +115,8 @@ class Loss(Component):
         """Float targets in the predictions' dtype (the standard does not mix int and float)."""
         return y_true if y_true.dtype == like.dtype else self.xp.astype(y_true, like.dtype)
 
-    def _check_labels(self, y_true: Array, n_classes: int) -> None:
-        """Integer labels must name one of the ``n_classes`` classes: out of range, they would
-        pick another row's probability and give a plausible, wrong loss.
-
-        For direct calls (the book's loops). It reads the labels on the host, so each label
-        array is checked once (the book passes the same ``y`` every epoch), and not at all
-        inside ``Model``, which checked its targets before training.
-        """
-        if self._labels_checked_by_model or y_true is self._labels_checked or y_true.ndim != 1:
-            return
-        if not self.xp.isdtype(y_true.dtype, "integral"):
-            raise TypeError(
-                f"{type(self).__name__}: expected class labels as integers, got dtype "
-                f"{y_true.dtype}; convert them first (y.astype(int)), or pass one-hot rows."
-            )
-        low, high = int(self.xp.min(y_true)), int(self.xp.max(y_true))
-        if low < 0 or high >= n_classes:
-            raise ValueError(
-                f"{type(self).__name__}: class labels must lie in [0, {n_classes - 1}] for "
-                f"{n_classes} classes, got labels from {low} to {high}."
-            )
-        self._labels_checked = y_true
+    # What a direct call can get wrong (nnx._checks): targets of the predictions' shape.
+    _check_pair = targets_like_predictions
 
     def _one_hot(self, y_true: Array, like: Array) -> Array:
         """Integer labels as one-hot rows; one-hot rows as floats of ``like``'s dtype."""
@@ -148,9 +130,10 @@ class CategoricalCrossentropy(Loss):
 
     targets = "classes"
 
+    _check_pair = class_targets  # labels in range, or one-hot rows (nnx._checks)
+
     def forward(self, y_pred: Array, y_true: Array) -> Array:
         xp = self.xp
-        self._check_labels(y_true, y_pred.shape[1])
         if y_true.ndim == 1:
             # The book's y_pred_clipped[range(n), y_true]; picking before clipping gives the
             # same numbers and clips n values instead of n * classes.
@@ -162,7 +145,6 @@ class CategoricalCrossentropy(Loss):
 
     def backward(self, dvalues: Array, y_true: Array) -> Array:
         samples = dvalues.shape[0]
-        self._check_labels(y_true, dvalues.shape[1])
         # Clipped as in forward (the book divides by the raw values): a probability of exactly
         # 0 for the true class would otherwise give -inf, and 0/0 NaN elsewhere.
         self.dinputs = -self._one_hot(y_true, dvalues) / self._clip(dvalues) / samples
@@ -224,24 +206,26 @@ class SoftmaxCategoricalCrossentropy(Loss):
 
     targets = "classes"
 
+    _check_pair = class_targets  # labels in range, or one-hot rows (nnx._checks)
+
     def __init__(self, backend: Backend | str | None = None) -> None:
         super().__init__(backend)
         self.activation = Softmax(self.backend)
         self.loss = CategoricalCrossentropy(self.backend)
 
     def forward(self, inputs: Array, y_true: Array) -> Any:  # type: ignore[override]
-        self.output = self.activation.forward(inputs)
-        return self.loss.calculate(self.output, y_true)
+        # The formulas: this door checked inputs and labels already.
+        self.output = formula(self.activation, "forward")(inputs)
+        return formula(self.loss, "calculate")(self.output, y_true)
 
     def backward(self, dvalues: Array, y_true: Array) -> Array:
         samples = dvalues.shape[0]
-        self._check_labels(y_true, dvalues.shape[1])
         self.dinputs = (dvalues - self._one_hot(y_true, dvalues)) / samples
         return self.dinputs
 
     def calculate(self, output: Array, y: Any, *, include_regularization: bool = False) -> Any:
         """Mean crossentropy of the softmax of ``output`` (the logits), as for every loss."""
-        data_loss = self.forward(output, y)
+        data_loss = formula(self, "forward")(output, y)
         if not include_regularization:
             return data_loss
         return data_loss, self.regularization_loss()

@@ -114,9 +114,6 @@ class Model:
         # Softmax followed by crossentropy has the short gradient (softmax - y) / n.
         fused = isinstance(self.layers[-1], Softmax) and type(self.loss) is CategoricalCrossentropy
         self._fused = SoftmaxCategoricalCrossentropy(self.backend) if fused else None
-        for loss in (self.loss, self._fused):  # train/evaluate check y before the first step
-            if loss is not None:
-                loss._labels_checked_by_model = True
         # Inside the model every array came through train/evaluate/predict's door already: the
         # parts' own doors would check each again (0.3-0.8 us a call), so the passes call the
         # formulas behind them.

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from backends import Backend
+from nnx._checks import missing_gradients
 from nnx._component import Component, _all_fit, real_number
 from nnx._fused import kernel_for, run_kernel
 from nnx._xp import Array
@@ -84,6 +85,7 @@ class Optimizer(Component):
         """
         arrays = _parameters_and_gradients(type(layer))
         if not _all_fit(layer, arrays):
+            missing_gradients(self, layer, arrays)  # before any parameter changes
             layer._arrive_attributes(arrays, f"{type(self).__name__}.update_params", arrays)
         self.update_layers([layer])
 

@@ -1,0 +1,79 @@
+"""What the doors of losses, accuracies and optimizers check at a direct call: shapes that
+would broadcast into a plausible, wrong number, labels out of range, gradients not computed yet.
+
+Each check is a method of its part (``Loss._check_pair = targets_like_predictions``) that the
+part's door calls (``Component.checks``) once the arrays arrived; ``Model`` calls the formulas
+behind the doors on data it checked at its own door, so none of this runs per step. Labels are
+read on the host at every direct call: an array changed in place is seen as it is now.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["class_targets", "missing_gradients", "targets_like_predictions", "y_like_predictions"]
+
+
+def targets_like_predictions(part: Any, y_pred: Any, y_true: Any, where: str) -> None:
+    """A regression or binary loss: ``y_true`` of ``y_pred``'s shape."""
+    if tuple(y_true.shape) != tuple(y_pred.shape):
+        raise ValueError(
+            f"{part._where(where)}: expected y_true of the predictions' shape "
+            f"{tuple(y_pred.shape)}, got y_true of shape {tuple(y_true.shape)}. "
+            "Give one target per output of each sample (y.reshape(-1, 1) for one output)."
+        )
+
+
+def y_like_predictions(part: Any, predictions: Any, y: Any, where: str) -> None:
+    """An accuracy: ``y`` of the predictions' shape, or one-hot rows for class predictions."""
+    one_hot = not getattr(part, "binary", True) and y.ndim == 2 and predictions.ndim == 1
+    if one_hot and y.shape[0] == predictions.shape[0]:
+        return
+    if tuple(y.shape) != tuple(predictions.shape):
+        raise ValueError(
+            f"{part._where(where)}: expected y of the predictions' shape "
+            f"{tuple(predictions.shape)}, got y of shape {tuple(y.shape)}. Pass one "
+            "target per prediction (y.reshape(-1, 1) for one output)."
+        )
+
+
+def class_targets(part: Any, y_pred: Any, y_true: Any, where: str) -> None:
+    """A crossentropy over classes: predictions of shape (samples, classes), and integer labels
+    in range (out of range, they would pick another row's probability) or one-hot rows."""
+    where, shape, xp = part._where(where), tuple(y_true.shape), part.xp
+    n = y_pred.shape[0] if y_pred.ndim == 2 else None
+    if n is None or shape not in ((n,), tuple(y_pred.shape)):
+        want = f"({n},) or {tuple(y_pred.shape)}" if n is not None else "(samples, classes)"
+        raise ValueError(
+            f"{where}: expected y_pred of shape (samples, classes) and y_true of shape "
+            f"{want} (class labels or one-hot rows), got y_pred of shape "
+            f"{tuple(y_pred.shape)} and y_true of shape {shape}. Pass one target per sample."
+        )
+    if y_true.ndim != 1:
+        return
+    n_classes = y_pred.shape[1]
+    if not xp.isdtype(y_true.dtype, "integral"):
+        raise TypeError(
+            f"{where}: expected class labels as integers, got dtype {y_true.dtype}; convert "
+            "them first (y.astype(int)), or pass one-hot rows."
+        )
+    if shape[0] == 0:
+        return
+    low, high = int(xp.min(y_true)), int(xp.max(y_true))
+    if low < 0 or high >= n_classes:
+        raise ValueError(
+            f"{where}: class labels must lie in [0, {n_classes - 1}] for {n_classes} "
+            f"classes, got labels from {low} to {high}."
+        )
+
+
+def missing_gradients(optimizer: Any, layer: Any, names: tuple[str, ...]) -> None:
+    """``update_params`` before the layer's backward: say so before any parameter changes."""
+    missing = [name for name in names if getattr(layer, name, None) is None]
+    if missing:
+        raise ValueError(
+            f"{type(optimizer).__name__}.update_params: expected the gradients of "
+            f"{layer._label()} from its backward pass, got none: {', '.join(missing)} not "
+            "set. Call layer.backward(...) (after forward and the loss's backward) before "
+            "update_params(layer)."
+        )
