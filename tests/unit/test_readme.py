@@ -241,3 +241,31 @@ def test_predict_shown_is_the_real_one(tmp_path: Path) -> None:
     assert got is not None and want is not None, printed[-1]
     assert float(got[1]) == pytest.approx(float(want[1]), abs=0.02)
     assert float(got[2]) == pytest.approx(float(want[2]), abs=0.02)
+
+
+def _numpy_run(code: str, tmp_path: Path) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=_env(), capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_chapter_printouts_shown_are_the_real_ones(tmp_path: Path) -> None:
+    """Chapters 4 and 5 print the lines shown, to the digit; chapter 10's loop prints the two
+    lines shown, its float32 figures after 100 Adam steps within 0.01."""
+    chapters = [code for code in SNIPPETS if code.startswith("# Chapters 4 and 5")]
+    assert len(chapters) == 1
+    shown = _text_block_after("It prints the book's figures").splitlines()
+    assert _numpy_run(chapters[0], tmp_path) == shown
+
+    loop = [code for code in SNIPPETS if "for epoch in range(101):" in code]
+    assert len(loop) == 1
+    shown = _text_block_after("Saved as `chapter.py`, it prints on NumPy").splitlines()
+    printed = _numpy_run(loop[0], tmp_path)
+    assert printed[0] == shown[0] == "epoch: 0, acc: 0.360, loss: 1.099, lr: 0.05"
+    figures = re.compile(r"epoch: 100, acc: ([\d.]+), loss: ([\d.]+), lr: 0.04999752512250644")
+    got, want = figures.fullmatch(printed[1]), figures.fullmatch(shown[1])
+    assert got is not None and want is not None, (printed, shown)
+    assert float(got[1]) == pytest.approx(float(want[1]), abs=0.01)
+    assert float(got[2]) == pytest.approx(float(want[2]), abs=0.01)
