@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -238,3 +239,23 @@ def test_main_warns_once_before_the_run(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["spiral.py", "--epochs", "2"])
     common.main(lambda args, backend, plt: calls.append(args.epochs), common.parser("Doc.", 5))
     assert calls == ["warn", 2]
+
+
+def test_ctrl_c_in_the_distributed_example_compares_nothing():
+    pytest.importorskip("distributed")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("NNX_")}
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    script = [sys.executable, str(EXAMPLES / "distributed.py"), "--epochs", "1000000"]
+    with subprocess.Popen(
+        script, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    ) as run:
+        assert run.stdout is not None
+        first = run.stdout.readline()  # the cluster is up; training on it begins
+        assert first.startswith("dask: 2 workers"), first
+        time.sleep(2)
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=180)
+    assert run.returncode == 130, err
+    found = re.search(r"distributed.py: interrupted after (\d+) of 1000000 epochs on dask", err)
+    assert found and int(found[1]) >= 1, err
+    assert "agree" not in out and "disagree" not in err
