@@ -149,6 +149,9 @@ def test_markers_are_known_and_extras_are_named() -> None:
             assert block.named_extras <= set(EXTRA_MODULES), block.id
         if block.needs in CANNOT_RUN or block.section in NOT_YET_MARKED:
             continue
+        # A test must not install into the environment: installs go on the first line.
+        commands = [line for line in block.code.splitlines() if not line.startswith("#")]
+        assert not any("pip install" in line for line in commands), block.id
         named = set(block.named_extras)
         if named & {"examples", "test"}:
             named.add("plot")  # they bring matplotlib too
