@@ -42,10 +42,7 @@ def run(args, backend, plt) -> None:
         _common.plot_boundary(ax_boundary, model, X, y)
         _common.plot_history(ax_loss, ax_accuracy, history)
         _common.save_figure(plt, figure, args.plot)
-    print(
-        f"binary on {backend.name}: {args.epochs} epochs in {seconds:.1f} s, "
-        f"training accuracy {history['accuracy'][-1]:.3f}, validation accuracy {val_accuracy:.3f}"
-    )
+    _common.report("binary", backend, args.epochs, seconds, history, val_accuracy)
 
 
 if __name__ == "__main__":

@@ -56,11 +56,7 @@ def run(args, backend, plt) -> None:
         figure, (ax_loss, ax_accuracy) = plt.subplots(1, 2, figsize=(10, 4.5))
         _common.plot_history(ax_loss, ax_accuracy, history)
         _common.save_figure(plt, figure, args.plot)
-    print(
-        f"digits on {backend.name}: {args.epochs} epochs in {seconds:.1f} s, "
-        f"training accuracy {history['accuracy'][-1]:.3f}, "
-        f"validation accuracy {history['val_accuracy'][-1]:.3f}"
-    )
+    _common.report("digits", backend, args.epochs, seconds, history)
 
 
 if __name__ == "__main__":

@@ -59,11 +59,7 @@ def run(args, backend, plt) -> None:
         _common.save_figure(plt, figure, args.plot)
     first = int(backend.to_numpy(model.predict(X_test[:1])).argmax())
     print(f"first test image: predicted {LABELS[first]!r}, labelled {LABELS[int(y_test[0])]!r}")
-    print(
-        f"fashion_mnist on {backend.name}: {args.epochs} epochs in {seconds:.1f} s, "
-        f"training accuracy {history['accuracy'][-1]:.3f}, "
-        f"test accuracy {history['val_accuracy'][-1]:.3f}"
-    )
+    _common.report("fashion_mnist", backend, args.epochs, seconds, history, val_name="test")
 
 
 if __name__ == "__main__":

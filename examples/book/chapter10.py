@@ -3,6 +3,7 @@
     python examples/book/chapter10.py adam                   # on NumPy
     NNX_BACKEND=torch python examples/book/chapter10.py adam  # the same loop on torch
     python examples/book/chapter10.py all --epochs 300       # every optimizer in turn
+    python examples/book/chapter10.py adam --dtype float64   # layers in float64
 
 The spiral data (100 samples of 3 classes), a 2-64-3 network, softmax with crossentropy, and
 the book's settings for SGD, SGD with decay and momentum, AdaGrad, RMSProp and Adam. Changed
@@ -14,12 +15,15 @@ from the book's scripts, and nothing else:
 - ``float(loss)`` in the print line: array-api-strict's arrays take no format specification
   (the standard defines none), so ``{loss:.3f}`` fails there alone;
 - the loop sits in a function, and ``np.random.seed(0)`` (what ``nnfs.init()`` does to the
-  generator) starts every optimizer from the same weights when one run trains several.
+  generator) starts every optimizer from the same weights when one run trains several;
+- ``--dtype float64`` builds the layers as ``Layer_Dense(..., dtype="float64")``, to compare
+  backends without float32's rounding (the book's layers are float32).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 
 import nnfs
 from nnfs.datasets import spiral_data
@@ -100,7 +104,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("optimizer", choices=[*OPTIMIZERS, "all"])
     parser.add_argument("--epochs", type=int, default=10000, help="the book runs 10000")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     args = parser.parse_args(argv)
+    if args.dtype != "float32":
+        global Layer_Dense
+        Layer_Dense = functools.partial(Layer_Dense, dtype=args.dtype)
     nnfs.init()
     for name in OPTIMIZERS if args.optimizer == "all" else [args.optimizer]:
         print(f"# {name}")

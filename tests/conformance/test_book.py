@@ -1,8 +1,10 @@
-"""The book's chapter-10 loops (``examples/book/chapter10.py``) on every backend.
+"""The book's chapters on every backend: the README's chapter 4, 5 and 9 blocks, and the
+chapter-10 loops (``examples/book/chapter10.py``).
 
-The script is the book's loop with only the changes the README lists. Run as a user runs it
-(a process, ``NNX_BACKEND``/``NNX_DEVICE``, float32 as the book's ``Layer_Dense``), it prints
-the NumPy run's lines within float32 drift; with float64 layers it prints the very same lines.
+The blocks and the script are the book's code with only the changes the README lists. Run as a
+user runs them (a process, ``NNX_BACKEND``/``NNX_DEVICE``, float32 as the book's
+``Layer_Dense``), they print the NumPy run's lines within float32 drift; with float64 layers
+the chapter-10 script prints the very same lines.
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ import backends
 from backends import Backend
 from nnx import book
 
-SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "book" / "chapter10.py"
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "examples" / "book" / "chapter10.py"
+# The README's chapter blocks: ```python blocks whose first line is "# Chapter ...".
+CHAPTERS = {
+    block.splitlines()[0].removeprefix("# "): block
+    for block in re.findall(r"```python\n(# Chapter.*?)```", (ROOT / "README.md").read_text(), re.S)
+}
+_NUMBER = re.compile(r"-?\d+\.\d*(?:e[-+]\d+)?")
 EPOCHS = 300
 _LINE = re.compile(r"epoch: (\d+), acc: ([\d.]+), loss: ([\d.]+), lr: (\S+)")
 # float32 runs part from NumPy's at the first rounding difference and the book's settings
@@ -47,13 +56,13 @@ def _skip_lazy(backend: Backend) -> None:
         )
 
 
-def _run_script(name: str, device: str | None) -> str:
+def _run_script(name: str, device: str | None, *command: str) -> str:
     env = {k: v for k, v in os.environ.items() if k not in ("NNX_BACKEND", "NNX_DEVICE")}
     env["NNX_BACKEND"] = name
     if device is not None:
         env["NNX_DEVICE"] = device
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "all", "--epochs", str(EPOCHS)],
+        [sys.executable, *(command or (str(SCRIPT), "all", "--epochs", str(EPOCHS)))],
         env=env,
         capture_output=True,
         text=True,
@@ -66,6 +75,31 @@ def _run_script(name: str, device: str | None) -> str:
 @pytest.fixture(scope="module")
 def numpy_printout() -> str:
     return _run_script("numpy", None)
+
+
+def test_the_readme_shows_chapters_4_5_and_9() -> None:
+    assert len(CHAPTERS) == 2, list(CHAPTERS)
+    for title, code in CHAPTERS.items():
+        assert "from nnx.book import numpy as np" in code, title
+        assert "[:5])" not in code.replace("np.asarray(activation2.output)[:5])", ""), title
+
+
+@pytest.mark.parametrize("title", sorted(CHAPTERS))
+def test_the_readme_chapter_blocks_print_the_numpy_lines(
+    title: str, backend: Backend, request: pytest.FixtureRequest
+) -> None:
+    """Each block as the README shows it: the same lines as on NumPy, the numbers in them
+    within float32 rounding (the gradients are sums of 300 terms of about 1e-3)."""
+    _skip_lazy(backend)
+    code = CHAPTERS[title]
+    reference = _run_script("numpy", None, "-c", code).splitlines()
+    printout = _run_script(backend.name, _device(request), "-c", code).splitlines()
+    assert len(printout) == len(reference) >= 4, printout
+    for line, expected in zip(printout, reference, strict=True):
+        words = [_NUMBER.sub("#", text).replace(" ", "") for text in (line, expected)]
+        assert words[0] == words[1], (line, expected)  # the text around the numbers
+        got, want = (np.array(_NUMBER.findall(text), dtype=float) for text in (line, expected))
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6, err_msg=line)
 
 
 def test_the_script_prints_the_numpy_lines(

@@ -1,13 +1,17 @@
 """The examples run as scripts: short runs on numpy (spiral on array_api_strict too), one-line
-failures for a missing backend or data, and the Fashion-MNIST script on a tiny IDX folder."""
+failures for a missing backend or data, the Fashion-MNIST script on a tiny IDX folder, what
+they say after Ctrl-C, and their warning on a busy machine."""
 
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -150,3 +154,108 @@ def test_fashion_mnist_missing_folder_is_one_line(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "no folder" in lines[0] and "nowhere" in lines[0]
+
+
+def _common():
+    spec = importlib.util.spec_from_file_location("_common", EXAMPLES / "_common.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ctrl_c_says_after_how_many_epochs_it_stopped():
+    env = {key: value for key, value in os.environ.items() if not key.startswith("NNX_")}
+    env.update(NNX_BACKEND="numpy", OPENBLAS_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    script = [sys.executable, str(EXAMPLES / "spiral.py"), "--epochs", "1000000"]
+    with subprocess.Popen(
+        script, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    ) as run:
+        assert run.stdout is not None
+        first = run.stdout.readline()  # training has begun: the first book line
+        assert first.startswith("epoch: 100,"), first
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err
+    last = out.strip().splitlines()[-1]
+    found = re.fullmatch(
+        r"spiral on numpy: interrupted after (\d+) of 1000000 epochs, [\d.]+ s, "
+        r"training accuracy [\d.]+, validation accuracy [\d.]+",
+        last,
+    )
+    assert found, last
+    assert 100 <= int(found[1]) < 1000000
+    assert "Training interrupted in epoch" in err and "Traceback" not in err
+
+
+def test_the_closing_line_counts_the_epochs_the_history_holds(capsys):
+    common = _common()
+    backend = nnx.get_backend()
+    short = {"loss": [0.9, 0.8, 0.7], "accuracy": [0.5, 0.6, 0.7], "val_accuracy": [0.4, 0.5, 0.6]}
+    line = common.report("digits", backend, 10, 1.25, short)
+    assert line == (
+        "digits on numpy: interrupted after 3 of 10 epochs, 1.2 s, "
+        "training accuracy 0.700, validation accuracy 0.600"
+    )
+    assert capsys.readouterr().out == line + "\n"
+    done = common.report("digits", backend, 3, 1.25, short, 0.55, "test")
+    assert (
+        done == "digits on numpy: 3 epochs in 1.2 s, training accuracy 0.700, test accuracy 0.550"
+    )
+
+
+@pytest.mark.parametrize(
+    "load, environ, warns",
+    [
+        (5.0, {}, True),  # busier than the 2 cores, and nothing set
+        (1.5, {}, False),  # not busy
+        (5.0, {"OMP_NUM_THREADS": "2"}, False),  # the user chose already
+        (5.0, {"OPENBLAS_NUM_THREADS": "1"}, False),
+        (5.0, {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"}, False),
+    ],
+)
+def test_a_busy_machine_gets_one_warning_naming_each_librarys_variable(
+    monkeypatch, capsys, load, environ, warns
+):
+    common = _common()
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, 0.0, 0.0))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert common.warn_if_oversubscribed(environ) is warns
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    if warns:
+        assert "load 5.0 on 2 cores" in captured.err
+        assert "OMP_NUM_THREADS=1 (torch, and NumPy's OpenBLAS)" in captured.err
+        assert "intra_op_parallelism_threads=1" in captured.err
+        assert len(captured.err.strip().splitlines()) == 1
+    else:
+        assert captured.err == ""
+
+
+def test_main_warns_once_before_the_run(monkeypatch):
+    common = _common()
+    calls = []
+    monkeypatch.setattr(common, "warn_if_oversubscribed", lambda: calls.append("warn"))
+    monkeypatch.setattr(sys, "argv", ["spiral.py", "--epochs", "2"])
+    common.main(lambda args, backend, plt: calls.append(args.epochs), common.parser("Doc.", 5))
+    assert calls == ["warn", 2]
+
+
+def test_ctrl_c_in_the_distributed_example_compares_nothing():
+    pytest.importorskip("distributed")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("NNX_")}
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    script = [sys.executable, str(EXAMPLES / "distributed.py"), "--epochs", "1000000"]
+    with subprocess.Popen(
+        script, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    ) as run:
+        assert run.stdout is not None
+        first = run.stdout.readline()  # the cluster is up; training on it begins
+        assert first.startswith("dask: 2 workers"), first
+        time.sleep(2)
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=180)
+    assert run.returncode == 130, err
+    found = re.search(r"distributed.py: interrupted after (\d+) of 1000000 epochs on dask", err)
+    assert found and int(found[1]) >= 1, err
+    assert "agree" not in out and "disagree" not in err
