@@ -59,8 +59,6 @@ USES = {
     r"--plot|matplotlib": "plot",
     r"digits\.py|sklearn": "examples",
 }
-# Sections whose blocks another change is marking (their extras are detected all the same).
-NOT_YET_MARKED = {"The `nnx` command"}
 
 
 @dataclass(frozen=True)
@@ -147,7 +145,7 @@ def test_markers_are_known_and_extras_are_named() -> None:
         if block.needs is not None and block.needs not in CANNOT_RUN:
             assert block.named_extras, f"{block.id}: unknown marker # needs: {block.needs}"
             assert block.named_extras <= set(EXTRA_MODULES), block.id
-        if block.needs in CANNOT_RUN or block.section in NOT_YET_MARKED:
+        if block.needs in CANNOT_RUN:
             continue
         # A test must not install into the environment: installs go on the first line.
         commands = [line for line in block.code.splitlines() if not line.startswith("#")]
