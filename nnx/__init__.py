@@ -11,6 +11,9 @@ from backends import (
 )
 from nnx import datasets, io
 from nnx._export import ExportError
+
+# The eager runner, and the base of every runner of the training step (Model.train(runner=)).
+from nnx._runners import Eager as Runner
 from nnx._step import NonFiniteLossError
 from nnx._xp import Array
 from nnx.accuracy import Accuracy, CategoricalAccuracy, RegressionAccuracy
@@ -54,6 +57,7 @@ __all__ = [
     "NonFiniteLossError",
     "Optimizer",
     "RMSprop",
+    "Runner",
     "ReLU",
     "RegressionAccuracy",
     "SGD",

@@ -13,9 +13,18 @@ __all__ = ["choose"]
 RUNNERS: tuple[Any, ...] = (DataParallel, Compiled, Lazy, Eager)
 
 
-def choose(model: Any, X: Any, *, compile: bool | None = None, guard: bool = True) -> Any:
-    """The runner for ``model`` on ``X``: the first of Dask's coarse tasks, the compiled step,
-    the lazy and the plain eager step that accepts them."""
+def choose(
+    model: Any, X: Any, *, compile: bool | None = None, guard: bool = True, runner: Any = None
+) -> Any:
+    """The runner for ``model`` on ``X``: ``runner`` where the caller names one (a subclass of
+    ``nnx.Runner``), else the first of Dask's coarse tasks, the compiled step, the lazy and
+    the plain eager step that accepts them."""
+    if runner is not None:
+        if not (isinstance(runner, type) and issubclass(runner, Eager)):
+            raise TypeError(
+                f"Model.train: expected runner as a subclass of nnx.Runner, got {runner!r}."
+            )
+        return runner.make(model, guard)
     if compile not in (None, True, False):
         raise ValueError(f"Model.train: expected compile as True, False or None, got {compile!r}.")
     if compile and model.backend.compiler is None:

@@ -1,4 +1,4 @@
-"""The training step, compiled: ``Model._step`` as a pure function of (state, batch).
+"""The training step, compiled: ``Model.train_step`` as a pure function of (state, batch).
 
 A backend that can compile (``Backend.compiler``: JAX's ``jax.jit``) gets the model's own step,
 not a second one written for it. :class:`CompiledStep` wraps it in a function that
@@ -7,7 +7,7 @@ not a second one written for it. :class:`CompiledStep` wraps it in a function th
    and the optimizer, and the numbers of this step (``Optimizer.step_factors``: the learning
    rate after its decay, Adam's bias corrections), worked out on the host by
    ``pre_update_params`` exactly as the eager step works them out,
-2. runs ``Model._step``: the book's forward, loss, backward and update,
+2. runs ``Model.train_step``: the book's forward, loss, backward and update,
 3. reads the new state back, and puts every part as it was (their declared state, their
    arrays of one step), so nothing traced stays behind.
 
@@ -252,7 +252,7 @@ class CompiledStep:
             for name, value in zip(optimizer.step_factors, factors, strict=True):
                 setattr(optimizer, name, value)
             with _draws_from(feed):
-                data_loss, reg_loss, accuracy = model._step(
+                data_loss, reg_loss, accuracy = model.train_step(
                     X, y, guard=guard if self.guard else False, counted=False
                 )
             new = [getattr(holder, name) for holder, name in self._slots]

@@ -5,7 +5,7 @@ tasks on a Dask cluster.
 it takes this model and data (``accepts``), and the loop calls the same methods of whichever
 answered: ``step`` for each batch, ``epoch_figures`` after an epoch, ``divergence`` where it
 reads the device anyway, and ``evaluate``/``predict`` outside training. Every runner runs the
-model's one step (``Model._step``); they differ only in where and when it runs.
+model's one step (``Model.train_step``); they differ only in where and when it runs.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class Eager:
 
     def step(self, X: Any, y: Any) -> tuple[Any, Any, Any]:
         """One training step; (data loss, regularization loss, accuracy) of the batch."""
-        return self.model._step(X, y, self.guard)  # type: ignore[no-any-return]
+        return self.model.train_step(X, y, self.guard)  # type: ignore[no-any-return]
 
     def epoch_figures(self) -> tuple[Any, Any, Any, Any]:
         """(loss, data loss, regularization loss, accuracy) of the epoch's steps so far."""

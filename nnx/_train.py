@@ -49,6 +49,7 @@ class TrainLoop:
         checkpoint: Any = None,
         checkpoint_every: int = 1,
         compile: bool | None = None,
+        runner: Any = None,
     ) -> None:
         counts = {
             "epochs": epochs,
@@ -70,7 +71,7 @@ class TrainLoop:
                 raise type(err)(f"Model.train: {err}") from None
         if on_nan not in _ON_NAN:
             raise ValueError(f"Model.train: expected on_nan in {_ON_NAN}, got on_nan={on_nan!r}.")
-        self.on_nan, self.compile = on_nan, compile
+        self.on_nan, self.compile, self.runner_class = on_nan, compile, runner
         self.model, self.epochs = model, epochs
         self.batch_size = batch_size
         self.shuffle, self.verbose = shuffle, verbose
@@ -92,7 +93,8 @@ class TrainLoop:
             self.epochs_every = self.print_every
         elif self.print_every is not None:
             self.epochs_every, self.steps_every = 1, self.print_every
-        self.runner = choose(model, X, compile=self.compile, guard=self.on_nan != "ignore")
+        guard = self.on_nan != "ignore"
+        self.runner = choose(model, X, compile=self.compile, guard=guard, runner=self.runner_class)
         first = 1 if resume is None else self._resume(resume)
         self.runner.prepare(self.steps)
         # The epoch and the iteration count the run began at: a divergence found later (a

@@ -192,16 +192,18 @@ class Model:
             # None only from the first trainable layer, the last one here (needs_dinputs).
             dvalues = backward(dvalues)
 
-    def _step(
+    def train_step(
         self, batch_X: Array, batch_y: Array, guard: Any = True, counted: bool = True
     ) -> tuple[Any, Any, Any]:
-        """The training step, whichever runner runs it (``nnx._runners``):
-        forward, loss, backward and the optimizer's update.
+        """One training step on a batch of the model's backend: forward, loss, the NaN guard,
+        accuracy, backward and the optimizer's update (the book's chapter-10 epoch, once).
+        Every runner runs this method; returns (data loss, regularization loss, accuracy).
 
-        ``guard``: True checks the loss on the host before the update; a callable gets the
-        loss instead (a compiled step turns it into a gate on the update: no host read);
-        False checks nothing. ``counted=False`` leaves the iteration count and the learning
-        rate's decay to the caller (a compiled step carries them as arrays)."""
+        ``guard``: True checks the loss on the host before the update and raises
+        :class:`NonFiniteLossError`; a callable gets the loss instead (a compiled runner keeps
+        or drops the update without a host read); False checks nothing. ``counted=False``
+        leaves ``pre_update_params``/``post_update_params`` (the step's factors, the counter)
+        to the caller, as a runner that works them out on the host does."""
         output = self.forward(batch_X, training=True)
         data_loss, reg_loss = self._calculate(output, batch_y, include_regularization=True)
         # Checked before the update, so a diverging step never reaches the parameters.
@@ -237,6 +239,7 @@ class Model:
         checkpoint_every: int = 1,
         resume: Any = None,
         compile: bool | None = None,
+        runner: type | None = None,
     ) -> dict[str, list[float]]:
         """Train for ``epochs`` passes over ``(X, y)``; returns the history per epoch.
 
@@ -262,6 +265,10 @@ class Model:
         as it was, so the result is the same). The arrays of one step (``inputs``,
         ``dweights``, ...) stay inside the compiled code: after a compiled ``train`` the layers
         do not hold them; ``model.compiled_step.traces`` counts the traces.
+
+        ``runner``: a subclass of :class:`nnx.Runner` that runs the steps instead of the one
+        nnx picks (eager, compiled, or coarse tasks on a Dask cluster): its ``step(X, y)`` is
+        called for every batch, and the eager runner's ``step`` calls :meth:`train_step`.
         """
         self._require(training=True)
         loop = TrainLoop(
@@ -275,6 +282,7 @@ class Model:
             checkpoint=checkpoint,
             checkpoint_every=checkpoint_every,
             compile=compile,
+            runner=runner,
         )
         X, y = self._to_backend(X, y)
         validation = None

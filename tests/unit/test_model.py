@@ -230,13 +230,13 @@ def test_ctrl_c_finishes_the_step_and_keeps_the_model(tmp_path):
         from nnx.datasets import spiral_data
         X, y = spiral_data(50, 3, seed=0)
         model = classifier()
-        original = model._step
+        original = model.train_step
         def step(*args, **kwargs):
             result = original(*args, **kwargs)
             if model.optimizer.iterations == 5:
                 os.kill(os.getpid(), signal.SIGINT)
             return result
-        model._step = step
+        model.train_step = step
         history = model.train(X, y, epochs=1000, verbose=0)
         print("epochs", len(history["loss"]), "iterations", model.optimizer.iterations)
         print("predict", model.predict(X).shape)
@@ -258,13 +258,13 @@ def test_a_second_ctrl_c_stops_at_once(tmp_path):
         from nnx.datasets import spiral_data
         X, y = spiral_data(50, 3, seed=0)
         model = classifier()
-        original = model._step
+        original = model.train_step
         def step(*args, **kwargs):
             if model.optimizer.iterations == 5:  # a long step: both presses land inside it
                 os.kill(os.getpid(), signal.SIGINT)
                 os.kill(os.getpid(), signal.SIGINT)
             return original(*args, **kwargs)
-        model._step = step
+        model.train_step = step
         try:
             model.train(X, y, epochs=1000, verbose=0)
         except KeyboardInterrupt as err:
