@@ -119,9 +119,7 @@ def _forward(model: Any, X: Any, y: Any, training: bool) -> Any:
     if model.accuracy is not None:
         model.accuracy.new_pass()
     output = model.forward(X, training=training)
-    model._calculate(output, y)
-    if model._accuracy is not None:
-        model._accuracy(model._predictions(output), y)
+    model.score(output, y)
     return output
 
 

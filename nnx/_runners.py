@@ -64,10 +64,7 @@ class Eager:
         if model.accuracy is not None:
             model.accuracy.new_pass()
         for batch_X, batch_y in batches(model.backend.xp, X, y, batch_size):
-            output = model.forward(batch_X, training=False)
-            model._calculate(output, batch_y)
-            if model._accuracy is not None:
-                model._accuracy(model._predictions(output), batch_y)
+            model.score(model.forward(batch_X, training=False), batch_y)
         loss = float(model.loss.calculate_accumulated())
         accuracy = float(model.accuracy.calculate_accumulated()) if model.accuracy else math.nan
         return loss, accuracy

@@ -19,6 +19,9 @@ class Accuracy(Component):
 
     accumulated_sum: Any
     accumulated_count: int
+    # What Model hands to ``compare``: the last layer's ``predictions`` (classes, 0/1, values),
+    # or "outputs", the model's outputs as they are (probabilities: a metric of its own).
+    takes = "predictions"
     # Host data given to these moves to the accuracy's backend first (see Component).
     takes_arrays = {"calculate": ("data", "data"), "compare": ("data", "data"), "init": ("data",)}
     # Then _check_pair checks their shapes (Model calls the formulas, on checked targets).

@@ -97,7 +97,10 @@ class Model:
                 "in a model, end with Softmax() and set loss=CategoricalCrossentropy(): the "
                 "model takes the same fused backward pass by itself."
             )
-        if self.accuracy is not None and not hasattr(self.layers[-1], "predictions"):
+        takes_outputs = getattr(self.accuracy, "takes", "") == "outputs"
+        if self.accuracy is not None and not takes_outputs and not hasattr(
+            self.layers[-1], "predictions"
+        ):
             raise TypeError(
                 f"Model.finalize: the last layer, {type(self.layers[-1]).__name__}, makes no "
                 "predictions for the accuracy; end the model with an activation (Softmax, "
@@ -125,7 +128,9 @@ class Model:
         self._predictions: Any = None
         self._accuracy: Any = None
         if self.accuracy is not None:
-            self._predictions = formula(self.layers[-1], "predictions")
+            self._predictions = (
+                _as_they_are if takes_outputs else formula(self.layers[-1], "predictions")
+            )
             self._accuracy = formula(self.accuracy, "calculate")
         # Nothing consumes the gradient of the inputs of the first trainable layer.
         self._backward_stop = next(
@@ -192,6 +197,15 @@ class Model:
             # None only from the first trainable layer, the last one here (needs_dinputs).
             dvalues = backward(dvalues)
 
+    def score(self, output: Array, y: Array) -> tuple[Any, Any]:
+        """The data loss and the accuracy of ``output`` for ``y`` (the batch's, as 0-d arrays;
+        NaN without an accuracy), each added to its epoch's running sums: what the training
+        step, ``evaluate`` and every runner count, in one place."""
+        data_loss = self._calculate(output, y)
+        if self._accuracy is None:
+            return data_loss, math.nan
+        return data_loss, self._accuracy(self._predictions(output), y)
+
     def train_step(
         self, batch_X: Array, batch_y: Array, guard: Any = True, counted: bool = True
     ) -> tuple[Any, Any, Any]:
@@ -205,16 +219,13 @@ class Model:
         leaves ``pre_update_params``/``post_update_params`` (the step's factors, the counter)
         to the caller, as a runner that works them out on the host does."""
         output = self.forward(batch_X, training=True)
-        data_loss, reg_loss = self._calculate(output, batch_y, include_regularization=True)
+        data_loss, accuracy = self.score(output, batch_y)
+        reg_loss = self.loss.regularization_loss()
         # Checked before the update, so a diverging step never reaches the parameters.
         if callable(guard):
             guard(data_loss + reg_loss)
         elif guard and not math.isfinite(float(data_loss + reg_loss)):
             raise NonFiniteLossError(float(data_loss + reg_loss))
-        if self._accuracy is not None:
-            accuracy = self._accuracy(self._predictions(output), batch_y)
-        else:
-            accuracy = math.nan
         self.backward(output, batch_y)
         if counted:
             self.optimizer.pre_update_params()
@@ -440,3 +451,8 @@ class Model:
         Needs the onnx extra (``pip install -e ".[onnx]"`` in a clone).
         """
         return _export.export(self, path, labels=labels)
+
+
+def _as_they_are(output: Array) -> Array:
+    """What an accuracy that takes the outputs (``Accuracy.takes = "outputs"``) compares."""
+    return output
