@@ -98,8 +98,10 @@ class Model:
                 "model takes the same fused backward pass by itself."
             )
         takes_outputs = getattr(self.accuracy, "takes", "") == "outputs"
-        if self.accuracy is not None and not takes_outputs and not hasattr(
-            self.layers[-1], "predictions"
+        if (
+            self.accuracy is not None
+            and not takes_outputs
+            and not hasattr(self.layers[-1], "predictions")
         ):
             raise TypeError(
                 f"Model.finalize: the last layer, {type(self.layers[-1]).__name__}, makes no "
