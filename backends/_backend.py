@@ -169,6 +169,12 @@ class Backend:
             )
         return getattr(self.xp, name)
 
+    def stands_for_arrays(self, value: Any) -> bool:
+        """Whether ``value`` stands for an array of this backend while its compiler traces a
+        function (a JAX tracer): code that checks where an array comes from takes it as its
+        own. False where the backend has no compiler."""
+        return self.compiler is not None and isinstance(value, self.compiler.traced_types)
+
     @property
     def array_type(self) -> type:
         """The type of this backend's arrays (one small array is made, once, to learn it)."""

@@ -148,8 +148,7 @@ class Component:
         if isinstance(data, self._array_type):
             if device_fast(data) == self.device:
                 return data if dtype is None or data.dtype == dtype else self.xp.astype(data, dtype)
-        compiler = self.backend.compiler
-        if compiler is not None and isinstance(data, compiler.traced_types):  # being compiled
+        if self.backend.stands_for_arrays(data):  # inside a step its compiler traces
             traced: Any = data
             return (
                 traced if dtype is None or traced.dtype == dtype else self.xp.astype(traced, dtype)
