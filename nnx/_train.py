@@ -7,18 +7,18 @@ to be printed, and all together when training ends.
 from __future__ import annotations
 
 import math
-import signal
 import sys
-import threading
 import time
 import warnings
 from typing import Any
 
 from tqdm import tqdm
 
+from nnx import _record as record
 from nnx import io
 from nnx._choose import choose
 from nnx._component import whole_number
+from nnx._interrupt import CtrlC, say_stopped
 from nnx._runners import Figure
 from nnx._step import NonFiniteLossError, batches
 from nnx.data import check_batch_size, shuffled_order
@@ -77,7 +77,7 @@ class TrainLoop:
         self.shuffle, self.verbose = shuffle, verbose
         self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every
         self.history: dict[str, list[Any]] = {}
-        self._interrupted = False
+        self.ctrl_c = CtrlC()
 
     def run(
         self, X: Any, y: Any, validation: tuple[Any, Any] | None, resume: Any = None
@@ -109,32 +109,33 @@ class TrainLoop:
             file=sys.stderr,
         )
         self._bar_figures_at = 0.0
-        previous = self._catch_interrupt()
-        try:
+        with self.ctrl_c, bar:
             for epoch in range(first, epochs + 1):
-                order = None
-                if self.shuffle:  # one generator per epoch, so a resumed run sees the same order
-                    rng = model.backend.rng((seed, epoch))
-                    order = model.backend.asarray(shuffled_order(rng, self.X.shape[0]))
-                if not self._epoch(epoch, order, bar):
+                if not self._one_epoch(epoch, seed, validation, bar):
                     break
-                if validation is not None:
-                    val_loss, val_accuracy = model._evaluate(*validation, self.batch_size)
-                    self._record(("val_loss", val_loss), ("val_accuracy", val_accuracy))
-                    self._print_validation(epoch)
-                if self._interrupted:
-                    self._say_interrupted(epoch)
-                    break
-                if self.checkpoint is not None and (
-                    not epoch % self.checkpoint_every or epoch == epochs
-                ):
-                    self._save_checkpoint(epoch)
             self._show_figures(bar, last=True)
-        finally:
-            bar.close()
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
         return self._host_history()
+
+    def _one_epoch(self, epoch: int, seed: int, validation: Any, bar: Any) -> bool:
+        """An epoch, its validation, Ctrl-C and its checkpoint; False when training stops."""
+        model = self.model
+        order = None
+        if self.shuffle:  # one generator per epoch, so a resumed run sees the same order
+            rng = model.backend.rng((seed, epoch))
+            order = model.backend.asarray(shuffled_order(rng, self.X.shape[0]))
+        if not self._epoch(epoch, order, bar):
+            return False
+        if validation is not None:
+            val_loss, val_accuracy = model._evaluate(*validation, self.batch_size)
+            self._record(("val_loss", val_loss), ("val_accuracy", val_accuracy))
+            self._print_validation(epoch)
+        if self.ctrl_c.pressed:
+            say_stopped(epoch)
+            return False
+        every, last = self.checkpoint_every, epoch == self.epochs
+        if self.checkpoint is not None and (not epoch % every or last):
+            self._save_checkpoint(epoch)
+        return True
 
     def _epoch(self, epoch: int, order: Any, bar: Any) -> bool:
         """One pass over the data; False when the loss diverged and training must stop."""
@@ -158,7 +159,7 @@ class TrainLoop:
             printing = bool(
                 self.verbose and every and (not step % every or last) and self._printed(epoch)
             )
-            if (printing or self._interrupted) and self._diverged_late(epoch, now=True):
+            if (printing or self.ctrl_c.pressed) and self._diverged_late(epoch, now=True):
                 return False
             if printing:
                 tqdm.write(
@@ -170,7 +171,7 @@ class TrainLoop:
                         model.optimizer.current_learning_rate,
                     )
                 )
-            if self._interrupted:
+            if self.ctrl_c.pressed:
                 break
         if self._diverged_late(epoch, now=self._must_read(epoch)):
             return False
@@ -204,7 +205,7 @@ class TrainLoop:
         """Whether the host reads from the device after this epoch anyway (or the run ends)."""
         return bool(
             epoch == self.epochs
-            or self._interrupted
+            or self.ctrl_c.pressed
             or (self.verbose and self._printed(epoch))
             or self.checkpoint is not None
             and (not epoch % self.checkpoint_every)
@@ -241,22 +242,13 @@ class TrainLoop:
         warnings.warn(message, RuntimeWarning, stacklevel=4)
 
     def _save_checkpoint(self, epoch: int) -> None:
-        history = self._host_history()
-        # Layers that draw from a generator of their own (a seeded Dropout) resume its draws.
-        dropout = {
-            str(i): state
-            for i, layer in enumerate(self.model.layers)
-            if (state := layer.random_state()) is not None
-        }
-        # JSON has no NaN (a model without accuracy records NaN): store null instead.
-        stored = {k: [None if math.isnan(v) else v for v in vs] for k, vs in history.items()}
-        training = {
-            "epoch": epoch,
-            "history": stored,
-            "dropout_rng": dropout,
-            "arguments": self._arguments(),
-        }
-        io.save_checkpoint(self.model, self.checkpoint, training)
+        history, arguments = self._host_history(), self._arguments()
+        record.write(self.model, self.checkpoint, epoch, history, arguments)
+
+    def _resume(self, path: Any) -> int:
+        """Load a checkpoint into the model; the first epoch still to run."""
+        epoch, self.history = record.read(self.model, path, self._arguments(), self.epochs)
+        return epoch + 1
 
     def _arguments(self) -> dict[str, Any]:
         """What a resumed run must repeat to give the bits of an uninterrupted one."""
@@ -276,69 +268,6 @@ class TrainLoop:
             ]
         return result
 
-    def _resume(self, path: Any) -> int:
-        """Load a checkpoint into the model; the first epoch still to run. The record is
-        checked whole (``_checked``) before the model changes."""
-        epoch, history, generators = io.load_checkpoint(
-            self.model, path, lambda training: self._checked(training, path)
-        )
-        self.history = history
-        for layer, state in generators:
-            layer.set_random_state(state)
-        return epoch + 1
-
-    def _checked(self, training: dict[str, Any], path: Any) -> tuple[int, Any, Any]:
-        """The epoch done, the history and the generator states of a checkpoint's record:
-        ModelFileError for a damaged record, ValueError for a call with other arguments."""
-        try:
-            epoch, history, generators, arguments = self._parsed(training)
-        except (TypeError, ValueError, LookupError, AttributeError, OverflowError) as err:
-            raise io.ModelFileError(f"{path}: a damaged training record ({err}).") from err
-        changed = [
-            f"{name}={arguments.get(name)!r} (now {value!r})"
-            for name, value in self._arguments().items()
-            if arguments.get(name) != value
-        ]
-        if changed:
-            raise ValueError(
-                f"Model.train: resume={str(path)!r} was trained with {', '.join(changed)}; "
-                "resume with the same arguments."
-            )
-        if epoch > self.epochs:
-            raise ValueError(
-                f"Model.train: resume={str(path)!r} has run {epoch} epochs already; pass "
-                f"epochs >= {epoch} (more epochs go on to the new total)."
-            )
-        return epoch, history, generators
-
-    def _parsed(self, training: dict[str, Any]) -> tuple[int, Any, Any, dict[str, Any]]:
-        """The record's parts, each checked; ValueError (TypeError, KeyError) if damaged."""
-        epoch = training["epoch"]
-        if type(epoch) is not int or epoch < 1:
-            raise ValueError(f"epoch={epoch!r} is not a whole number >= 1")
-        arguments = dict(training.get("arguments", self._arguments()))  # older files: none
-        history = {}
-        for key, values in dict(training["history"]).items():
-            if key not in _HISTORY_KEYS:
-                raise ValueError(f"history has an unknown key {key!r}")
-            if type(values) is not list or len(values) != epoch:
-                raise ValueError(f"history[{key!r}] is not a list of {epoch} figures")
-            if not all(v is None or (type(v) in (int, float) and math.isfinite(v)) for v in values):
-                raise ValueError(f"history[{key!r}] holds something other than finite numbers")
-            history[key] = [math.nan if v is None else float(v) for v in values]
-        generators = []
-        layers = self.model.layers
-        for index, state in dict(training.get("dropout_rng", {})).items():
-            if not (str(index).isdigit() and int(index) < len(layers)):
-                raise ValueError(f"dropout_rng names layer {index!r}, which the model has not")
-            layer = layers[int(index)]
-            if layer.random_state() is None:
-                raise ValueError(f"dropout_rng names layer {index}, which has no generator")
-            probe = layer.backend.rng(0)  # a generator to try the state on first
-            probe.bit_generator.state = state
-            generators.append((layer, state))
-        return epoch, history, generators, arguments
-
     def _printed(self, epoch: int) -> bool:
         """Whether an epoch prints its lines: every ``epochs_every`` epochs, and the last."""
         return not epoch % self.epochs_every or epoch == self.epochs
@@ -351,41 +280,6 @@ class TrainLoop:
         if self.verbose and self._printed(epoch):
             loss, accuracy = self.history["val_loss"][-1], self.history["val_accuracy"][-1]
             tqdm.write(f"validation, acc: {accuracy:.3f}, loss: {loss:.3f}")
-
-    def _catch_interrupt(self) -> Any:
-        """Ctrl-C finishes the current step, then stops: the model stays consistent."""
-        if threading.current_thread() is not threading.main_thread():
-            return None
-
-        def handler(signum: int, frame: Any) -> None:
-            if self._interrupted:  # pressed again: the user wants out now, inside the step
-                raise KeyboardInterrupt(
-                    "Model.train: stopped inside a step, so some layers may hold updated "
-                    "parameters and others not; load a checkpoint or the saved model."
-                )
-            self._interrupted = True
-            print(
-                "\nCtrl-C: training stops after the step in progress; press Ctrl-C again to "
-                "stop at once (the model may then be left between two steps).",
-                file=sys.stderr,
-            )
-
-        return signal.signal(signal.SIGINT, handler)
-
-    def _say_interrupted(self, epoch: int) -> None:
-        print(
-            f"Training interrupted in epoch {epoch}, after a complete step: the model holds "
-            "the parameters of that step. Save it with model.save(PATH) and go on with "
-            "model.train(...); a run with checkpoint=PATH goes on from its last checkpoint "
-            "with model.train(..., resume=PATH).",
-            file=sys.stderr,
-        )
-
-
-# What an epoch records in the history (checkpoints keep it; a resume checks it).
-_HISTORY_KEYS = frozenset(
-    ("loss", "data_loss", "reg_loss", "accuracy", "learning_rate", "val_loss", "val_accuracy")
-)
 
 
 def _line(head: str, accuracy: Any, data_loss: Any, reg_loss: Any, lr: float) -> str:
