@@ -19,12 +19,6 @@ def choose(
     """The runner for ``model`` on ``X``: ``runner`` where the caller names one (a subclass of
     ``nnx.Runner``), else the first of Dask's coarse tasks, the compiled step, the lazy and
     the plain eager step that accepts them."""
-    if runner is not None:
-        if not (isinstance(runner, type) and issubclass(runner, Eager)):
-            raise TypeError(
-                f"Model.train: expected runner as a subclass of nnx.Runner, got {runner!r}."
-            )
-        return runner.make(model, guard)
     if compile not in (None, True, False):
         raise ValueError(f"Model.train: expected compile as True, False or None, got {compile!r}.")
     if compile and model.backend.compiler is None:
@@ -32,6 +26,12 @@ def choose(
             f"Model.train: compile=True, but the {model.backend.name} backend cannot compile "
             "a function (jax can); leave compile out to train eagerly."
         )
+    if runner is not None:
+        if not (isinstance(runner, type) and issubclass(runner, Eager)):
+            raise TypeError(
+                f"Model.train: expected runner as a subclass of nnx.Runner, got {runner!r}."
+            )
+        return runner.make(model, guard)
     for runner in RUNNERS:
         if runner.accepts(model, X, compile):
             return runner.make(model, guard)

@@ -23,12 +23,12 @@ The other Python numbers the step reads (hyperparameters, penalties, a regressio
 precision) are compiled in as constants: ``signature`` lists them (each part's ``config()``),
 and a change makes a new step.
 
-No host read happens inside a step. The NaN guard is arrays too, and wraps the step whole: a
-step whose loss is not finite leaves the state as it was (``where(finite, new, old)`` over all
-of it), and so does every step after it, and a record keeps the first such loss and the
-iteration it happened at. The training loop reads that record when it
-reads from the device anyway (printing, validation, checkpoints, the last epoch) and
-otherwise one epoch late, so the device runs ahead of the host.
+No host read happens inside a step. The NaN guard is arrays too, and wraps the step, not the
+formulas: a step whose loss is not finite leaves the whole state as it was (the optimizer's
+two state writers are wrapped for the trace: ``_guarded``), and so does every step after it,
+and a record keeps the first such loss and the iteration it happened at. The training loop
+reads that record when it reads from the device anyway (printing, validation, checkpoints,
+the last epoch) and otherwise one epoch late, so the device runs ahead of the host.
 """
 
 from __future__ import annotations
