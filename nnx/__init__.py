@@ -15,6 +15,7 @@ from nnx._export import ExportError
 # The eager runner, and the base of every runner of the training step (Model.train(runner=)).
 from nnx._runners import Eager as Runner
 from nnx._step import NonFiniteLossError
+from nnx._version import __version__
 from nnx._xp import Array
 from nnx.accuracy import Accuracy, CategoricalAccuracy, RegressionAccuracy
 from nnx.activations import Linear, ReLU, Sigmoid, Softmax
@@ -31,9 +32,8 @@ from nnx.losses import (
 from nnx.model import Model
 from nnx.optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop
 
-__version__ = "0.1.0"
-
 __all__ = [
+    "__version__",
     "Accuracy",
     "Adagrad",
     "Adam",

@@ -41,7 +41,7 @@ from typing import Any
 from nnx import _state, _xp
 from nnx._layer import HOST_DRAWS
 
-__all__ = ["CompiledStep", "signature"]
+__all__ = ["CompiledStep", "Figure", "Figures", "signature"]
 
 
 def signature(model: Any, steps: int) -> tuple[Any, ...]:
@@ -71,9 +71,6 @@ class CompiledStep:
     ----------
     traces : int
         How many times the step was traced (compiled): once per batch shape.
-    figures : array
-        After a step: the epoch's figures so far, (loss, data loss, regularization loss,
-        accuracy), as ``calculate_accumulated`` gives them; one transfer brings all four.
     """
 
     def __init__(self, model: Any, guard: bool, steps: int) -> None:
@@ -83,26 +80,26 @@ class CompiledStep:
         self.model, self.guard, self.steps, self.traces = model, guard, steps, 0
         self.backend, self.xp = backend, backend.xp
         self.signature = signature(model, steps)
-        self._summed = [part for part in (model.loss, model.accuracy) if part is not None]
-        parts = [*model.layers, model.loss, model.optimizer, model.accuracy, model._fused]
-        self._parts = [part for part in parts if part is not None]
-        self._drawing = any(layer.draws_on_host for layer in model.layers)
-        # What each batch shape adds to the running counts (Python ints), and its draws.
+        parts = model.parts()
+        # The declared state beside the model's own (``Model.get_state``): the running sums,
+        # carried as arrays, and their counts, which the host keeps (``_counts``: what a step
+        # of each batch shape adds).
+        self._sum_slots = _state.declared(parts, "sums")
+        self._count_slots = _state.declared(parts, "counts")
         self._counts: dict[tuple[Any, ...], list[int]] = {}
         self._draws: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
-        # The running sum and count of the loss (and the accuracy), then the step's place in
-        # its epoch. Made once a train call: a small array costs 70-150 us on JAX's CPU.
-        host = backend.asarray
-        self._sums: list[Any] = []
-        for part in self._summed:
-            dtype = part._count_dtype if part is model.accuracy else model._dtype
-            self._sums += [host(0.0, dtype), host(0, self.xp.int32)]
+        self._drawing = any(layer.draws_on_host for layer in model.layers)
+        # The sums at an epoch's start, made once (a small array costs 70-150 us on JAX's CPU)
+        # and never donated: every epoch starts from them.
+        self._zeros = [
+            backend.asarray(0.0, getattr(part, "count_dtype", model.dtype))
+            for part, _ in self._sum_slots
+        ]
+        self._sums = self._zeros
         self.record: tuple[Any, ...] = ()
         self._tripped = True
-        self._place: Any = None
-        self._host_place = 0
+        self._place = 0  # the step's place in its epoch
         self._counted: int | None = None  # the count the device's array holds, when known
-        self.figures: Any = None
         self._compiled = backend.compiler.compile(self._pure, donate=(0,))
 
     def prepare(self) -> None:
@@ -110,7 +107,7 @@ class CompiledStep:
 
         The optimizer's state is made now where missing (zeros, as its first update would
         make it), so the step takes and returns the same arrays from the first step on. The
-        layers' arrays of one step go: the compiled code keeps them inside, and stale ones
+        parts' arrays of one step go: the compiled code keeps them inside, and stale ones
         from an earlier eager step would mislead. ``record`` is (diverged, first bad loss,
         its iteration), three 0-d arrays, not donated: the loop reads an epoch's record
         while the next epoch runs.
@@ -121,18 +118,15 @@ class CompiledStep:
                 for kind in optimizer.state_kinds:
                     optimizer.state(layer, name, kind)
         self._slots = list(_state.state_slots(model.layers, optimizer).values())
-        for layer in model.layers:
-            for name in layer._step_arrays():
-                vars(layer).pop(name, None)
-        # The device's counters, made again only where the host's differ (a new array costs
-        # more than a small model's step): the count after a reset, the place in an epoch
-        # after a run that stopped inside one.
+        for part in model.parts():
+            part.clear_step()
+        # The device's counter, made again only where the host's differs (a new array costs
+        # more than a small model's step).
         if self._counted != optimizer.iterations:
             self._iterations, self._counted = host(optimizer.iterations, self.xp.int32), None
-        if self._host_place != 0 or self._place is None:
-            self._place, self._host_place = host(0, self.xp.int32), 0
+        self._place = 0
         if self._tripped:  # a record that saw no divergence serves the next call as it is
-            self.record = (host(False), host(0.0, model._dtype), host(0, self.xp.int32))
+            self.record = (host(False), host(0.0, model.dtype), host(0, self.xp.int32))
             self._tripped = False
 
     # -- on the host, every step -------------------------------------------------------------
@@ -148,26 +142,31 @@ class CompiledStep:
         drawn = [layer.backend.asarray(draw(rng), dtype) for layer, rng, draw, _, dtype in draws]
         state = [getattr(holder, name) for holder, name in self._slots]
         state.append(self._iterations)
-        state, carried, record, out = self._compiled(
-            state, [*self._sums, self._place], self.record, X, y, drawn, factors
+        fresh = self._place == 0
+        state, self._sums, record, out = self._compiled(
+            state, self._zeros if fresh else self._sums, self.record, X, y, drawn, factors
         )
         self._iterations = state.pop()
-        for (holder, name), value in zip(self._slots, state, strict=True):
-            setattr(holder, name, value)
-        if carried:
-            *self._sums, self._place = carried
+        _put(self._slots, state)
+        _put(self._sum_slots, self._sums)
         if record:
             self.record = record
-        # The host's numbers and the parts' sums, as an eager step leaves them.
+        # The host's numbers, as an eager step leaves them.
         optimizer.post_update_params()
         self._counted = optimizer.iterations
-        fresh, self._host_place = self._host_place == 0, (self._host_place + 1) % self.steps
-        summed = zip(self._summed, self._sums[::2], self._counts[key])  # noqa: B905
-        for part, total, count in summed:
-            part.accumulated_sum = total
-            part.accumulated_count = (0 if fresh else part.accumulated_count) + count
-        data_loss, reg_loss, accuracy, self.figures = out
+        for (part, name), count in zip(self._count_slots, self._counts[key], strict=True):
+            setattr(part, name, (0 if fresh else getattr(part, name)) + count)
+        self._place = (self._place + 1) % self.steps
+        data_loss, reg_loss, accuracy, self._figures = out
         return data_loss, reg_loss, math.nan if accuracy is None else accuracy
+
+    def epoch_figures(self) -> tuple[Any, Any, Any, Any]:
+        """(loss, data loss, regularization loss, accuracy) of the epoch's steps so far, as
+        ``calculate_accumulated`` gives them: numbers when ``float()`` reads them, read from
+        the device together when the first is read."""
+        counts = [max(getattr(part, name), 1) for part, name in self._count_slots]
+        figures = Figures(self._figures, self.backend.to_numpy, counts)
+        return Figure(figures, 0), Figure(figures, 1), Figure(figures, 2), Figure(figures, 3)
 
     def divergence(self, record: tuple[Any, ...]) -> tuple[float, int] | None:
         """(the first non-finite loss, the iteration of its step) that ``record`` holds, or
@@ -193,31 +192,25 @@ class CompiledStep:
 
     @contextmanager
     def _borrowed(self) -> Iterator[None]:
-        """The parts as they were before the block, after it: their declared state, the
-        running sums and the step's factors put back, and their arrays of one step gone, so
-        nothing a trace set (tracers) stays on them."""
+        """The parts as they were before the block, after it: their declared state (the
+        model's, the running sums and counts, the step's factors) put back, and their arrays
+        of one step gone, so nothing a trace set (tracers) stays on them."""
         optimizer = self.model.optimizer
-        state = [getattr(holder, name) for holder, name in self._slots]
-        sums = [(part.accumulated_sum, part.accumulated_count) for part in self._summed]
-        factors = [getattr(optimizer, name) for name in optimizer.step_factors]
+        factors = [(optimizer, name) for name in optimizer.step_factors]
+        slots = [*self._slots, *self._sum_slots, *self._count_slots, *factors]
+        values = [getattr(holder, name) for holder, name in slots]
         try:
             yield
         finally:
-            for (holder, name), value in zip(self._slots, state, strict=True):
-                setattr(holder, name, value)
-            for part, (total, count) in zip(self._summed, sums, strict=True):
-                part.accumulated_sum, part.accumulated_count = total, count
-            for name, value in zip(optimizer.step_factors, factors, strict=True):
-                setattr(optimizer, name, value)
-            for part in self._parts:
-                for name in part._step_arrays():
-                    part.__dict__.pop(name, None)
+            _put(slots, values)
+            for part in self.model.parts():
+                part.clear_step()
 
     # -- traced once per batch shape ---------------------------------------------------------
     def _pure(
         self,
         state: list[Any],
-        carried: list[Any],
+        sums: list[Any],
         record: tuple[Any, ...],
         X: Any,
         y: Any,
@@ -226,13 +219,7 @@ class CompiledStep:
     ) -> tuple[list[Any], list[Any], tuple[Any, ...], tuple[Any, ...]]:
         self.traces += 1
         model, optimizer, xp = self.model, self.model.optimizer, self.xp
-        *sums, place = carried
         iterations = state[-1]
-        # One step an epoch (the spiral, one batch): the epoch's sums are the step's, and no
-        # running sum or place is carried. On a small model each operation saved counts: XLA
-        # runs every fused kernel at a cost of a few microseconds.
-        single = self.steps == 1
-        fresh = place == 0
         drawn = list(drawn)
         checked: dict[str, Any] = {}
 
@@ -244,13 +231,10 @@ class CompiledStep:
             checked.update(loss=loss, finite=finite, keep=finite & ~record[0])
 
         with self._borrowed(), _xp.plain_operations(), _guarded(optimizer, checked):
-            for (holder, name), value in zip(self._slots, state, strict=False):
-                setattr(holder, name, value)
-            for part, total in zip(self._summed, sums[::2]):  # noqa: B905
-                part.accumulated_sum = 0.0 if single else xp.where(fresh, 0.0, total)
-                part.accumulated_count = 0
-            for name, value in zip(optimizer.step_factors, factors, strict=True):
-                setattr(optimizer, name, value)
+            _put(self._slots, state[:-1])
+            _put(self._sum_slots, sums)
+            _put(self._count_slots, [0] * len(self._count_slots))
+            _put([(optimizer, name) for name in optimizer.step_factors], factors)
             with _draws_from(feed):
                 data_loss, reg_loss, accuracy = model.train_step(
                     X, y, guard=guard if self.guard else False, counted=False
@@ -258,25 +242,12 @@ class CompiledStep:
             new = [getattr(holder, name) for holder, name in self._slots]
             new.append(xp.where(checked["keep"], iterations + 1, iterations) if checked else
                        iterations + 1)  # fmt: skip
-            # The epoch's figures so far, as calculate_accumulated gives them after this step
-            # (the penalty on the updated parameters).
-            counts = [part.accumulated_count for part in self._summed]
-            self._counts[(X.shape, y.shape)] = counts
-            new_sums, means = [], []
-            for part, count, old in zip(self._summed, counts, sums[1::2]):  # noqa: B905
-                total = part.accumulated_sum
-                if single:
-                    means.append(total / count)
-                else:
-                    count = xp.where(fresh, 0, old) + count
-                    new_sums += [total, count]
-                    means.append(total / xp.astype(xp.maximum(count, 1), total.dtype))
+            new_sums = [getattr(holder, name) for holder, name in self._sum_slots]
+            self._counts[(X.shape, y.shape)] = [getattr(p, n) for p, n in self._count_slots]
+            # The penalty on the updated parameters, as calculate_accumulated gives it.
             epoch_reg = model.loss.regularization_loss()
-        epoch_data = means[0]
-        epoch_accuracy = means[1] if len(means) > 1 else math.nan
-        figures = [epoch_data + epoch_reg, epoch_data, epoch_reg, epoch_accuracy]
-        dtype = epoch_data.dtype
-        figures_array = xp.stack([xp.astype(xp.asarray(f), dtype) for f in figures])
+        dtype = new_sums[0].dtype
+        figures = xp.stack([xp.astype(xp.asarray(f), dtype) for f in (*new_sums, epoch_reg)])
         if self.guard:
             diverged, bad_loss, bad_at = record
             loss, finite = checked["loss"], checked["finite"]
@@ -288,19 +259,47 @@ class CompiledStep:
             )
         if not _xp.is_array(accuracy):
             accuracy = None
-        # What did not change is not returned: a returned input is a copy.
-        carried = [] if single else [*new_sums, (place + 1) % self.steps]
-        return (
-            new,
-            carried,
-            record if self.guard else (),
-            (
-                data_loss,
-                reg_loss,
-                accuracy,
-                figures_array,
-            ),
-        )
+        out = (data_loss, reg_loss, accuracy, figures)
+        return new, new_sums, record if self.guard else (), out
+
+
+class Figures:
+    """The figures a compiled step returns together in one array (the running sums, then the
+    penalty), brought to the host once, when one of them is first read, and divided there by
+    the counts the host keeps."""
+
+    __slots__ = ("array", "counts", "host", "to_numpy")
+
+    def __init__(self, array: Any, to_numpy: Any, counts: list[int]) -> None:
+        self.array, self.to_numpy, self.counts = array, to_numpy, counts
+        self.host: list[float] | None = None
+
+    def __getitem__(self, index: int) -> float:
+        """(loss, data loss, regularization loss, accuracy)[index]."""
+        if self.host is None:
+            *sums, reg = self.to_numpy(self.array).tolist()
+            means = [total / count for total, count in zip(sums, self.counts, strict=True)]
+            accuracy = means[1] if len(means) > 1 else math.nan
+            self.host = [means[0] + reg, means[0], reg, accuracy]
+        return self.host[index]
+
+
+class Figure:
+    """One of :class:`Figures`, a number when ``float()`` reads it."""
+
+    __slots__ = ("figures", "index")
+
+    def __init__(self, figures: Figures, index: int) -> None:
+        self.figures, self.index = figures, index
+
+    def __float__(self) -> float:
+        return self.figures[self.index]
+
+
+def _put(slots: list[tuple[Any, str]], values: Any) -> None:
+    """Set each (holder, attribute) of ``slots`` to its value."""
+    for (holder, name), value in zip(slots, values, strict=True):
+        setattr(holder, name, value)
 
 
 @contextmanager

@@ -1,16 +1,13 @@
 """The base of every layer, loss, optimizer and accuracy: a backend held from birth, and the
-door every array comes in by.
-
-Also the checks of plain numbers that their constructors share. Arrays are ``nnx._xp``'s.
+door every array comes in by. Arrays are ``nnx._xp``'s.
 """
 
 from __future__ import annotations
 
-import numbers
-import operator
 from typing import Any, ClassVar
 
 from backends import Backend, get_backend, load
+from nnx._checks import missing_gradients
 from nnx._door import door as _door
 from nnx._xp import (
     device_fast,
@@ -18,7 +15,6 @@ from nnx._xp import (
     dtype_name,
     holds_reals,
     is_array,
-    is_dtype,
     is_host_data,
     library_of,
 )
@@ -60,6 +56,17 @@ class Component:
     # Method name -> the name of a method that checks its arrays once they arrived (a loss's
     # shapes and labels): public calls only, the formulas behind the doors never pay for it.
     checks: ClassVar[dict[str, str]] = {}
+    # What the part keeps, declared by kind; nnx reads these names, never the object's
+    # ``__dict__``. ``step_arrays``: arrays of one step (inputs, outputs, gradients), dropped
+    # when the part moves or a compiled step runs. ``sums``: an epoch's running sums (arrays,
+    # which every runner carries from step to step) and ``counts``, the numbers they are
+    # divided by (Python ints, which the host knows from the shapes). ``arrays``: other arrays
+    # it keeps (moved with it). ``parts``: the components it holds (moved with it).
+    step_arrays: ClassVar[frozenset[str]] = frozenset()
+    sums: ClassVar[tuple[str, ...]] = ()
+    counts: ClassVar[tuple[str, ...]] = ()
+    arrays: ClassVar[tuple[str, ...]] = ()
+    parts: ClassVar[tuple[str, ...]] = ()
     # The float dtype of the part's arrays, where it keeps one (Dense's ``dtype``).
     dtype: Any = None
     # The dtype object its arrays report (on NumPy a dtype instance, not the float32 type): the
@@ -89,25 +96,36 @@ class Component:
         """The constructor arguments that rebuild this part (model files store them)."""
         return {}
 
-    def _step_arrays(self) -> frozenset[str]:
-        """Attributes that hold arrays of one step only (inputs, gradients, ...)."""
-        return frozenset()
+    def clear_step(self) -> None:
+        """Drop the arrays of one step (``step_arrays``): a new backend, or a compiled step
+        that keeps them inside its code, would find stale ones misleading."""
+        for name in self.step_arrays:
+            self.__dict__.pop(name, None)
 
-    def _move_to(self, backend: Backend, replaced: frozenset[str] = frozenset()) -> None:
-        """Rebind to ``backend``: the arrays of one step are dropped, other arrays move through
-        the host, except ``replaced`` (the model's state: ``Model.to`` puts it back through
-        ``Model.set_state``, the one door state comes in by)."""
+    def to(self, backend: Backend) -> None:
+        """Rebind the part to ``backend``, moving what it declares it keeps.
+
+        Its ``parameters`` (layers) and ``arrays`` move through the host, the parts it holds
+        (``parts``) move with it, its arrays of one step are dropped and its running sums start
+        again: nothing is found by looking through the object. ``Model.to`` moves every part
+        this way, then puts the optimizer's state back through ``Model.set_state``.
+        """
         old = self.backend
-        for name, value in list(vars(self).items()):
-            if name in self._step_arrays():
-                delattr(self, name)
-            elif isinstance(value, Component):
-                value._move_to(backend)
-            elif is_array(value) and not isinstance(value, type) and name not in replaced:
-                # A copy: torch's .numpy() shares memory, and updates are in place.
-                setattr(self, name, backend.asarray(old.to_numpy(value).copy()))
-            elif name != "backend" and is_dtype(old.xp, value):
-                setattr(self, name, backend.dtype(dtype_name(old.xp, value)))
+        for name in self.parts:
+            getattr(self, name).to(backend)
+        # Everything made first, then set: a part that cannot move stays whole where it was.
+        moved = {
+            # A copy: torch's .numpy() shares memory, and updates are in place.
+            name: backend.asarray(old.to_numpy(value).copy())
+            for name in (*getattr(self, "parameters", ()), *self.arrays)
+            if is_array(value := getattr(self, name, None))
+        }
+        dtype = None if self.dtype is None else backend.dtype(dtype_name(old.xp, self.dtype))
+        self.clear_step()
+        for name, value in moved.items():
+            setattr(self, name, value)
+        if dtype is not None:
+            self.dtype = dtype
         self.backend, self.xp, self.device = backend, backend.xp, backend.device
         self._array_type = backend.array_type
         self.__dict__.pop("_array_dtype", None)  # the old library's dtype object
@@ -136,7 +154,7 @@ class Component:
             f"{first} first."
         ) from error
 
-    def _adopt(self, data: Any, what: str, dtype: Any = None, where: str = "") -> Any:
+    def adopt(self, data: Any, what: str, dtype: Any = None, where: str = "") -> Any:
         """``data`` as an array of this backend: host data moves, foreign arrays raise."""
         if type(data) is not self._array_type and is_host_data(data):
             from nnx.data import plain_host  # host boundary; it imports this module
@@ -189,6 +207,27 @@ class Component:
             and (not typed or self.dtype is None or self._has_dtype(data))
         )
 
+    def arrive_all(self, names: tuple[str, ...], where: str) -> None:
+        """The arrays ``names`` of this part through the door (parameters and gradients set by
+        hand, before an optimizer reads them), typed; nothing to do in the every-step case,
+        where all are the backend's already (an optimizer asks each step). One not set at all
+        is named (``missing_gradients``) before anything changes."""
+        array_type, device, dtype = self._array_type, self.device, self._array_dtype
+        for name in names:
+            data: Any = getattr(self, name, None)
+            if (
+                type(data) is array_type
+                and data.dtype is dtype
+                and getattr(data, "device", 0) == device
+            ):
+                continue
+            if data is None or _movable(data) and not self._fits(data, True):
+                break
+        else:
+            return
+        missing_gradients(where, self, names)
+        self._arrive_attributes(names, where, names)
+
     def _arrive_attributes(self, names: Any, where: str, typed: Any = ()) -> None:
         """Arrays set by hand as attributes (a NumPy array as ``output``, a weight) through the
         door as floats; those in ``typed`` also in the part's dtype. Other values (a tuple a
@@ -207,7 +246,7 @@ class Component:
         if isinstance(data, tuple):
             return data
         if kind != "floats":
-            return self._adopt(data, what, None, where)
+            return self.adopt(data, what, None, where)
         kind_of = getattr(getattr(data, "dtype", None), "kind", "f")  # NumPy's letter
         if (is_host_data(data) and kind_of not in "biuf") or not holds_reals(data):
             raise TypeError(
@@ -219,24 +258,7 @@ class Component:
             # Host data keeps float32; anything else is computed in float64, as NumPy would.
             single = str(getattr(data, "dtype", "")) == "float32" or not self.backend.float64
             dtype = self.backend.dtype("float32" if single else "float64")
-        return self._adopt(data, what, dtype, where)
-
-
-def _all_fit(part: Component, names: tuple[str, ...]) -> bool:
-    """Whether every array ``names`` of ``part`` is of its backend, device and dtype (False
-    when one is missing: the caller's slow path says which)."""
-    array_type, device, dtype = part._array_type, part.device, part._array_dtype
-    for name in names:
-        data: Any = getattr(part, name, None)
-        if (
-            type(data) is array_type
-            and data.dtype is dtype
-            and getattr(data, "device", 0) == device
-        ):
-            continue  # the every-step case, without calls (optimizers ask each step)
-        if data is None or _movable(data) and not part._fits(data, True):
-            return False
-    return True
+        return self.adopt(data, what, dtype, where)
 
 
 def _movable(data: Any) -> bool:
@@ -259,20 +281,3 @@ def common_backend(parts: list[Any]) -> Backend:
                 f"({first.device}); build every part under one backend."
             )
     return first.backend
-
-
-def whole_number(value: Any) -> int | None:
-    """``value`` as an int when it is an integer (NumPy's too, not bool), else None."""
-    if isinstance(value, bool):
-        return None
-    try:
-        return operator.index(value)
-    except TypeError:
-        return None
-
-
-def real_number(value: Any) -> float | None:
-    """``value`` as a float when it is a real number (NumPy scalars too, not bool), else None."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return None
-    return float(value)

@@ -25,12 +25,11 @@ import operator
 import uuid
 from typing import Any
 
-import nnx
-from backends import install_hint
+from backends import BackendError, install_hint
 from nnx import _replica as worker
-from nnx import _state
+from nnx import _state, _version
 from nnx._compiled import signature
-from nnx._runners import Eager
+from nnx._runners import Eager, kept
 from nnx._step import NonFiniteLossError, batches
 
 __all__ = ["DataParallel"]
@@ -68,9 +67,10 @@ class DataParallel(Eager):
         Python numbers stay the same: the workers' copy holds those numbers (Adam's betas,
         ...), so a change of any makes a new copy, as it makes a new compiled step."""
         client = _client()
-        runner = model._runners.get("data_parallel")
+        runners = kept(model)
+        runner = runners.get("data_parallel")
         if runner is None or runner.client is not client or runner.signature != signature(model, 0):
-            runner = model._runners["data_parallel"] = cls(model, client)
+            runner = runners["data_parallel"] = cls(model, client)
         runner.guard = guard
         return runner  # type: ignore[no-any-return]
 
@@ -223,7 +223,7 @@ class DataParallel(Eager):
         self.count += 1
         params, _ = self._state()
         self._tasks = []
-        width, dtype = self.model._n_outputs, self.model._dtype
+        width, dtype = self.model.n_outputs, self.model.dtype
         blocks = [
             da.from_delayed(
                 self._record(worker.outputs, "outputs", self.replica, params, x),
@@ -252,6 +252,7 @@ def _item(future: Any, index: int, like: Any, name: str) -> Any:
     """Item ``index`` of the list behind ``future`` as a dask array of one chunk, shaped
     like ``like``: a graph of one task (``getitem``), run only when the array is read."""
     import dask.array as da
+    from dask.array.utils import meta_from_array
     from dask.highlevelgraph import HighLevelGraph
     from dask.task_spec import Task, TaskRef
 
@@ -259,7 +260,7 @@ def _item(future: Any, index: int, like: Any, name: str) -> Any:
     tasks = {key: Task(key, operator.getitem, TaskRef(future.key), index), future.key: future}
     graph = HighLevelGraph.from_collections(name, tasks, dependencies=[])
     chunks = tuple((n,) for n in like.shape)
-    return da.Array(graph, name, chunks, dtype=like.dtype, meta=like._meta)
+    return da.Array(graph, name, chunks, dtype=like.dtype, meta=meta_from_array(like))
 
 
 def _chunks(X: Any, y: Any) -> list[tuple[Any, Any, int]]:
@@ -280,16 +281,16 @@ def _check_workers(client: Any) -> None:
     wrong = {
         address: version
         for address, version in found.items()
-        if isinstance(version, BaseException) or version != nnx.__version__
+        if isinstance(version, BaseException) or version != _version.__version__
     }
     if wrong:
         address, version = next(iter(wrong.items()))
         got = f"cannot import nnx ({version!r})" if isinstance(version, BaseException) else (
             f"has nnx=={version}"
         )  # fmt: skip
-        raise nnx.BackendError(
+        raise BackendError(
             f"Model.train on dask: {len(wrong)} of {len(found)} workers cannot run nnx's "
-            f"step; worker {address} {got}, expected nnx=={nnx.__version__} as here. Install "
+            f"step; worker {address} {got}, expected nnx=={_version.__version__} as here. Install "
             f"the same nnx on every worker ({install_hint('dask')}, at the commit the client "
             "runs) and restart them."
         )

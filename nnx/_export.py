@@ -23,6 +23,7 @@ from nnx._component import Component
 from nnx._door import formula
 from nnx._file import ModelFileError, atomic_write, check_writable
 from nnx._onnx_door import check_file, check_samples
+from nnx._version import __version__
 from nnx._xp import dtype_name, plain_operations
 
 __all__ = ["ExportError", "INPUT", "OUTPUT", "LABELS", "export", "program", "run_exported"]
@@ -68,20 +69,20 @@ def program(
     if labels and not hasattr(model.layers[-1], "predictions"):
         raise ExportError(
             f"Model.export: labels=True takes the last layer's predictions, but "
-            f"{_label(model.layers[-1])} makes none; end the model with Softmax or Sigmoid."
+            f"{model.layers[-1]} makes none; end the model with Softmax or Sigmoid."
         )
-    dtype = dtype_name(model.backend.xp, model._dtype)
+    dtype = dtype_name(model.backend.xp, model.dtype)
     layers = [_onto(onnx, layer, i) for i, layer in enumerate(model.layers)]
-    # A copy of the model whose passes run the copied layers: Model.forward itself describes
-    # the graph, as it computes when it trains.
-    shadow = copy.copy(model)
-    shadow._forwards = [_traced(i, layer, formula(layer, "forward")) for i, layer in
-                        enumerate(layers)]  # fmt: skip
-    X = graph.symbolic(("N", model._n_inputs), onnx.dtype(dtype))
+    X = graph.symbolic(("N", model.n_inputs), onnx.dtype(dtype))
     # The plain reductions (ReduceSum, ReduceMax) instead of the tricks that make
     # eager libraries fast, and no constants of this graph left in nnx's cache.
     with plain_operations():
-        outputs = {OUTPUT: shadow.forward(X, training=False)}
+        # The copied layers' own forward formulas, in turn, as Model.forward runs them when
+        # the model trains: the graph is the code that computes.
+        output = X
+        for i, layer in enumerate(layers):
+            output = _traced(i, layer, formula(layer, "forward"))(output, False)
+        outputs = {OUTPUT: output}
         if labels:
             predictions = _traced(len(layers) - 1, layers[-1], formula(layers[-1], "predictions"))
             outputs[LABELS] = predictions(outputs[OUTPUT])
@@ -96,7 +97,6 @@ def _described(
     (input, outputs, opset, nnx's version, the layers) as JSON under the metadata key "nnx"."""
     import onnx as onnx_format  # the file format's own package, of the onnx extra
 
-    from nnx import __version__
     from nnx.io import layer_specs  # nnx.io imports the modules that import this one
 
     proto = onnx_format.load_from_string(payload)
@@ -104,7 +104,7 @@ def _described(
     metadata = {
         "format": "nnx-onnx",
         "nnx_version": __version__,
-        "input": {"name": INPUT, "shape": ["N", model._n_inputs], "dtype": dtype},
+        "input": {"name": INPUT, "shape": ["N", model.n_inputs], "dtype": dtype},
         "outputs": outputs,
         "opset": opset,
         "layers": layer_specs(model),
@@ -123,14 +123,13 @@ def _described(
 def _onto(onnx: Backend, layer: Component, index: int) -> Any:
     """A copy of ``layer`` on the onnx backend; the model's own layer is left as it was."""
     clone = copy.copy(layer)  # a __dict__ of its own: moving it rebinds the copy's attributes
-    for name, value in vars(clone).items():
-        if isinstance(value, Component):  # a part inside the layer: copied too, not shared
-            setattr(clone, name, _onto(onnx, value, index))
+    for name in clone.parts:  # a part inside the layer: copied too, not shared
+        setattr(clone, name, _onto(onnx, getattr(clone, name), index))
     try:
-        clone._move_to(onnx)
+        clone.to(onnx)
     except Exception as err:
         raise ExportError(
-            f"Model.export: layer {index} ({_label(layer)}) cannot move its arrays into a "
+            f"Model.export: layer {index} ({layer}) cannot move its arrays into a "
             f"graph ({type(err).__name__}: {err})."
         ) from err
     return clone
@@ -144,18 +143,13 @@ def _traced(index: int, layer: Any, method: Any) -> Any:
             return method(*args)
         except Exception as err:
             raise ExportError(
-                f"Model.export: layer {index} ({_label(layer)}) cannot be exported: its "
+                f"Model.export: layer {index} ({layer}) cannot be exported: its "
                 f"{method.__name__} pass does not trace into a graph ({type(err).__name__}: "
                 f"{err}). A pass that exports uses only the array operations of its "
                 "backend's xp: no float() or if on an array's values, no NumPy calls."
             ) from err
 
     return run
-
-
-def _label(layer: Any) -> str:
-    label = getattr(layer, "_label", None)
-    return label() if callable(label) else type(layer).__name__
 
 
 def run_exported(path: str | os.PathLike[str], X: Any) -> dict[str, np.ndarray]:

@@ -28,6 +28,9 @@ class Layer(Component):
       ``weight_momentums`` and ``bias_cache`` on the layer, the penalties are
       ``weight_regularizer_l1`` and so on (a parameter without a stem is its own stem).
 
+    Other arrays a layer keeps are named in ``arrays`` (Component), so they move with it
+    (``Model.to``); nnx finds nothing by looking through a layer's attributes.
+
     A new trainable layer is one class: its ``parameters`` (and ``stems``), its parameter
     arrays and ``dtype`` set in ``__init__``, ``forward``, a ``backward`` that sets every
     gradient (and calls :meth:`add_penalty_gradients` if it takes ``<stem>_regularizer_l1/l2``
@@ -51,8 +54,8 @@ class Layer(Component):
     draws_on_host = False
     output: Any
     dinputs: Any
-    # What one step leaves on a layer besides the gradients: dropped when a model moves.
-    _STEP_ARRAYS: ClassVar[frozenset[str]] = frozenset({"inputs", "output", "dinputs"})
+    # What one step leaves on a layer (its gradients are added per class, from ``parameters``).
+    step_arrays = frozenset({"inputs", "output", "dinputs"})
     # Host data given to these (and inputs or output set by hand before backward) moves to the
     # layer's backend first: see Component. The formulas see only their backend's arrays.
     takes_arrays = {"forward": ("floats",), "backward": ("floats",), "predictions": ("floats",)}
@@ -65,6 +68,7 @@ class Layer(Component):
         # Parameters set by hand (chapter 6 assigns ``dense1.weights``) pass the doors of the
         # methods that read them.
         params = tuple(cls.parameters)
+        cls.step_arrays = cls.step_arrays | frozenset(cls.parameters.values())
         cls.takes_state = {
             **cls.takes_state,
             "forward": params,
@@ -122,17 +126,17 @@ class Layer(Component):
         this layer's backend. Nothing changes unless every value fits."""
         if len(values) != len(self.parameters):
             raise ValueError(
-                f"{self._label()}.set_parameters: expected {len(self.parameters)} arrays "
+                f"{self}.set_parameters: expected {len(self.parameters)} arrays "
                 f"({', '.join(self.parameters)}), got {len(values)}."
             )
         checked = [
-            self._checked_parameter(name, value, f"{self._label()}.set_parameters")
+            self.checked_parameter(name, value, f"{self}.set_parameters")
             for name, value in zip(self.parameters, values, strict=True)
         ]
         for name, value in zip(self.parameters, checked, strict=True):
             setattr(self, name, value)
 
-    def _checked_parameter(self, name: str, value: Any, where: str, like: str = "") -> Array:
+    def checked_parameter(self, name: str, value: Any, where: str, like: str = "") -> Array:
         """``value`` as this layer's own copy for the parameter ``name`` (or for state kept like
         it, named ``like``): shape and dtype of the parameter, or a ValueError that starts
         with ``where``."""
@@ -145,7 +149,7 @@ class Layer(Component):
         # The layer's dtype where it keeps one; else the parameter's, by name (after a move,
         # ``current`` is still an array of the old backend).
         dtype = self.dtype if self.dtype is not None else self.backend.dtype(dtype_of(current))
-        array = self._adopt(value, like or name, dtype)
+        array = self.adopt(value, like or name, dtype)
         if tuple(array.shape) != tuple(current.shape):
             raise ValueError(
                 f"{where}: expected {like or name} of shape "
@@ -165,9 +169,6 @@ class Layer(Component):
                 penalty = 2 * l2 * getattr(self, name)
                 setattr(self, gradient, add_into(self.backend, getattr(self, gradient), penalty))
 
-    def _step_arrays(self) -> frozenset[str]:
-        return self._STEP_ARRAYS | frozenset(self.parameters.values())
-
     def _check_dvalues(self, dvalues: Array, where: str) -> None:
         output = getattr(self, "output", None)
         shape = getattr(output, "shape", None)
@@ -181,7 +182,7 @@ class Layer(Component):
     def _set_by(self, name: str) -> str | None:
         if name == "dinputs" or name in self.parameters.values():
             return "backward"  # the gradients
-        return "forward" if name in self._STEP_ARRAYS else None
+        return "forward" if name in self.step_arrays else None
 
     def host_draw(
         self, rng: Any, draw: Callable[[Any], Any], shape: tuple[int, ...], dtype: Any
@@ -206,9 +207,10 @@ class Layer(Component):
         return None
 
     def set_random_state(self, state: dict[str, Any]) -> None:
-        raise ValueError(f"{self._label()}: has no generator of its own to restore.")
+        raise ValueError(f"{self}: has no generator of its own to restore.")
 
-    def _label(self) -> str:
+    def __str__(self) -> str:
+        """The layer as errors and ``summary()`` name it (``Dense(n_inputs=2, n_neurons=64)``)."""
         return type(self).__name__
 
 

@@ -11,7 +11,8 @@ import math
 import threading
 from typing import Any
 
-import nnx
+from backends import BackendError
+from nnx._version import __version__
 
 __all__ = [
     "Replica",
@@ -29,9 +30,7 @@ WORKER_BACKEND = "numpy"
 
 
 def nnx_version() -> str:
-    import nnx
-
-    return nnx.__version__
+    return __version__
 
 
 class Replica:
@@ -44,17 +43,26 @@ class Replica:
     def __init__(self, model: Any, where: list[tuple[int, str]], n_params: int) -> None:
         parts = [*model.layers, model.loss, model.optimizer, model.accuracy]
         self.spec = [(type(p), p.config()) if p is not None else None for p in parts]
+        # nnx's Model (pickled by name, so the worker imports it), not a subclass of the
+        # user's, whose constructor may want more: the workers run the passes only.
+        self.model_class = next(c for c in type(model).__mro__ if c.__module__ == "nnx.model")
         self.where, self.n_params = where, n_params
-        self.version = nnx.__version__
+        self.version = __version__
         self.lock = threading.Lock()  # tasks of one worker's threads share one model
         self.model: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"spec": self.spec, "where": self.where, "n_params": self.n_params,
-                "version": self.version}  # fmt: skip
+        return {"spec": self.spec, "model_class": self.model_class, "where": self.where,
+                "n_params": self.n_params, "version": self.version}  # fmt: skip
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        vars(self).update(state, lock=threading.Lock(), model=None)
+        self.spec, self.model_class, self.where = (
+            state["spec"],
+            state["model_class"],
+            state["where"],
+        )
+        self.n_params, self.version = state["n_params"], state["version"]
+        self.lock, self.model = threading.Lock(), None
 
     def load(self, params: list[Any], extra: list[Any] = ()) -> Any:  # type: ignore[assignment]
         """The rebuilt model holding ``params`` (and the optimizer state ``extra``)."""
@@ -66,18 +74,16 @@ class Replica:
         return self.model
 
     def _build(self) -> Any:
-        from nnx.model import Model
-
-        if self.version != nnx.__version__:
-            raise nnx.BackendError(
-                f"this worker has nnx=={nnx.__version__}, the client nnx=={self.version}; "
+        if self.version != __version__:
+            raise BackendError(
+                f"this worker has nnx=={__version__}, the client nnx=={self.version}; "
                 "install the same nnx on every worker."
             )
         *layers, loss, optimizer, accuracy = [
             None if entry is None else entry[0](**entry[1], backend=WORKER_BACKEND)
             for entry in self.spec
         ]
-        model = Model()
+        model = self.model_class()
         for layer in layers:
             model.add(layer)  # type: ignore[arg-type]  # the client's layers: never None
         model.set(loss=loss, optimizer=optimizer, accuracy=accuracy)

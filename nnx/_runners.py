@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from typing import Any
 
 from nnx import _state
-from nnx._compiled import CompiledStep, signature
+from nnx._compiled import CompiledStep, Figure, signature
 from nnx._step import batches
 
-__all__ = ["Compiled", "Eager", "Figure", "Lazy", "materialize_state"]
+__all__ = ["Compiled", "Eager", "Figure", "Lazy", "kept", "materialize_state"]
+
+# What runners keep across a model's train calls (a compiled step, a cluster's copy of the
+# model), per model, while the model lives and its parts stay the ones they were made for.
+_KEPT: weakref.WeakKeyDictionary[Any, tuple[tuple[int, ...], dict[Any, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 # Seconds between looks at a compiled run's divergence record when nothing else reads.
 _LOOK_EVERY = 0.05
@@ -89,8 +96,8 @@ class Lazy(Eager):
     def step(self, X: Any, y: Any) -> tuple[Any, Any, Any]:
         figures = super().step(X, y)
         model = self.model
-        sums = [(part, "accumulated_sum") for part in (model.loss, model.accuracy) if part]
         slots = _state.state_slots(model.layers, model.optimizer)
+        sums = _state.declared(model.parts(), "sums")
         materialize_state(model.backend, [*slots.values(), *sums])
         return figures
 
@@ -110,11 +117,12 @@ class Compiled(Eager):
 
     def prepare(self, steps: int) -> None:
         model = self.model
-        kept = model._runners.get(("compiled", self.guard))
-        if kept is None or kept.signature != signature(model, steps):
-            kept = model._runners["compiled", self.guard] = CompiledStep(model, self.guard, steps)
-        kept.prepare()
-        self.compiled = model.compiled_step = kept
+        runners = kept(model)
+        step = runners.get(("compiled", self.guard))
+        if step is None or step.signature != signature(model, steps):
+            step = runners["compiled", self.guard] = CompiledStep(model, self.guard, steps)
+        step.prepare()
+        self.compiled = model.compiled_step = step
         self._unread: list[Any] = []  # divergence records not read yet, oldest first
         self._next_look = 0.0
 
@@ -126,9 +134,7 @@ class Compiled(Eager):
         """The figures the compiled step computed with the epoch's last step, read from the
         device together, when one of them is first read."""
         assert self.compiled is not None
-        figures = Figures(self.compiled.figures, self.model.backend.to_numpy)
-        total, data_loss, reg_loss, accuracy = (Figure(figures, i) for i in range(4))
-        return total, data_loss, reg_loss, accuracy
+        return self.compiled.epoch_figures()
 
     def divergence(self, now: bool) -> tuple[float, int] | None:
         """Whether a step's loss was not finite: (that loss, its iteration), or None.
@@ -172,29 +178,11 @@ def materialize_state(
     return list(arrays[len(slots) :])
 
 
-class Figures:
-    """The figures a compiled step returns together in one array, brought to the host once,
-    when one of them is first read."""
-
-    __slots__ = ("array", "host", "to_numpy")
-
-    def __init__(self, array: Any, to_numpy: Any) -> None:
-        self.array, self.to_numpy = array, to_numpy
-        self.host: Any = None
-
-    def __getitem__(self, index: int) -> float:
-        if self.host is None:
-            self.host = self.to_numpy(self.array).tolist()
-        return self.host[index]  # type: ignore[no-any-return]
-
-
-class Figure:
-    """One of :class:`Figures`, a number when ``float()`` reads it."""
-
-    __slots__ = ("figures", "index")
-
-    def __init__(self, figures: Figures, index: int) -> None:
-        self.figures, self.index = figures, index
-
-    def __float__(self) -> float:
-        return self.figures[self.index]
+def kept(model: Any) -> dict[Any, Any]:
+    """What runners keep for ``model`` across ``train`` calls; empty again once the model's
+    parts changed (``set``, ``add``, a new ``finalize``)."""
+    parts = tuple(map(id, model.parts()))
+    entry = _KEPT.get(model)
+    if entry is None or entry[0] != parts:
+        entry = _KEPT[model] = (parts, {})
+    return entry[1]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["get_state", "host_state", "set_state", "state_slots"]
+__all__ = ["declared", "get_state", "host_state", "set_state", "state_slots"]
 
 ITERATIONS = "optimizer.iterations"
 
@@ -30,6 +30,12 @@ def state_slots(layers: list[Any], optimizer: Any) -> dict[str, tuple[Any, str]]
         for key, layer, name, _ in _slots(layers, optimizer)
         if name in layer.parameters or hasattr(layer, name)
     }
+
+
+def declared(parts: list[Any], kind: str) -> list[tuple[Any, str]]:
+    """(part, attribute) for everything ``parts`` declare of ``kind`` ("sums", "counts",
+    "step_arrays"): what runners carry, reset or drop, read from the declarations alone."""
+    return [(part, name) for part in parts if part is not None for name in getattr(part, kind)]
 
 
 def get_state(layers: list[Any], optimizer: Any) -> dict[str, Any]:
@@ -84,9 +90,9 @@ def set_state(layers: list[Any], optimizer: Any, state: dict[str, Any]) -> None:
             checked[key] = _iterations(optimizer, value)
         else:
             layer, name, parameter = slots[key]
-            where = f"layer {key.split('.')[1]} ({layer._label()})"
+            where = f"layer {key.split('.')[1]} ({layer})"
             try:
-                checked[key] = layer._checked_parameter(parameter, value, where, like=name)
+                checked[key] = layer.checked_parameter(parameter, value, where, like=name)
             except TypeError as err:  # not an array, or one of another backend
                 raise ValueError(f"{key}: {err}") from None
     if ITERATIONS in state:  # a whole training state: drop the optimizer state it lacks
@@ -114,7 +120,7 @@ def _slots(layers: list[Any], optimizer: Any) -> Iterator[tuple[str, Any, str, s
 
 def _iterations(optimizer: Any, value: Any) -> int:
     """The step counter as a Python int, from a 0-d integer array or an int."""
-    host = optimizer.backend.to_numpy(optimizer._adopt(value, ITERATIONS))
+    host = optimizer.backend.to_numpy(optimizer.adopt(value, ITERATIONS))
     if host.shape != () or host.dtype.kind not in "iu" or int(host) < 0:
         raise ValueError(
             f"expected {ITERATIONS} as one whole number >= 0, got an array of shape "

@@ -20,8 +20,8 @@ def check_widths(layers: list[Any], caller: str) -> None:
             j, before = given
             if before.n_outputs != layer.n_inputs:
                 raise ValueError(
-                    f"{caller}: layer {i}, {layer._label()}, expects {layer.n_inputs} inputs, "
-                    f"but layer {j}, {before._label()}, gives {before.n_outputs}. Make them "
+                    f"{caller}: layer {i}, {layer}, expects {layer.n_inputs} inputs, "
+                    f"but layer {j}, {before}, gives {before.n_outputs}. Make them "
                     f"agree: n_inputs={before.n_outputs} for layer {i}, or "
                     f"n_neurons={layer.n_inputs} for layer {j}."
                 )
@@ -44,7 +44,7 @@ def summary(model: Any) -> str:
         rows.append(
             (
                 str(i),
-                layer._label(),
+                str(layer),
                 f"(batch, {'?' if width is None else width})",
                 f"{count:,}",
                 "yes" if layer.trainable else "no",

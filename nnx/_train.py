@@ -16,8 +16,8 @@ from tqdm import tqdm
 
 from nnx import _record as record
 from nnx import io
+from nnx._checks import whole_number
 from nnx._choose import choose
-from nnx._component import whole_number
 from nnx._interrupt import CtrlC, say_stopped
 from nnx._runners import Figure
 from nnx._step import NonFiniteLossError, batches
@@ -126,7 +126,9 @@ class TrainLoop:
         if not self._epoch(epoch, order, bar):
             return False
         if validation is not None:
-            val_loss, val_accuracy = model._evaluate(*validation, self.batch_size)
+            val_loss, val_accuracy = choose(model, validation[0], compile=False).evaluate(
+                *validation, self.batch_size
+            )
             self._record(("val_loss", val_loss), ("val_accuracy", val_accuracy))
             self._print_validation(epoch)
         if self.ctrl_c.pressed:

@@ -6,8 +6,8 @@ import math
 from typing import Any
 
 from backends import Backend
-from nnx._checks import y_like_predictions
-from nnx._component import Component, real_number
+from nnx._checks import real_number, y_like_predictions
+from nnx._component import Component
 from nnx._door import formula
 from nnx._xp import Array
 
@@ -19,6 +19,8 @@ class Accuracy(Component):
 
     accumulated_sum: Any
     accumulated_count: int
+    # The running sum of hits over an epoch (in ``count_dtype``); the count is a Python int.
+    sums, counts = ("accumulated_sum",), ("accumulated_count",)
     # What Model hands to ``compare``: the last layer's ``predictions`` (classes, 0/1, values),
     # or "outputs", the model's outputs as they are (probabilities: a metric of its own).
     takes = "predictions"
@@ -29,9 +31,7 @@ class Accuracy(Component):
 
     def __init__(self, backend: Backend | str | None = None) -> None:
         super().__init__(backend)
-        # Counting in float64 where the backend has it keeps the share exact for large sets.
-        self._count_dtype = self.backend.dtype("float64" if self.backend.float64 else "float32")
-        self.new_pass()
+        self._moved()
 
     def init(self, y: Array, reinit: bool = False) -> None:
         """Learn what the comparison needs from the targets (regression's precision)."""
@@ -41,7 +41,7 @@ class Accuracy(Component):
 
     def calculate(self, predictions: Array, y: Any) -> Any:
         hits = formula(self, "compare")(predictions, y)  # checked at calculate's door
-        hits = self.xp.astype(hits, self._count_dtype)
+        hits = self.xp.astype(hits, self.count_dtype)
         # One reduction serves both the batch's share and the running count.
         batch_hits, count = self.xp.sum(hits), math.prod(hits.shape)
         self.accumulated_sum = self.accumulated_sum + batch_hits
@@ -57,13 +57,9 @@ class Accuracy(Component):
         self.accumulated_sum = 0.0
         self.accumulated_count = 0
 
-    def _move_to(self, backend: Backend, replaced: frozenset[str] = frozenset()) -> None:
-        # The counting dtype is the new backend's own choice, not the old one's float64.
-        self.__dict__.pop("_count_dtype", None)
-        super()._move_to(backend, replaced)
-        self._count_dtype = self.backend.dtype("float64" if self.backend.float64 else "float32")
-
     def _moved(self) -> None:
+        # Counting in float64 where the backend has it keeps the share exact for large sets.
+        self.count_dtype = self.backend.dtype("float64" if self.backend.float64 else "float32")
         self.new_pass()  # the running sums were arrays of the old backend
 
 
@@ -112,7 +108,7 @@ class RegressionAccuracy(Accuracy):
     def init(self, y: Array, reinit: bool = False) -> None:
         if self.precision is None or reinit:
             # A Python float: read once, when training starts, and stored in model files.
-            self.precision = float(self.xp.std(self.xp.astype(y, self._count_dtype)) / 250)
+            self.precision = float(self.xp.std(self.xp.astype(y, self.count_dtype)) / 250)
 
     def compare(self, predictions: Array, y: Array) -> Array:
         if self.precision is None:

@@ -11,7 +11,6 @@ import sys
 from collections.abc import Sequence
 
 import backends
-from nnx import __version__
 from nnx._cli_common import CommandLineError, Parser, add_plugin_option, import_plugins
 from nnx._cli_files import add_export_arguments, add_summary_arguments
 from nnx._cli_files import export as _export
@@ -22,6 +21,7 @@ from nnx._cli_predict import add_predict_arguments
 from nnx._cli_predict import predict as _predict
 from nnx._cli_train import add_train_arguments
 from nnx._cli_train import train as _train
+from nnx._version import __version__
 
 __all__ = ["main"]
 

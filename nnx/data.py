@@ -12,7 +12,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from nnx._component import whole_number
+from nnx._checks import whole_number
 
 __all__ = [
     "check_features",

@@ -168,14 +168,15 @@ def load_model(
     path: str | os.PathLike[str],
     *,
     backend: Any = None,
-    model_cls: type | None = None,
+    model_cls: type,
     classes: Sequence[type] = (),
 ) -> Any:
     """Rebuild a model saved by :func:`save_model`, optimizer state included, on ``backend``.
 
-    ``backend`` defaults to the selected one (``nnx.get_backend()``); ``model_cls`` to
-    ``nnx.Model``. ``classes`` are your own layers, losses, optimizers or accuracies that the
-    file may name besides nnx's (``classes=[Scale]``); no other class is ever looked up.
+    ``backend`` defaults to the selected one (``nnx.get_backend()``); ``model_cls`` is the
+    class to build (``nnx.Model.load`` passes its own). ``classes`` are your own layers,
+    losses, optimizers or accuracies that the file may name besides nnx's
+    (``classes=[Scale]``); no other class is ever looked up.
     Raises :class:`ModelFileError` for a truncated, corrupt, foreign or newer file.
     """
     path = Path(path)
@@ -186,10 +187,6 @@ def load_model(
             f"{path}: holds parameters only (written by save_parameters), not a model. Build "
             "the model in code, then call model.load_parameters(path)."
         )
-    if model_cls is None:
-        from nnx.model import Model  # imported late: nnx.model imports this module
-
-        model_cls = Model
     try:
         model = _build(spec, tensors, resolve(backend), model_cls, tables)
     except (TypeError, ValueError, KeyError, AttributeError, OverflowError, RecursionError) as err:
@@ -226,7 +223,7 @@ def load_parameters(model: Any, path: str | os.PathLike[str]) -> None:
         for name in layer.parameters:
             key = f"layers.{file_index}.{name}"
             if key not in tensors:
-                raise ModelFileError(f"{path}: no {name} for layer {i} ({layer._label()}).")
+                raise ModelFileError(f"{path}: no {name} for layer {i} ({layer}).")
             state[f"layers.{i}.{name}"] = tensors[key]
     _set_state(path, model.layers, None, state)
 
@@ -370,7 +367,7 @@ def _check_ranges(path: Path, layers: list[Any], tensors: dict[str, Any]) -> Non
         match = re.fullmatch(r"layers\.(\d+)\.\w+", name)
         layer = layers[int(match[1])] if match and int(match[1]) < len(layers) else None
         if layer is not None and layer.dtype is not None:
-            label = f"layer {match[1]}, {layer._label()}"  # type: ignore[index]
+            label = f"layer {match[1]}, {layer}"  # type: ignore[index]
             owners[name] = (dtype_name(layer.xp, layer.dtype), label)
     check_ranges(path, tensors, owners)
 

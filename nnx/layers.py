@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from backends import Backend
-from nnx._component import real_number, whole_number
+from nnx._checks import real_number, whole_number
 from nnx._layer import Layer
 from nnx._xp import Array, add_into, column_sums, dtype_name
 
@@ -116,7 +116,7 @@ class Dense(Layer):
             "dtype": dtype_name(self.xp, self.dtype),
         }
 
-    def _label(self) -> str:
+    def __str__(self) -> str:
         return f"Dense(n_inputs={self.n_inputs}, n_neurons={self.n_neurons})"
 
 
@@ -144,7 +144,7 @@ class Dropout(Layer):
     so every backend drops the same units.
     """
 
-    _STEP_ARRAYS = Layer._STEP_ARRAYS | {"binary_mask"}
+    step_arrays = Layer.step_arrays | {"binary_mask"}
 
     def __init__(
         self, rate: float, *, seed: int | None = None, backend: Backend | str | None = None
@@ -190,7 +190,7 @@ class Dropout(Layer):
     def config(self) -> dict[str, Any]:
         return {"rate": self.rate, "seed": self.seed}
 
-    def _label(self) -> str:
+    def __str__(self) -> str:
         return f"Dropout(rate={self.rate})"
 
 

@@ -25,10 +25,6 @@ __all__ = [
 _EPS = 1e-7
 
 
-# What a loss's step leaves on it: its gradient (and the fused loss's probabilities).
-_STEP_ARRAYS = frozenset({"dinputs", "output"})
-
-
 class Loss(Component):
     """Base: ``forward`` gives per-sample losses, ``calculate`` their mean.
 
@@ -38,6 +34,10 @@ class Loss(Component):
 
     accumulated_sum: Any
     accumulated_count: int
+    # What a loss's step leaves on it: its gradient (and the fused loss's probabilities).
+    step_arrays = frozenset({"dinputs", "output"})
+    # The running sum of an epoch's losses; its count is a Python int, known from the shapes.
+    sums, counts = ("accumulated_sum",), ("accumulated_count",)
     # The targets it takes, which Model checks before training: "classes" (integer labels or
     # one-hot rows), "binary" (0/1 per output) or "values" (real numbers, for regression).
     targets = "values"
@@ -58,9 +58,6 @@ class Loss(Component):
 
     def _moved(self) -> None:
         self.new_pass()  # the running sums were arrays of the old backend
-
-    def _step_arrays(self) -> frozenset[str]:
-        return _STEP_ARRAYS
 
     def remember_trainable_layers(self, layers: list[Layer]) -> None:
         self.trainable_layers = list(layers)
@@ -205,6 +202,7 @@ class SoftmaxCategoricalCrossentropy(Loss):
     """
 
     targets = "classes"
+    parts = ("activation", "loss")
 
     _check_pair = class_targets  # labels in range, or one-hot rows (nnx._checks)
 

@@ -49,6 +49,7 @@ class Model:
         self.optimizer: Any = None
         self.accuracy: Any = None
         self.seed = seed
+        self._fused: Any = None
         self._finalized = False
 
     def add(self, layer: Layer) -> None:
@@ -143,12 +144,19 @@ class Model:
         inputs = [layer.n_inputs for layer in self.layers if layer.n_inputs is not None]
         outputs = [layer.n_outputs for layer in self.layers if layer.n_outputs is not None]
         dtypes = [layer.dtype for layer in self.layers if layer.dtype is not None]
-        self._n_inputs = inputs[0] if inputs else None
-        self._n_outputs = outputs[-1] if outputs else 0
-        self._dtype = dtypes[0] if dtypes else self.backend.dtype("float32")
+        # What the model takes and gives, from its layers: the width of a row of X (None
+        # when no layer fixes it), of an output, and the float dtype of its arrays.
+        self.n_inputs: int | None = inputs[0] if inputs else None
+        self.n_outputs = outputs[-1] if outputs else 0
+        self.dtype = dtypes[0] if dtypes else self.backend.dtype("float32")
         self._targets = self.loss.targets
-        self._runners: dict[Any, Any] = {}  # what runners keep across calls (nnx._runners)
         self._finalized = True
+
+    def parts(self) -> list[Any]:
+        """Every part the model runs: its layers, loss, optimizer and accuracy (those set),
+        and the fused loss its backward pass takes where the model ends in Softmax."""
+        parts = [*self.layers, self.loss, self.optimizer, self.accuracy, self._fused]
+        return [part for part in parts if part is not None]
 
     def _require(self, training: bool) -> None:
         if not self._finalized:
@@ -164,18 +172,18 @@ class Model:
 
     def _to_backend(self, X: Any, y: Any, name: str = "X") -> tuple[Array, Any]:
         """Check host data once, then move it to the model's backend once."""
-        single = dtype_name(self.backend.xp, self._dtype) == "float32"
-        X = data.check_features(X, self._n_inputs, name, single)
+        single = dtype_name(self.backend.xp, self.dtype) == "float32"
+        X = data.check_features(X, self.n_inputs, name, single)
         # Plain data: a torch X that requires grad would grow an autograd graph every step.
-        X = self.backend.detach(self.input_layer._adopt(X, name, self._dtype))
+        X = self.backend.detach(self.input_layer.adopt(X, name, self.dtype))
         if y is None:
             return X, None
         y_name = "y" if name == "X" else f"y{name[1:]}"  # y_val for X_val
-        y = data.check_targets(y, X.shape[0], self._targets, self._n_outputs, y_name, single)
+        y = data.check_targets(y, X.shape[0], self._targets, self.n_outputs, y_name, single)
         if self._targets == "classes" and y.ndim == 1:  # whole-number labels, any dtype
-            y = self.input_layer._adopt(y, y_name, self.backend.xp.int64)
+            y = self.input_layer.adopt(y, y_name, self.backend.xp.int64)
         else:
-            y = self.input_layer._adopt(y, y_name, self._dtype)
+            y = self.input_layer.adopt(y, y_name, self.dtype)
         return X, self.backend.detach(y)
 
     # -- the passes ---------------------------------------------------------------------------
@@ -322,13 +330,10 @@ class Model:
         self._require(training=False)
         data.check_batch_size(batch_size)
         X, y = self._to_backend(X_val, y_val, name="X_val")
-        loss, accuracy = self._evaluate(X, y, batch_size)  # type: ignore[arg-type]
+        loss, accuracy = choose(self, X, compile=False).evaluate(X, y, batch_size)
         if verbose:
             tqdm.write(f"validation, acc: {accuracy:.3f}, loss: {loss:.3f}")
         return loss, accuracy
-
-    def _evaluate(self, X: Array, y: Array, batch_size: int | None) -> tuple[float, float]:
-        return choose(self, X, compile=False).evaluate(X, y, batch_size)  # type: ignore[no-any-return]
 
     def predict(self, X: Any, *, batch_size: int | None = None) -> Array:
         """The model's outputs (e.g. class probabilities) for ``X``, on the model's backend."""
@@ -397,20 +402,15 @@ class Model:
         else:
             target = load(backend.name if isinstance(backend, Backend) else backend, device)
         parts = [part for part in [*self.layers, self.loss, self.optimizer, self.accuracy] if part]
-        slots = _state.state_slots(self.layers, self.optimizer)
         host = _state.host_state(self.layers, self.optimizer)
-        replaced = {
-            id(layer): frozenset(n for l, n in slots.values() if l is layer)
-            for layer in self.layers
-        }
         source = [(part, part.backend) for part in parts]
         try:
             for part in parts:
-                part._move_to(target, replaced.get(id(part), frozenset()))
-            self.set_state(host)
+                part.to(target)
+            self.set_state(host)  # the optimizer's state, which the layers do not declare
         except BaseException:  # put everything back where it was, then say why
             for part, backend_before in source:
-                part._move_to(backend_before, replaced.get(id(part), frozenset()))
+                part.to(backend_before)
             self.set_state(host)
             raise
         if self._finalized:

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from backends import Backend
-from nnx._checks import missing_gradients
-from nnx._component import Component, _all_fit, real_number
+from nnx._checks import real_number
+from nnx._component import Component
 from nnx._fused import kernel_for, run_kernel
 from nnx._xp import Array
 from nnx.layers import Layer
@@ -83,10 +83,9 @@ class Optimizer(Component):
         Parameters or gradients set by hand as host data (NumPy arrays, lists) move to the
         layer's backend first, as at every method that takes arrays.
         """
-        arrays = _parameters_and_gradients(type(layer))
-        if not _all_fit(layer, arrays):
-            missing_gradients(self, layer, arrays)  # before any parameter changes
-            layer._arrive_attributes(arrays, f"{type(self).__name__}.update_params", arrays)
+        layer.arrive_all(
+            _parameters_and_gradients(type(layer)), f"{type(self).__name__}.update_params"
+        )
         self.update_layers([layer])
 
     def post_update_params(self) -> None:

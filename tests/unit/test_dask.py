@@ -227,7 +227,7 @@ def test_coarse_step_stops_before_a_diverging_update(data, client):
 
 def test_workers_with_another_nnx_are_refused(data, client, monkeypatch):
     X, y = data
-    monkeypatch.setattr(nnx, "__version__", "0.0.0+other")
+    monkeypatch.setattr(nnx._version, "__version__", "0.0.0+other")  # this process only
     model = spiral_model("dask")
     with pytest.raises(backends.BackendError, match=r"2 of 2 workers .* nnx==0.0.0\+other"):
         model.train(da.from_array(X, chunks=60), da.from_array(y, chunks=60), verbose=0)

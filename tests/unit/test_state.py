@@ -65,6 +65,7 @@ class Shift(nnx.Layer):
     """A trainable layer without a dtype attribute, with an array that is not a parameter."""
 
     parameters = {"beta": "dbeta"}
+    arrays = ("scale",)  # declared: it moves with the layer
 
     def __init__(self, n, *, backend=None):
         super().__init__(backend)
@@ -81,7 +82,7 @@ class Shift(nnx.Layer):
         return self.dinputs
 
 
-def test_to_moves_a_layer_without_dtype_and_its_other_arrays():
+def test_to_moves_a_layer_without_dtype_and_its_declared_arrays():
     pytest.importorskip("array_api_strict")
     model = nnx.Model(seed=0)
     for layer in (nnx.Dense(2, 4, seed=1), Shift(4), nnx.Softmax()):
