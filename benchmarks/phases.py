@@ -23,6 +23,7 @@ from implementations import build_model, host_data, host_params
 from step import SPECS, blas_threads, quiet_thread_pools
 
 import backends
+from nnx.data import to_backend
 
 
 def nnx_parts(
@@ -31,7 +32,7 @@ def nnx_parts(
     b = backends.load(backend)
     model = build_model(spec, params, b)
     model.optimizer.fused = fused
-    Xb, yb = model._to_backend(X, y)
+    Xb, yb = to_backend(model, X, y)
     state: dict = {}
 
     def forward() -> None:
@@ -45,7 +46,7 @@ def nnx_parts(
     def backward() -> None:
         model.backward(state["out"], yb)
 
-    def optimizer() -> None:  # as Model._step runs it
+    def optimizer() -> None:  # as Model.train_step runs it
         model.optimizer.pre_update_params()
         model.optimizer.update_layers(model.trainable_layers)
         model.optimizer.post_update_params()

@@ -39,7 +39,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from nnx import _state, _xp
-from nnx._layer import HOST_DRAWS
 
 __all__ = ["CompiledStep", "Figure", "Figures", "signature"]
 
@@ -186,7 +185,7 @@ class CompiledStep:
             noted.append((layer, rng, draw, shape, dtype))
             return self.xp.zeros(shape, dtype=dtype, device=self.backend.device)
 
-        with self._borrowed(), _draws_from(note):
+        with self._borrowed(), _xp.draws_from(note):
             self.model.forward(X, training=True)
         return noted
 
@@ -235,7 +234,7 @@ class CompiledStep:
             _put(self._sum_slots, sums)
             _put(self._count_slots, [0] * len(self._count_slots))
             _put([(optimizer, name) for name in optimizer.step_factors], factors)
-            with _draws_from(feed):
+            with _xp.draws_from(feed):
                 data_loss, reg_loss, accuracy = model.train_step(
                     X, y, guard=guard if self.guard else False, counted=False
                 )
@@ -327,13 +326,3 @@ def _guarded(optimizer: Any, checked: dict[str, Any]) -> Iterator[None]:
         yield
     finally:
         del optimizer.keep, optimizer.apply
-
-
-@contextmanager
-def _draws_from(source: Callable[..., Any]) -> Iterator[None]:
-    """``Layer.host_draw`` asks ``source`` for its numbers inside the block."""
-    token = HOST_DRAWS.set(source)
-    try:
-        yield
-    finally:
-        HOST_DRAWS.reset(token)

@@ -6,11 +6,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextvars import ContextVar
 from typing import Any, ClassVar
 
 from nnx._component import Component
-from nnx._xp import Array, add_into, dtype_of, real_floating
+from nnx._xp import Array, add_into, draw_source, dtype_of, real_floating
 
 __all__ = ["Layer"]
 
@@ -190,12 +189,11 @@ class Layer(Component):
         """``draw(rng)``, host random numbers of ``shape``, as an array of the layer's backend.
 
         Every layer that draws goes through here (Dropout's mask): the numbers come from the
-        host generator, so every backend draws the same. Inside a compiled step, drawing now
-        would freeze one draw into the compiled code: there the step takes each draw as an
-        input, drawn on the host before every call (``nnx._compiled``). A layer that draws says
+        host generator, so every backend draws the same. A runner that traces the step once
+        hands each step's draws in instead (``nnx._xp.draws_from``). A layer that draws says
         so in ``draws_on_host``.
         """
-        feed = HOST_DRAWS.get()
+        feed = draw_source()
         if feed is None:
             return self.backend.asarray(draw(rng), dtype)
         return feed(self, rng, draw, shape, dtype)
@@ -213,9 +211,6 @@ class Layer(Component):
         """The layer as errors and ``summary()`` name it (``Dense(n_inputs=2, n_neurons=64)``)."""
         return type(self).__name__
 
-
-# Set while a compiled step is traced: where host_draw's numbers come from then.
-HOST_DRAWS: ContextVar[Callable[..., Array] | None] = ContextVar("nnx_host_draws", default=None)
 
 # Attribute names derived from a class's declarations, built once per class: they are looked
 # up every step, and building them there cost more than the arithmetic of a small layer.

@@ -1,16 +1,127 @@
-"""What every runner of the training step shares: the batches it runs on, and the error a
-step whose loss is not finite raises."""
+"""The training step, once: the model's passes and ``train_step`` (forward, loss, accuracy,
+the NaN guard, backward, update), which every runner runs; the batches they run it on, and the
+error a step whose loss is not finite raises."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["NonFiniteLossError", "batches"]
+from nnx._door import formula
+from nnx.activations import Softmax
+from nnx.losses import CategoricalCrossentropy, SoftmaxCategoricalCrossentropy
+
+__all__ = ["NonFiniteLossError", "Passes", "batches"]
 
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; training stopped before that step's update."""
+
+
+class Passes:
+    """The passes of :class:`nnx.Model` and its one training step (``Model`` gets them from
+    here): the book's forward and backward over the layers, the loss and accuracy of a batch,
+    and the chapter-10 step that runs them with the optimizer's update."""
+
+    # Model's, which the passes read.
+    layers: list[Any]
+    loss: Any
+    optimizer: Any
+    accuracy: Any
+    backend: Any
+    trainable_layers: list[Any]
+
+    def _prepare_passes(self) -> None:
+        """What the passes call, worked out once (``finalize``)."""
+        # Softmax followed by crossentropy has the short gradient (softmax - y) / n.
+        fused = isinstance(self.layers[-1], Softmax) and type(self.loss) is CategoricalCrossentropy
+        self._fused = SoftmaxCategoricalCrossentropy(self.backend) if fused else None
+        # Inside the model every array came through train/evaluate/predict's door already: the
+        # parts' own doors would check each again (0.3-0.8 us a call), so the passes call the
+        # formulas behind them.
+        self._forwards = [formula(layer, "forward") for layer in self.layers]
+        self._backwards = [formula(layer, "backward") for layer in self.layers]
+        self._loss_backward = formula(self.loss, "backward")
+        self._fused_backward = formula(self._fused, "backward") if fused else None
+        self._calculate = formula(self.loss, "calculate")
+        self._predictions: Any = None
+        self._accuracy: Any = None
+        if self.accuracy is not None:
+            self._predictions = (
+                _as_they_are
+                if self.accuracy.takes == "outputs"
+                else formula(self.layers[-1], "predictions")
+            )
+            self._accuracy = formula(self.accuracy, "calculate")
+        # Nothing consumes the gradient of the inputs of the first trainable layer.
+        self._backward_stop = next(
+            (i for i, layer in enumerate(self.layers) if layer.trainable), len(self.layers)
+        )
+        for i, layer in enumerate(self.layers):
+            layer.needs_dinputs = i > self._backward_stop
+
+    def forward(self, X: Any, training: bool) -> Any:
+        """The outputs of every layer in turn, for arrays of the model's backend."""
+        output = X
+        for forward in self._forwards:
+            output = forward(output, training)
+        return output
+
+    def backward(self, output: Any, y: Any) -> None:
+        """Gradients of every layer back to the first trainable one."""
+        backwards = self._backwards
+        if self._fused is not None:
+            dvalues = self._fused_backward(output, y)  # type: ignore[misc]
+            self.layers[-1].dinputs = dvalues
+            backwards = backwards[:-1]
+        else:
+            dvalues = self._loss_backward(output, y)
+        for backward in reversed(backwards[self._backward_stop :]):
+            # None only from the first trainable layer, the last one here (needs_dinputs).
+            dvalues = backward(dvalues)
+
+    def score(self, output: Any, y: Any) -> tuple[Any, Any]:
+        """The data loss and the accuracy of ``output`` for ``y`` (the batch's, as 0-d arrays;
+        NaN without an accuracy), each added to its epoch's running sums: what the training
+        step, ``evaluate`` and every runner count, in one place."""
+        data_loss = self._calculate(output, y)
+        if self._accuracy is None:
+            return data_loss, math.nan
+        return data_loss, self._accuracy(self._predictions(output), y)
+
+    def train_step(
+        self, batch_X: Any, batch_y: Any, guard: Any = True, counted: bool = True
+    ) -> tuple[Any, Any, Any]:
+        """One training step on a batch of the model's backend: forward, loss, the NaN guard,
+        accuracy, backward and the optimizer's update (the book's chapter-10 epoch, once).
+        Every runner runs this method; returns (data loss, regularization loss, accuracy).
+
+        ``guard``: True checks the loss on the host before the update and raises
+        :class:`NonFiniteLossError`; a callable gets the loss instead (a compiled runner keeps
+        or drops the update without a host read); False checks nothing. ``counted=False``
+        leaves ``pre_update_params``/``post_update_params`` (the step's factors, the counter)
+        to the caller, as a runner that works them out on the host does."""
+        output = self.forward(batch_X, training=True)
+        data_loss, accuracy = self.score(output, batch_y)
+        reg_loss = self.loss.regularization_loss()
+        # Checked before the update, so a diverging step never reaches the parameters.
+        if callable(guard):
+            guard(data_loss + reg_loss)
+        elif guard and not math.isfinite(float(data_loss + reg_loss)):
+            raise NonFiniteLossError(float(data_loss + reg_loss))
+        self.backward(output, batch_y)
+        if counted:
+            self.optimizer.pre_update_params()
+        self.optimizer.update_layers(self.trainable_layers)  # one fused call where offered
+        if counted:
+            self.optimizer.post_update_params()
+        return data_loss, reg_loss, accuracy
+
+
+def _as_they_are(output: Any) -> Any:
+    """What an accuracy that takes the outputs (``Accuracy.takes = "outputs"``) compares."""
+    return output
 
 
 def batches(

@@ -7,8 +7,37 @@ import math
 from typing import Any
 
 from nnx._xp import dtype_name
+from nnx.losses import SoftmaxCategoricalCrossentropy
 
-__all__ = ["check_widths", "summary"]
+__all__ = ["check_model", "check_widths", "summary"]
+
+
+def check_model(model: Any, caller: str) -> None:
+    """Raise a clear error where the model's parts do not fit together: no layers or loss,
+    the chapter-10 helper as a model's loss, an accuracy without predictions to compare,
+    widths that do not chain."""
+    if not model.layers:
+        raise ValueError(f"{caller}: the model has no layers; call model.add(...).")
+    if model.loss is None:
+        raise ValueError(f"{caller}: no loss; call model.set(loss=..., optimizer=...).")
+    if isinstance(model.loss, SoftmaxCategoricalCrossentropy):
+        raise TypeError(
+            f"{caller}: SoftmaxCategoricalCrossentropy is the book's chapter-10 helper; in a "
+            "model, end with Softmax() and set loss=CategoricalCrossentropy(): the model "
+            "takes the same fused backward pass by itself."
+        )
+    takes_outputs = getattr(model.accuracy, "takes", "") == "outputs"
+    if (
+        model.accuracy is not None
+        and not takes_outputs
+        and not hasattr(model.layers[-1], "predictions")
+    ):
+        raise TypeError(
+            f"{caller}: the last layer, {type(model.layers[-1]).__name__}, makes no "
+            "predictions for the accuracy; end the model with an activation (Softmax, "
+            "Sigmoid, Linear, ReLU)."
+        )
+    check_widths(model.layers, caller)
 
 
 def check_widths(layers: list[Any], caller: str) -> None:

@@ -10,6 +10,7 @@ import math
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from tqdm import tqdm
@@ -17,7 +18,6 @@ from tqdm import tqdm
 from nnx import _record as record
 from nnx import io
 from nnx._checks import whole_number
-from nnx._choose import choose
 from nnx._interrupt import CtrlC, say_stopped
 from nnx._runners import Figure
 from nnx._step import NonFiniteLossError, batches
@@ -48,8 +48,7 @@ class TrainLoop:
         on_nan: str = "raise",
         checkpoint: Any = None,
         checkpoint_every: int = 1,
-        compile: bool | None = None,
-        runner: Any = None,
+        choose: Callable[[Any, bool], Any],
     ) -> None:
         counts = {
             "epochs": epochs,
@@ -71,7 +70,7 @@ class TrainLoop:
                 raise type(err)(f"Model.train: {err}") from None
         if on_nan not in _ON_NAN:
             raise ValueError(f"Model.train: expected on_nan in {_ON_NAN}, got on_nan={on_nan!r}.")
-        self.on_nan, self.compile, self.runner_class = on_nan, compile, runner
+        self.on_nan, self.choose = on_nan, choose
         self.model, self.epochs = model, epochs
         self.batch_size = batch_size
         self.shuffle, self.verbose = shuffle, verbose
@@ -94,7 +93,7 @@ class TrainLoop:
         elif self.print_every is not None:
             self.epochs_every, self.steps_every = 1, self.print_every
         guard = self.on_nan != "ignore"
-        self.runner = choose(model, X, compile=self.compile, guard=guard, runner=self.runner_class)
+        self.runner = self.choose(X, guard)  # how the steps run: Model.train's choice
         first = 1 if resume is None else self._resume(resume)
         self.runner.prepare(self.steps)
         # The epoch and the iteration count the run began at: a divergence found later (a
@@ -126,9 +125,7 @@ class TrainLoop:
         if not self._epoch(epoch, order, bar):
             return False
         if validation is not None:
-            val_loss, val_accuracy = choose(model, validation[0], compile=False).evaluate(
-                *validation, self.batch_size
-            )
+            val_loss, val_accuracy = self.runner.evaluate(*validation, self.batch_size)
             self._record(("val_loss", val_loss), ("val_accuracy", val_accuracy))
             self._print_validation(epoch)
         if self.ctrl_c.pressed:

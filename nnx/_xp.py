@@ -8,7 +8,7 @@ which dtype).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Protocol
@@ -176,6 +176,28 @@ def plain_operations() -> Iterator[None]:
         yield
     finally:
         _PLAIN.reset(token)
+
+
+# Where Layer.host_draw takes its numbers from inside the block of draws_from (None: from the
+# layer's host generator, now).
+_DRAWS: ContextVar[Callable[..., Any] | None] = ContextVar("nnx_draws", default=None)
+
+
+@contextmanager
+def draws_from(source: Callable[..., Any]) -> Iterator[None]:
+    """The block in which ``Layer.host_draw`` asks ``source(layer, rng, draw, shape, dtype)``
+    for its numbers instead of drawing them: a runner that traces the step once hands each
+    step's draws in as inputs (a draw made while tracing would be frozen into the code)."""
+    token = _DRAWS.set(source)
+    try:
+        yield
+    finally:
+        _DRAWS.reset(token)
+
+
+def draw_source() -> Callable[..., Any] | None:
+    """The source ``draws_from`` set for this block, or None."""
+    return _DRAWS.get()
 
 
 # Sums over one axis of a matrix, written as products with a vector of ones: BLAS does them

@@ -13,13 +13,16 @@ import array_api_compat
 import numpy as np
 
 from nnx._checks import whole_number
+from nnx._xp import dtype_name
 
 __all__ = [
     "check_features",
     "check_targets",
+    "check_validation",
     "check_batch_size",
     "plain_host",
     "shuffled_order",
+    "to_backend",
 ]
 
 
@@ -171,6 +174,41 @@ def _check_classes(xp: Any, y: Any, n_outputs: int, name: str) -> None:
             f"class labels must lie in [0, {n_outputs - 1}] for a model with {n_outputs} "
             f"outputs, got labels from {low} to {high}."
         )
+
+
+def to_backend(model: Any, X: Any, y: Any, name: str = "X") -> tuple[Any, Any]:
+    """Host data for ``model`` checked once (features, targets), then moved to the model's
+    backend once: what ``train``, ``evaluate`` and ``predict`` hand their runner."""
+    backend, dtype = model.backend, model.dtype
+    single = dtype_name(backend.xp, dtype) == "float32"
+    X = check_features(X, model.n_inputs, name, single)
+    # Plain data: a torch X that requires grad would grow an autograd graph every step.
+    X = backend.detach(model.input_layer.adopt(X, name, dtype))
+    if y is None:
+        return X, None
+    y_name = "y" if name == "X" else f"y{name[1:]}"  # y_val for X_val
+    targets = model.loss.targets
+    y = check_targets(y, X.shape[0], targets, model.n_outputs, y_name, single)
+    if targets == "classes" and y.ndim == 1:  # whole-number labels, any dtype
+        y = model.input_layer.adopt(y, y_name, backend.xp.int64)
+    else:
+        y = model.input_layer.adopt(y, y_name, dtype)
+    return X, backend.detach(y)
+
+
+def check_validation(validation_data: Any) -> tuple[Any, Any]:
+    """``validation_data`` as the pair ``(X_val, y_val)``, or a ValueError that says why not."""
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise ValueError(
+            "Model.train: expected validation_data=(X_val, y_val), a pair, got "
+            f"validation_data of type {type(validation_data).__name__}."
+        )
+    if validation_data[1] is None:
+        raise ValueError(
+            "Model.train: expected validation_data=(X_val, y_val) with both arrays, "
+            "got y_val=None; pass the validation targets, or leave validation_data out."
+        )
+    return validation_data[0], validation_data[1]
 
 
 def check_batch_size(batch_size: Any) -> int | None:
