@@ -17,6 +17,7 @@ import operator
 from typing import Any
 
 __all__ = [
+    "check_fraction",
     "class_targets",
     "missing_gradients",
     "real_number",
@@ -106,3 +107,9 @@ def real_number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return None
     return float(value)
+
+
+def check_fraction(where: str, name: str, value: float) -> None:
+    """An optimizer's decay rate (rho, beta_1, beta_2): in [0, 1), or a ValueError."""
+    if not 0 <= value < 1:
+        raise ValueError(f"{where}: expected {name} in [0, 1), got {name}={value!r}.")

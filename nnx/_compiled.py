@@ -39,8 +39,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from nnx import _state, _xp
+from nnx._step import Figure, Figures
 
-__all__ = ["CompiledStep", "Figure", "Figures", "signature"]
+__all__ = ["CompiledStep", "signature"]
 
 
 def signature(model: Any, steps: int) -> tuple[Any, ...]:
@@ -260,39 +261,6 @@ class CompiledStep:
             accuracy = None
         out = (data_loss, reg_loss, accuracy, figures)
         return new, new_sums, record if self.guard else (), out
-
-
-class Figures:
-    """The figures a compiled step returns together in one array (the running sums, then the
-    penalty), brought to the host once, when one of them is first read, and divided there by
-    the counts the host keeps."""
-
-    __slots__ = ("array", "counts", "host", "to_numpy")
-
-    def __init__(self, array: Any, to_numpy: Any, counts: list[int]) -> None:
-        self.array, self.to_numpy, self.counts = array, to_numpy, counts
-        self.host: list[float] | None = None
-
-    def __getitem__(self, index: int) -> float:
-        """(loss, data loss, regularization loss, accuracy)[index]."""
-        if self.host is None:
-            *sums, reg = self.to_numpy(self.array).tolist()
-            means = [total / count for total, count in zip(sums, self.counts, strict=True)]
-            accuracy = means[1] if len(means) > 1 else math.nan
-            self.host = [means[0] + reg, means[0], reg, accuracy]
-        return self.host[index]
-
-
-class Figure:
-    """One of :class:`Figures`, a number when ``float()`` reads it."""
-
-    __slots__ = ("figures", "index")
-
-    def __init__(self, figures: Figures, index: int) -> None:
-        self.figures, self.index = figures, index
-
-    def __float__(self) -> float:
-        return self.figures[self.index]
 
 
 def _put(slots: list[tuple[Any, str]], values: Any) -> None:

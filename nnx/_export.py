@@ -23,6 +23,7 @@ from nnx._component import Component
 from nnx._door import formula
 from nnx._file import ModelFileError, atomic_write, check_writable
 from nnx._onnx_door import check_file, check_samples
+from nnx._rebuild import layer_specs
 from nnx._version import __version__
 from nnx._xp import dtype_name, plain_operations
 
@@ -96,8 +97,6 @@ def _described(
     """The file's header filled in: nnx as its producer, and what a reader of the file needs
     (input, outputs, opset, nnx's version, the layers) as JSON under the metadata key "nnx"."""
     import onnx as onnx_format  # the file format's own package, of the onnx extra
-
-    from nnx.io import layer_specs  # nnx.io imports the modules that import this one
 
     proto = onnx_format.load_from_string(payload)
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)

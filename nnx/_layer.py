@@ -44,6 +44,8 @@ class Layer(Component):
 
     parameters: ClassVar[dict[str, str]] = {}
     stems: ClassVar[dict[str, str]] = {}
+    # Each parameter and its gradient, in turn: what an optimizer's update reads (derived).
+    parameters_and_gradients: ClassVar[tuple[str, ...]] = ()
     # Widths of the inputs and outputs, where the layer fixes them (Dense does, ReLU not).
     n_inputs: int | None = None
     n_outputs: int | None = None
@@ -68,6 +70,9 @@ class Layer(Component):
         # methods that read them.
         params = tuple(cls.parameters)
         cls.step_arrays = cls.step_arrays | frozenset(cls.parameters.values())
+        cls.parameters_and_gradients = tuple(
+            name for pair in cls.parameters.items() for name in pair
+        )
         cls.takes_state = {
             **cls.takes_state,
             "forward": params,

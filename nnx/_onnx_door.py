@@ -20,6 +20,7 @@ import numpy as np
 
 from nnx._file import ModelFileError
 from nnx._onnx_sizes import check_sizes
+from nnx._rebuild import layer_classes
 
 __all__ = ["ALLOWED_OPS", "check_file", "check_samples"]
 
@@ -137,7 +138,6 @@ def _signature(path: Path, graph: Any, metadata: dict[str, Any]) -> dict[str, An
 def _parameters(path: Path, metadata: dict[str, Any]) -> int:
     """How many parameters the file may hold: what its nnx layers declare (Dense's shapes),
     plus what export counted for layers of a reader's own (``parameters`` in the metadata)."""
-    from nnx.io import layer_classes  # nnx.io imports the modules that import this one
 
     table, known, unknown = layer_classes(), 0, False
     layers = metadata.get("layers")

@@ -16,10 +16,10 @@ import weakref
 from typing import Any
 
 from nnx import _state
-from nnx._compiled import CompiledStep, Figure, signature
+from nnx._compiled import CompiledStep, signature
 from nnx._step import batches
 
-__all__ = ["Compiled", "Eager", "Figure", "Lazy", "kept", "materialize_state"]
+__all__ = ["Compiled", "Eager", "Lazy", "kept", "materialize_state"]
 
 # What runners keep across a model's train calls (a compiled step, a cluster's copy of the
 # model), per model, while the model lives and its parts stay the ones they were made for.

@@ -12,7 +12,7 @@ from nnx._door import formula
 from nnx.activations import Softmax
 from nnx.losses import CategoricalCrossentropy, SoftmaxCategoricalCrossentropy
 
-__all__ = ["NonFiniteLossError", "Passes", "batches"]
+__all__ = ["Figure", "Figures", "NonFiniteLossError", "Passes", "batches"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -122,6 +122,39 @@ class Passes:
 def _as_they_are(output: Any) -> Any:
     """What an accuracy that takes the outputs (``Accuracy.takes = "outputs"``) compares."""
     return output
+
+
+class Figures:
+    """The figures a compiled step returns together in one array (the running sums, then the
+    penalty), brought to the host once, when one of them is first read, and divided there by
+    the counts the host keeps."""
+
+    __slots__ = ("array", "counts", "host", "to_numpy")
+
+    def __init__(self, array: Any, to_numpy: Any, counts: list[int]) -> None:
+        self.array, self.to_numpy, self.counts = array, to_numpy, counts
+        self.host: list[float] | None = None
+
+    def __getitem__(self, index: int) -> float:
+        """(loss, data loss, regularization loss, accuracy)[index]."""
+        if self.host is None:
+            *sums, reg = self.to_numpy(self.array).tolist()
+            means = [total / count for total, count in zip(sums, self.counts, strict=True)]
+            accuracy = means[1] if len(means) > 1 else math.nan
+            self.host = [means[0] + reg, means[0], reg, accuracy]
+        return self.host[index]
+
+
+class Figure:
+    """One of :class:`Figures`, a number when ``float()`` reads it."""
+
+    __slots__ = ("figures", "index")
+
+    def __init__(self, figures: Figures, index: int) -> None:
+        self.figures, self.index = figures, index
+
+    def __float__(self) -> float:
+        return self.figures[self.index]
 
 
 def batches(

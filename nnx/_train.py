@@ -19,8 +19,7 @@ from nnx import _record as record
 from nnx import io
 from nnx._checks import whole_number
 from nnx._interrupt import CtrlC, say_stopped
-from nnx._runners import Figure
-from nnx._step import NonFiniteLossError, batches
+from nnx._step import Figure, NonFiniteLossError, batches
 from nnx.data import check_batch_size, shuffled_order
 
 __all__ = ["TrainLoop"]

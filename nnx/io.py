@@ -4,8 +4,8 @@ A model file is one safetensors file: the tensors are the model's state as ``Mod
 gives it (``layers.0.weights``, ``layers.0.weight_momentums``, ..., ``optimizer.iterations``),
 and the architecture is JSON in the metadata key ``"nnx"``: each part's class and ``config()``.
 Reading executes nothing from a file: safetensors holds raw numbers, the metadata is plain JSON,
-and class names are looked up in the fixed tables below. Writes are atomic. Files of format 1
-(before parts declared their state) are read through :func:`_upgrade_v1`.
+and class names are looked up in fixed tables (``nnx._rebuild``). Writes are atomic. Files of
+format 1 (before parts declared their state) are read through :func:`_upgrade_v1`.
 """
 
 from __future__ import annotations
@@ -18,21 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from nnx._component import Component, resolve
+from nnx._component import resolve
 from nnx._file import ModelFileError, check_ranges, check_writable, read, write
+from nnx._rebuild import LAYERS, PARTS, build, layer_classes, layer_specs, part_spec, tables
 from nnx._state import ITERATIONS, host_state, set_state
 from nnx._xp import dtype_name
-from nnx.accuracy import Accuracy, CategoricalAccuracy, RegressionAccuracy
-from nnx.activations import Linear, ReLU, Sigmoid, Softmax
-from nnx.layers import Dense, Dropout, Layer
-from nnx.losses import (
-    BinaryCrossentropy,
-    CategoricalCrossentropy,
-    Loss,
-    MeanAbsoluteError,
-    MeanSquaredError,
-)
-from nnx.optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop
 
 __all__ = [
     "ModelFileError",
@@ -46,26 +36,6 @@ __all__ = [
     "save_model",
     "save_parameters",
 ]
-
-
-def _table(*classes: type) -> dict[str, type]:
-    return {cls.__name__: cls for cls in classes}
-
-
-# The classes a file can name: nnx's own, and those a caller passes to load_model(classes=...).
-# Nothing else is ever looked up or imported.
-_LAYERS = _table(Dense, Dropout, ReLU, Softmax, Sigmoid, Linear)
-_LOSSES = _table(CategoricalCrossentropy, BinaryCrossentropy, MeanSquaredError, MeanAbsoluteError)
-_OPTIMIZERS = _table(SGD, Adagrad, RMSprop, Adam)
-_ACCURACIES = _table(CategoricalAccuracy, RegressionAccuracy)
-# What each kind of part is, and nnx's classes of it.
-_KINDS: dict[str, tuple[type[Component], dict[str, type]]] = {
-    "layer": (Layer, _LAYERS),
-    "loss": (Loss, _LOSSES),
-    "optimizer": (Optimizer, _OPTIMIZERS),
-    "accuracy": (Accuracy, _ACCURACIES),
-}
-_PARTS = ("loss", "optimizer", "accuracy")  # the model's attributes besides its layers
 
 
 def save_model(model: Any, path: str | os.PathLike[str]) -> None:
@@ -96,7 +66,7 @@ def load_checkpoint(
     if not isinstance(training, dict):
         raise ModelFileError(f"{path}: a model file, not a checkpoint (no training record).")
     mine = layer_specs(model)
-    optimizer = _part_spec(model.optimizer, "optimizer") or {}
+    optimizer = part_spec(model.optimizer, "optimizer") or {}
     theirs = spec.get("optimizer") or {}
     if spec.get("layers") != mine or theirs.get("class") != optimizer.get("class"):
         raise ModelFileError(
@@ -113,16 +83,6 @@ def load_checkpoint(
     record = check(training)  # raises what it finds (a damaged record, other arguments)
     _set_state(path, model.layers, model.optimizer, tensors)
     return record
-
-
-def layer_classes() -> dict[str, type]:
-    """nnx's own layer classes by name: what a file can name without ``classes=``."""
-    return dict(_LAYERS)
-
-
-def layer_specs(model: Any) -> list[dict[str, Any] | None]:
-    """Class name and constructor arguments of each of the model's layers, as files store them."""
-    return [_part_spec(layer, "layer") for layer in model.layers]
 
 
 def _changed(theirs: dict[str, Any], mine: dict[str, Any]) -> str:
@@ -142,26 +102,10 @@ def _save(model: Any, path: Path, kind: str, training: dict[str, Any] | None = N
     spec["layers"] = layer_specs(model)
     if kind == "model":
         spec["seed"] = model.seed
-        for key in _PARTS:
-            spec[key] = _part_spec(getattr(model, key), key)
+        for key in PARTS:
+            spec[key] = part_spec(getattr(model, key), key)
     tensors = host_state(model.layers, model.optimizer if kind == "model" else None)
     write(path, tensors, {**spec, "tensors": list(tensors)})
-
-
-def _part_spec(part: Any, what: str) -> dict[str, Any] | None:
-    """Class name and constructor arguments of a layer, loss, optimizer or accuracy."""
-    if part is None:
-        return None
-    base, table = _KINDS[what]
-    name = type(part).__name__
-    if not isinstance(part, base) or (name in table and table[name] is not type(part)):
-        raise TypeError(
-            f"save: expected the {what} as an nnx {base.__name__} under a name of its own, got "
-            f"{what}={type(part).__qualname__} from {type(part).__module__}"
-            + (f", which shadows nnx's {name}; rename the class." if name in table else ".")
-        )
-    config: dict[str, Any] = part.config()
-    return {"class": name, "config": config}
 
 
 def load_model(
@@ -180,20 +124,26 @@ def load_model(
     Raises :class:`ModelFileError` for a truncated, corrupt, foreign or newer file.
     """
     path = Path(path)
-    tables = _tables(classes)  # the caller's mistake, not the file's: checked first
+    named = tables(classes)  # the caller's mistake, not the file's: checked first
     spec, tensors = _read(path)
     if spec.get("kind") != "model":
         raise ModelFileError(
             f"{path}: holds parameters only (written by save_parameters), not a model. Build "
             "the model in code, then call model.load_parameters(path)."
         )
+    # Building a layer draws initial weights (which the file's replace): from NumPy's global
+    # generator where the layer has no seed. The book's nnfs.init() seeds that generator, so
+    # loading a model must not move it.
+    global_state = np.random.get_state()
     try:
-        model = _build(spec, tensors, resolve(backend), model_cls, tables)
+        model = build(spec, tensors, resolve(backend), model_cls, named)
     except (TypeError, ValueError, KeyError, AttributeError, OverflowError, RecursionError) as err:
         raise ModelFileError(
             f"{path}: cannot rebuild the model stored in it ({err}). The file is incomplete, "
             "was altered, or was written by another program; save the model again."
         ) from err
+    finally:
+        np.random.set_state(global_state)
     _set_state(path, model.layers, model.optimizer, tensors)
     if model.loss is not None:
         model.finalize()
@@ -256,14 +206,14 @@ def _upgrade_v1(
         layers = []
         for i, entry in enumerate(spec.get("layers") or []):
             entry = {"class": entry["class"], "config": dict(entry.get("config") or {})}
-            cls: Any = _LAYERS.get(entry["class"])
+            cls: Any = LAYERS.get(entry["class"])
             first = next(iter(cls.parameters), None) if cls is not None else None
             tensor = tensors.get(f"layers.{i}.{first}")
             if tensor is not None:  # a trainable layer: its dtype is its tensors'
                 entry["config"]["dtype"] = str(tensor.dtype)
             layers.append(entry)
         spec["layers"] = layers
-        for key in _PARTS:
+        for key in PARTS:
             entry = spec.get(key)
             if entry is None:
                 continue
@@ -282,82 +232,6 @@ def _upgrade_v1(
             "incomplete or was altered."
         ) from err
     return spec, tensors
-
-
-def _tables(classes: Sequence[type]) -> dict[str, dict[str, type]]:
-    """nnx's classes of each kind, with the caller's own added under their names."""
-    tables = {what: dict(table) for what, (_, table) in _KINDS.items()}
-    for cls in classes:
-        what = next((w for w, (base, _) in _KINDS.items() if _is_subclass(cls, base)), None)
-        if what is None or tables[what].get(cls.__name__, cls) is not cls:
-            raise TypeError(
-                f"load: expected classes of nnx layers, losses, optimizers or accuracies under "
-                f"names of their own, got {cls!r}."
-            )
-        tables[what][cls.__name__] = cls
-    return tables
-
-
-def _is_subclass(cls: Any, base: type) -> bool:
-    return isinstance(cls, type) and issubclass(cls, base)
-
-
-def _make(entry: Any, table: dict[str, type], what: str, backend: Any) -> Any:
-    """An instance of the class ``entry`` names in ``table``, built from its config."""
-    name, config = entry["class"], entry.get("config", {})
-    if not isinstance(name, str) or name not in table:
-        raise ValueError(
-            f"unknown {what} class {name!r}; expected one of {', '.join(table)}, or pass your "
-            "own class with Model.load(path, classes=[...])"
-        )
-    if not isinstance(config, dict):
-        raise TypeError(f"expected the {what} config as a JSON object")
-    return table[name](**config, backend=backend)
-
-
-def _build(
-    spec: dict[str, Any],
-    tensors: dict[str, Any],
-    backend: Any,
-    model_cls: type,
-    tables: dict[str, dict[str, type]],
-) -> Any:
-    """The model described by ``spec`` on ``backend``; its state is filled in later."""
-    model = model_cls()
-    seed = spec.get("seed")
-    if seed is not None and (type(seed) is not int or seed < 0):
-        raise ValueError(f"seed={seed!r} is not a whole number >= 0")
-    model.seed = seed
-    # Building a layer draws initial weights (which the file's replace): from NumPy's global
-    # generator where the layer has no seed. The book's nnfs.init() seeds that generator, so
-    # loading a model must not move it.
-    global_state = np.random.get_state()
-    try:
-        for i, entry in enumerate(spec["layers"]):
-            _check_shapes(entry, i, tensors, tables["layer"])  # before anything is allocated
-            model.add(_make(entry, tables["layer"], "layer", backend))
-    finally:
-        np.random.set_state(global_state)
-    for key in _PARTS:
-        if spec[key] is not None:
-            model.set(**{key: _make(spec[key], tables[key], key, backend)})
-    return model
-
-
-def _check_shapes(entry: Any, index: int, tensors: dict[str, Any], table: dict[str, type]) -> None:
-    """The shapes the layer's config declares against the file's tensors, before building."""
-    cls = table.get(entry.get("class"))
-    config = entry.get("config")
-    if cls is None or not issubclass(cls, Layer) or not isinstance(config, dict):
-        return  # _make says what is wrong
-    for name, shape in cls.shapes(config).items():
-        tensor = tensors.get(f"layers.{index}.{name}")
-        if tensor is None or tuple(tensor.shape) != tuple(shape):
-            got = "is missing" if tensor is None else f"has shape {tuple(tensor.shape)}"
-            raise ValueError(
-                f"layer {index} is {entry['class']} with {name} of shape {tuple(shape)}, but "
-                f"tensor layers.{index}.{name} {got}"
-            )
 
 
 def _check_ranges(path: Path, layers: list[Any], tensors: dict[str, Any]) -> None:

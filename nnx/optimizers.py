@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from backends import Backend
-from nnx._checks import real_number
+from nnx._checks import check_fraction, real_number
 from nnx._component import Component
 from nnx._fused import kernel_for, run_kernel
 from nnx._xp import Array
@@ -83,9 +83,7 @@ class Optimizer(Component):
         Parameters or gradients set by hand as host data (NumPy arrays, lists) move to the
         layer's backend first, as at every method that takes arrays.
         """
-        layer.arrive_all(
-            _parameters_and_gradients(type(layer)), f"{type(self).__name__}.update_params"
-        )
+        layer.arrive_all(layer.parameters_and_gradients, f"{type(self).__name__}.update_params")
         self.update_layers([layer])
 
     def post_update_params(self) -> None:
@@ -155,17 +153,6 @@ class Optimizer(Component):
         """Hyperparameters that rebuild this optimizer (for model files)."""
         config = {"learning_rate": self.learning_rate, "decay": self.decay, "fused": self.fused}
         return {**config, **{name: getattr(self, name) for name in self._hyper}}
-
-
-_ARRAYS: dict[type, tuple[str, ...]] = {}
-
-
-def _parameters_and_gradients(cls: type[Layer]) -> tuple[str, ...]:
-    """The names of a layer class's parameters and gradients, built once per class."""
-    names = _ARRAYS.get(cls)
-    if names is None:
-        names = _ARRAYS[cls] = tuple(a for pair in cls.parameters.items() for a in pair)
-    return names
 
 
 class SGD(Optimizer):
@@ -242,7 +229,7 @@ class RMSprop(Optimizer):
         backend: Backend | str | None = None,
     ) -> None:
         super().__init__(learning_rate, decay, backend, fused, epsilon=epsilon, rho=rho)
-        _check_fraction(self, "rho", rho)
+        check_fraction(type(self).__name__, "rho", rho)
         self.epsilon, self.rho = float(epsilon), float(rho)
 
     def update(self, layer: Layer, name: str, dparams: Array) -> None:
@@ -274,8 +261,8 @@ class Adam(Optimizer):
         super().__init__(
             learning_rate, decay, backend, fused, epsilon=epsilon, beta_1=beta_1, beta_2=beta_2
         )
-        _check_fraction(self, "beta_1", beta_1)
-        _check_fraction(self, "beta_2", beta_2)
+        check_fraction(type(self).__name__, "beta_1", beta_1)
+        check_fraction(type(self).__name__, "beta_2", beta_2)
         self.epsilon, self.beta_1, self.beta_2 = float(epsilon), float(beta_1), float(beta_2)
         self.pre_update_params()  # the first step's factors, for an update called before it
 
@@ -304,10 +291,3 @@ class Adam(Optimizer):
 
     def hyperparameters(self) -> dict[str, float]:
         return {**super().hyperparameters(), "step": self.iterations + 1}
-
-
-def _check_fraction(optimizer: Optimizer, name: str, value: float) -> None:
-    if not 0 <= value < 1:
-        raise ValueError(
-            f"{type(optimizer).__name__}: expected {name} in [0, 1), got {name}={value!r}."
-        )
