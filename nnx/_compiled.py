@@ -20,38 +20,30 @@ host keeps the book's Python numbers alongside (``optimizer.iterations``,
 ``accumulated_count``), for printing and files.
 
 The other Python numbers the step reads (hyperparameters, penalties, a regression accuracy's
-precision) are compiled in as constants: ``signature`` lists them (each part's ``config()``),
-and a change makes a new step.
+precision) are compiled in as constants: ``nnx._tracing.signature`` lists them (each part's
+``config()``), and a change makes a new step.
 
 No host read happens inside a step. The NaN guard is arrays too, and wraps the step, not the
-formulas: a step whose loss is not finite leaves the whole state as it was (the optimizer's
-two state writers are wrapped for the trace: ``_guarded``), and so does every step after it,
-and a record keeps the first such loss and the iteration it happened at. The training loop
-reads that record when it reads from the device anyway (printing, validation, checkpoints,
+formulas: a step whose loss is not finite leaves the whole state as it was (the optimizer's two
+state writers are wrapped for the trace: ``nnx._tracing.guarded``), and so does every step
+after it, and a record keeps the first such loss and the iteration it happened at. The training
+loop reads that record when it reads from the device anyway (printing, validation, checkpoints,
 the last epoch) and otherwise one epoch late, so the device runs ahead of the host.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from nnx import _state, _xp
 from nnx._step import Figure, Figures
+from nnx._tracing import MAX_COUNT, MAX_PROGRAMS, guarded, name_the_part, refuse_tied, signature
 
-__all__ = ["CompiledStep", "signature"]
-
-
-def signature(model: Any, steps: int) -> tuple[Any, ...]:
-    """The Python numbers (and strings, flags) a step of ``model`` reads, as each part
-    declares them (``config()``), with the steps per epoch: a compiled step is valid while
-    these stay the same."""
-    parts = [*model.layers, model.loss, model.optimizer, model.accuracy]
-    return (steps,) + tuple(
-        (type(part), tuple(sorted(part.config().items()))) for part in parts if part is not None
-    )
+__all__ = ["CompiledStep"]
 
 
 class CompiledStep:
@@ -79,7 +71,7 @@ class CompiledStep:
             raise ValueError(f"{backend.name} cannot compile a function.")
         self.model, self.guard, self.steps, self.traces = model, guard, steps, 0
         self.backend, self.xp = backend, backend.xp
-        self.signature = signature(model, steps)
+        self.signature = signature(model)
         parts = model.parts()
         # The declared state beside the model's own (``Model.get_state``): the running sums,
         # carried as arrays, and their counts, which the host keeps (``_counts``: what a step
@@ -102,7 +94,7 @@ class CompiledStep:
         self._counted: int | None = None  # the count the device's array holds, when known
         self._compiled = backend.compiler.compile(self._pure, donate=(0,))
 
-    def prepare(self) -> None:
+    def prepare(self, steps: int) -> None:
         """Ready for a ``train`` call: the state as the model holds it now, no divergence.
 
         The optimizer's state is made now where missing (zeros, as its first update would
@@ -113,18 +105,26 @@ class CompiledStep:
         while the next epoch runs.
         """
         model, optimizer, host = self.model, self.model.optimizer, self.backend.asarray
+        if optimizer.iterations > MAX_COUNT - 1:  # the step adds one, in int32
+            raise ValueError(
+                f"Model.train: optimizer.iterations={optimizer.iterations} does not fit the "
+                f"compiled step's 32-bit counter (at most {MAX_COUNT}); train with "
+                "compile=False, which counts in Python integers."
+            )
         for layer in model.trainable_layers:
             for name in layer.parameters:
                 for kind in optimizer.state_kinds:
                     optimizer.state(layer, name, kind)
-        self._slots = list(_state.state_slots(model.layers, optimizer).values())
+        slots = _state.state_slots(model.layers, optimizer)
+        refuse_tied(slots)
+        self._slots = list(slots.values())
         for part in model.parts():
             part.clear_step()
         # The device's counter, made again only where the host's differs (a new array costs
         # more than a small model's step).
         if self._counted != optimizer.iterations:
             self._iterations, self._counted = host(optimizer.iterations, self.xp.int32), None
-        self._place = 0
+        self._place, self.steps = 0, steps
         if self._tripped:  # a record that saw no divergence serves the next call as it is
             self.record = (host(False), host(0.0, model.dtype), host(0, self.xp.int32))
             self._tripped = False
@@ -143,9 +143,15 @@ class CompiledStep:
         state = [getattr(holder, name) for holder, name in self._slots]
         state.append(self._iterations)
         fresh = self._place == 0
-        state, self._sums, record, out = self._compiled(
-            state, self._zeros if fresh else self._sums, self.record, X, y, drawn, factors
-        )
+        if key not in self._counts:
+            self._new_program()
+        try:
+            state, self._sums, record, out = self._compiled(
+                state, self._zeros if fresh else self._sums, self.record, X, y, drawn, factors
+            )
+        except Exception as err:  # a trace that failed: name the part, as export does
+            name_the_part(err, self.model)
+            raise
         self._iterations = state.pop()
         _put(self._slots, state)
         _put(self._sum_slots, self._sums)
@@ -159,6 +165,24 @@ class CompiledStep:
         self._place = (self._place + 1) % self.steps
         data_loss, reg_loss, accuracy, self._figures = out
         return data_loss, reg_loss, math.nan if accuracy is None else accuracy
+
+    def _new_program(self) -> None:
+        """Before a batch shape's first step, which traces and compiles a new program: past
+        ``MAX_PROGRAMS`` of them, say why training keeps compiling, and let the old programs
+        go (memory would grow with every one)."""
+        if len(self._counts) < MAX_PROGRAMS:
+            return
+        warnings.warn(
+            f"Model.train: the compiled step was traced {self.traces} times: a batch shape it "
+            f"has not seen (now {MAX_PROGRAMS} of them) compiles a new program, which costs "
+            "seconds. Keep one batch_size across train calls (the last batch of an epoch may "
+            "differ), or pass compile=False.",
+            RuntimeWarning,
+            stacklevel=5,
+        )
+        self._counts.clear()
+        self._draws.clear()
+        self._compiled = self.backend.compiler.compile(self._pure, donate=(0,))
 
     def epoch_figures(self) -> tuple[Any, Any, Any, Any]:
         """(loss, data loss, regularization loss, accuracy) of the epoch's steps so far, as
@@ -226,11 +250,13 @@ class CompiledStep:
         def feed(layer: Any, rng: Any, draw: Any, shape: Any, dtype: Any) -> Any:
             return drawn.pop(0)
 
-        def guard(loss: Any) -> None:  # the optimizer's writers read "keep" (see _guarded)
+        def guard(
+            loss: Any,
+        ) -> None:  # the optimizer's writers read "keep" (see nnx._tracing.guarded)
             finite = xp.isfinite(loss)
             checked.update(loss=loss, finite=finite, keep=finite & ~record[0])
 
-        with self._borrowed(), _xp.plain_operations(), _guarded(optimizer, checked):
+        with self._borrowed(), _xp.plain_operations(), guarded(optimizer, checked):
             _put(self._slots, state[:-1])
             _put(self._sum_slots, sums)
             _put(self._count_slots, [0] * len(self._count_slots))
@@ -267,30 +293,3 @@ def _put(slots: list[tuple[Any, str]], values: Any) -> None:
     """Set each (holder, attribute) of ``slots`` to its value."""
     for (holder, name), value in zip(slots, values, strict=True):
         setattr(holder, name, value)
-
-
-@contextmanager
-def _guarded(optimizer: Any, checked: dict[str, Any]) -> Iterator[None]:
-    """The step's NaN guard, without a host read: the optimizer's two state writers (``keep``
-    and ``apply``) wrapped for the block, so that while ``checked["keep"]`` is False (this
-    loss or an earlier one not finite) every array of the state stays as it was. Wrapped
-    there and not as one ``where(keep, new, old)`` over the whole state after the step:
-    the update goes on with the state as kept, so XLA never holds the old state next to the
-    new one (the select after the step cost S 80-100 us a step here: copies)."""
-    keep, apply, xp = optimizer.keep, optimizer.apply, optimizer.xp
-
-    def guarded_keep(layer: Any, name: str, kind: str, value: Any) -> Any:
-        if "keep" in checked:
-            value = xp.where(checked["keep"], value, getattr(layer, layer.state_name(name, kind)))
-        return keep(layer, name, kind, value)
-
-    def guarded_apply(layer: Any, name: str, updates: Any) -> None:
-        if "keep" in checked:  # w + 0 is w: a dropped step leaves the parameter as it was
-            updates = xp.where(checked["keep"], updates, 0.0)
-        apply(layer, name, updates)
-
-    optimizer.keep, optimizer.apply = guarded_keep, guarded_apply
-    try:
-        yield
-    finally:
-        del optimizer.keep, optimizer.apply

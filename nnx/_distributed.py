@@ -28,9 +28,9 @@ from typing import Any
 from backends import BackendError, install_hint
 from nnx import _replica as worker
 from nnx import _state, _version
-from nnx._compiled import signature
 from nnx._runners import Eager, kept
 from nnx._step import NonFiniteLossError, batches
+from nnx._tracing import signature
 
 __all__ = ["DataParallel"]
 
@@ -69,7 +69,7 @@ class DataParallel(Eager):
         client = _client()
         runners = kept(model)
         runner = runners.get("data_parallel")
-        if runner is None or runner.client is not client or runner.signature != signature(model, 0):
+        if runner is None or runner.client is not client or runner.signature != signature(model):
             runner = runners["data_parallel"] = cls(model, client)
         runner.guard = guard
         return runner  # type: ignore[no-any-return]
@@ -78,7 +78,7 @@ class DataParallel(Eager):
         _check_workers(client)
         super().__init__(model)
         self.client = client
-        self.signature = signature(model, 0)
+        self.signature = signature(model)
         for layer in model.trainable_layers:  # zeros, as the first update would make them
             for name in layer.parameters:
                 for kind in model.optimizer.state_kinds if model.optimizer else ():

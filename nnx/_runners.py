@@ -16,8 +16,9 @@ import weakref
 from typing import Any
 
 from nnx import _state
-from nnx._compiled import CompiledStep, signature
+from nnx._compiled import CompiledStep
 from nnx._step import batches
+from nnx._tracing import signature
 
 __all__ = ["Compiled", "Eager", "Lazy", "kept", "materialize_state"]
 
@@ -119,9 +120,11 @@ class Compiled(Eager):
         model = self.model
         runners = kept(model)
         step = runners.get(("compiled", self.guard))
-        if step is None or step.signature != signature(model, steps):
+        if step is None or step.signature != signature(model):
+            traced = 0 if step is None else step.traces  # traces counts them all
             step = runners["compiled", self.guard] = CompiledStep(model, self.guard, steps)
-        step.prepare()
+            step.traces = traced
+        step.prepare(steps)
         self.compiled = model.compiled_step = step
         self._unread: list[Any] = []  # divergence records not read yet, oldest first
         self._next_look = 0.0

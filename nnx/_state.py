@@ -13,7 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["declared", "get_state", "host_state", "set_state", "state_slots"]
+from nnx._checks import whole_number
+from nnx._xp import is_host_data
+
+__all__ = ["declared", "get_state", "host_state", "non_finite", "set_state", "state_slots"]
 
 ITERATIONS = "optimizer.iterations"
 
@@ -60,6 +63,18 @@ def host_state(layers: list[Any], optimizer: Any) -> dict[str, Any]:
         counter = optimizer.backend.asarray(optimizer.iterations, optimizer.xp.int64)
         state[ITERATIONS] = optimizer.backend.to_numpy(counter).copy()
     return state
+
+
+def non_finite(layers: list[Any], optimizer: Any) -> str | None:
+    """The key of the first array of the state that holds NaN or infinity, or None: one read
+    from the device for the whole state (the training loop asks at its boundaries)."""
+    state = get_state(layers, optimizer)
+    state.pop(ITERATIONS, None)
+    if not state:
+        return None
+    xp, backend = layers[0].xp, layers[0].backend
+    flags = backend.to_numpy(xp.stack([xp.all(xp.isfinite(a)) for a in state.values()]))
+    return next((key for key, ok in zip(state, flags.tolist(), strict=True) if not ok), None)
 
 
 def set_state(layers: list[Any], optimizer: Any, state: dict[str, Any]) -> None:
@@ -119,11 +134,15 @@ def _slots(layers: list[Any], optimizer: Any) -> Iterator[tuple[str, Any, str, s
 
 
 def _iterations(optimizer: Any, value: Any) -> int:
-    """The step counter as a Python int, from a 0-d integer array or an int."""
-    host = optimizer.backend.to_numpy(optimizer.adopt(value, ITERATIONS))
-    if host.shape != () or host.dtype.kind not in "iu" or int(host) < 0:
+    """The step counter as a Python int, from a 0-d integer array or an int. Host data is
+    read as it is: through a backend without 64-bit integers (JAX) 2**31 would wrap."""
+    if not is_host_data(value):
+        value = optimizer.backend.to_numpy(optimizer.adopt(value, ITERATIONS))
+    number = whole_number(value) if tuple(getattr(value, "shape", ())) == () else None
+    if number is None or number < 0:
+        shape, dtype = tuple(getattr(value, "shape", ())), getattr(value, "dtype", type(value))
         raise ValueError(
-            f"expected {ITERATIONS} as one whole number >= 0, got an array of shape "
-            f"{tuple(host.shape)} and dtype {host.dtype}."
+            f"expected {ITERATIONS} as one whole number >= 0, got {value!r} (shape {shape}, "
+            f"dtype {dtype})."
         )
-    return int(host)
+    return number

@@ -16,7 +16,8 @@ __all__ = ["Figure", "Figures", "NonFiniteLossError", "Passes", "batches"]
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; training stopped before that step's update."""
+    """The loss became NaN or infinite (training stopped before that step's update), or the
+    training state did while the loss stayed finite (found where the loop reads figures)."""
 
 
 class Passes:

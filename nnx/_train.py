@@ -16,7 +16,7 @@ from typing import Any
 from tqdm import tqdm
 
 from nnx import _record as record
-from nnx import io
+from nnx import _state, io
 from nnx._checks import whole_number
 from nnx._interrupt import CtrlC, say_stopped
 from nnx._step import Figure, NonFiniteLossError, batches
@@ -171,7 +171,10 @@ class TrainLoop:
                 )
             if self.ctrl_c.pressed:
                 break
-        if self._diverged_late(epoch, now=self._must_read(epoch)):
+        boundary = self._must_read(epoch)
+        if self._diverged_late(epoch, now=boundary):
+            return False
+        if boundary and self.on_nan != "ignore" and self._state_diverged(epoch):
             return False
         total, data_loss, reg_loss, accuracy = self.runner.epoch_figures()
         lr = model.optimizer.current_learning_rate
@@ -225,6 +228,25 @@ class TrainLoop:
             del values[bad_epoch - 1 :]
         self.model.optimizer.restore_iterations(at)
         self._diverged(NonFiniteLossError(loss), bad_epoch, step)
+        return True
+
+    def _state_diverged(self, epoch: int) -> bool:
+        """Whether an array of the training state (a parameter, an optimizer's cache) holds
+        NaN or infinity while the loss stayed finite (inputs of 1e30 overflow Adam's cache):
+        checked where the loop reads the device anyway, not every step."""
+        model = self.model
+        key = _state.non_finite(model.layers, model.optimizer)
+        if key is None:
+            return False
+        message = (
+            f"Model.train: after epoch {epoch}, {key} holds NaN or infinity although the loss "
+            "stayed finite: the inputs or the gradients are too large for the model's dtype. "
+            "Training stopped; the model's state is not finite now: scale the inputs or lower "
+            "the learning rate, and train again or resume from a checkpoint."
+        )
+        if self.on_nan == "raise":
+            raise NonFiniteLossError(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
         return True
 
     def _diverged(self, err: NonFiniteLossError, epoch: int, step: int) -> None:

@@ -105,6 +105,15 @@ def _save(model: Any, path: Path, kind: str, training: dict[str, Any] | None = N
         for key in PARTS:
             spec[key] = part_spec(getattr(model, key), key)
     tensors = host_state(model.layers, model.optimizer if kind == "model" else None)
+    for name, tensor in tensors.items():
+        # A file that load and resume refuse is worse than none: the last good one stays.
+        if tensor.dtype.kind == "f" and not np.all(np.isfinite(tensor)):
+            where = "Model.save" if kind == "model" else "Model.save_parameters"
+            where = "Model.train: checkpoint" if training is not None else where
+            raise ValueError(
+                f"{where}: {name} holds NaN or infinity (a diverged run); nothing was written, "
+                f"and {path} is left as it was. Load an earlier file, or train again."
+            )
     write(path, tensors, {**spec, "tensors": list(tensors)})
 
 

@@ -1,0 +1,106 @@
+"""What a compiled step reads as constants, and what it refuses: the checks that keep a traced
+step honest (``nnx._compiled``).
+
+A compiled step bakes the parts' Python numbers in (``signature``: a change makes a new step),
+counts in 32-bit integers, returns a new array for every slot of the state, and cannot run a
+part's code that reads an array's values on the host. Each of those limits is refused here
+with a message that names the cause, rather than wrapping, untying or failing deep in the
+compiler. And the step's NaN guard, which wraps the optimizer's two state writers for the
+trace (``guarded``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from nnx._step import NonFiniteLossError
+
+__all__ = ["MAX_COUNT", "MAX_PROGRAMS", "guarded", "name_the_part", "refuse_tied", "signature"]
+
+
+def signature(model: Any) -> tuple[Any, ...]:
+    """The Python numbers (and strings, flags) a step of ``model`` reads, as each part
+    declares them (``config()``): a compiled step is valid while these stay the same.
+    Copies, so that a list changed in place later counts as a change."""
+    parts = [*model.layers, model.loss, model.optimizer, model.accuracy]
+    return tuple(
+        (type(part), tuple(sorted(copy.deepcopy(part.config()).items())))
+        for part in parts
+        if part is not None
+    )
+
+
+# The step counter and the divergence record's iteration are int32 on the device: JAX has no
+# 64-bit integers unless its x64 mode is on.
+MAX_COUNT = 2**31 - 1
+# Programs one compiled step keeps (one per batch shape) before it warns and starts afresh.
+MAX_PROGRAMS = 8
+
+
+def refuse_tied(slots: dict[str, tuple[Any, str]]) -> None:
+    """Refuse parameters shared by two layers (tied weights): the compiled step returns a new
+    array for each slot, which would untie them after one step."""
+    seen: dict[int, str] = {}
+    for key, (holder, name) in slots.items():
+        other = seen.setdefault(id(getattr(holder, name)), key)
+        if other != key:
+            raise ValueError(
+                f"Model.train: {other} and {key} are one array (tied parameters); the compiled "
+                "step keeps every parameter apart, so it would untie them. Train with "
+                "compile=False, or give each layer its own array."
+            )
+
+
+def name_the_part(err: Exception, model: Any) -> None:
+    """Raise a TypeError naming the model's layer (or part) in whose code ``err`` was raised
+    while the step was traced, if any: a layer that reads an array's values on the host
+    (``float()``, an ``if`` on an array) cannot be compiled. Else return."""
+    parts = {id(part): part for part in model.parts()}
+    culprit, tb = None, err.__traceback__
+    while tb is not None:  # the innermost frame of a part's own method
+        me = tb.tb_frame.f_locals.get("self")
+        culprit = parts.get(id(me), culprit)
+        tb = tb.tb_next
+    if culprit is None or isinstance(err, NonFiniteLossError):
+        return
+    where = (
+        f"layer {model.layers.index(culprit)} ({culprit})"
+        if culprit in model.layers
+        else type(culprit).__name__
+    )
+    raise TypeError(
+        f"Model.train: the compiled step cannot trace {where}: {type(err).__name__}: "
+        f"{str(err).splitlines()[0] if str(err) else ''}. In a compiled step a part computes "
+        "with its backend's xp only: no float(), no if on an array's values, no NumPy calls. "
+        "Rewrite it so, or train with compile=False."
+    ) from err
+
+
+@contextmanager
+def guarded(optimizer: Any, checked: dict[str, Any]) -> Iterator[None]:
+    """The step's NaN guard, without a host read: the optimizer's two state writers (``keep``
+    and ``apply``) wrapped for the block, so that while ``checked["keep"]`` is False (this
+    loss or an earlier one not finite) every array of the state stays as it was. Wrapped
+    there and not as one ``where(keep, new, old)`` over the whole state after the step:
+    the update goes on with the state as kept, so XLA never holds the old state next to the
+    new one (the select after the step cost S 80-100 us a step here: copies)."""
+    keep, apply, xp = optimizer.keep, optimizer.apply, optimizer.xp
+
+    def guarded_keep(layer: Any, name: str, kind: str, value: Any) -> Any:
+        if "keep" in checked:
+            value = xp.where(checked["keep"], value, getattr(layer, layer.state_name(name, kind)))
+        return keep(layer, name, kind, value)
+
+    def guarded_apply(layer: Any, name: str, updates: Any) -> None:
+        if "keep" in checked:  # w + 0 is w: a dropped step leaves the parameter as it was
+            updates = xp.where(checked["keep"], updates, 0.0)
+        apply(layer, name, updates)
+
+    optimizer.keep, optimizer.apply = guarded_keep, guarded_apply
+    try:
+        yield
+    finally:
+        del optimizer.keep, optimizer.apply
