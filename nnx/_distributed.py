@@ -1,8 +1,9 @@
 """Data-parallel training on a Dask cluster: coarse tasks, one reduction per step.
 
-The one module of nnx that talks to ``dask.distributed`` (a host boundary, as ``io`` is for
-files). On the ``dask`` backend, with a ``distributed.Client`` active and the data as dask
-arrays, a training step is a handful of tasks instead of one per array operation per chunk:
+With ``nnx._cluster``, the one module of nnx that talks to ``dask.distributed`` (a host
+boundary, as ``io`` is for files). On the ``dask`` backend, with a ``distributed.Client``
+active and the data as dask arrays, a training step is a handful of tasks instead of one per
+array operation per chunk:
 
 1. per chunk of the batch, on the worker that holds it: nnx's own forward and backward pass
    on the worker's NumPy (a copy of the model, ``nnx._replica``), returning the chunk's
@@ -16,6 +17,11 @@ arrays, a training step is a handful of tasks instead of one per array operation
 The layers hold the new state as dask arrays over those futures, so everything else in nnx
 (files, ``Model.to``, the fine-grained path) reads them as before. Only the step's figures
 (three numbers) come to the host, and only when read: printing, the NaN check.
+
+A cluster can lose a worker, and with it the futures of the state. So at the loop's boundaries
+(where it reads the device anyway: a print, validation, a checkpoint, the end of the call) the
+runner brings the state to the client; a step that fails puts that copy back on the layers and
+ends ``train`` with one error that says what happened, and the model stays usable.
 """
 
 from __future__ import annotations
@@ -25,9 +31,10 @@ import operator
 import uuid
 from typing import Any
 
-from backends import BackendError, install_hint
+from nnx import _cluster as cluster
 from nnx import _replica as worker
-from nnx import _state, _version
+from nnx import _state
+from nnx._cluster import Survivor
 from nnx._runners import Eager, kept
 from nnx._step import NonFiniteLossError, batches
 from nnx._tracing import signature
@@ -41,7 +48,7 @@ _IN_FLIGHT = 2
 _N_FIGURES = 9  # what _figures returns
 
 
-class DataParallel(Eager):
+class DataParallel(Survivor, Eager):
     """``model``'s training step, evaluation and prediction as coarse tasks on ``client``.
 
     Every task gets a name of its own (``nnx-<kind>-<run>-<count>``): dask would otherwise
@@ -59,14 +66,16 @@ class DataParallel(Eager):
         """
         if model.backend.lazy is None or not hasattr(X, "__dask_graph__"):
             return False
-        return not any(layer.draws_on_host for layer in model.layers) and _client() is not None
+        return (
+            not any(layer.draws_on_host for layer in model.layers) and cluster.client() is not None
+        )
 
     @classmethod
     def make(cls, model: Any, guard: bool = True) -> DataParallel:
         """The model's runner on the active Client, kept while the client and the parts'
         Python numbers stay the same: the workers' copy holds those numbers (Adam's betas,
         ...), so a change of any makes a new copy, as it makes a new compiled step."""
-        client = _client()
+        client = cluster.client()
         runners = kept(model)
         runner = runners.get("data_parallel")
         if runner is None or runner.client is not client or runner.signature != signature(model):
@@ -75,7 +84,7 @@ class DataParallel(Eager):
         return runner  # type: ignore[no-any-return]
 
     def __init__(self, model: Any, client: Any) -> None:
-        _check_workers(client)
+        cluster.check_workers(client)
         super().__init__(model)
         self.client = client
         self.signature = signature(model)
@@ -95,6 +104,7 @@ class DataParallel(Eager):
         self.held: list[Any] = []  # the arrays the layers got from them
         self.sent: list[Any] = []  # a future of each step in flight, oldest first
         self.figures: Any = None
+        self.saved: tuple[Any, ...] | None = None  # the state on the client, at a boundary
         self.run, self.count = uuid.uuid4().hex[:12], 0
 
     def _key(self, kind: str, *index: int) -> str:
@@ -103,6 +113,14 @@ class DataParallel(Eager):
     # -- training ------------------------------------------------------------------------------
     def step(self, X: Any, y: Any) -> tuple[Any, Any, Any]:
         """One step; returns (data loss, regularization loss, accuracy) of the batch."""
+        try:
+            return self._step(X, y)
+        except NonFiniteLossError:
+            raise
+        except Exception as err:  # the cluster's: a lost worker, FutureCancelledError
+            self._lost(err)
+
+    def _step(self, X: Any, y: Any) -> tuple[Any, Any, Any]:
         from distributed import wait
 
         guard = self.guard
@@ -113,7 +131,7 @@ class DataParallel(Eager):
         n = X.shape[0]
         parts = [
             self._record(worker.gradients, "gradients", self.replica, params, x, t, rows / n)
-            for x, t, rows in _chunks(X, y)
+            for x, t, rows in cluster.chunks(X, y)
         ]
         optimizer.pre_update_params()
         previous = None if model.loss.accumulated_count == 0 else self.figures
@@ -169,7 +187,7 @@ class DataParallel(Eager):
         from dask import delayed
 
         now = [getattr(holder, name) for holder, name in [*self.params, *self.extra]]
-        if len(now) == len(self.held) and all(a is b for a, b in zip(now, self.held)):  # noqa: B905
+        if self.state and self._holding():
             return self.state[0], self.state[1]
         n = len(self.params)
         # Named by this run: a key made from the arrays' names could be one that the
@@ -189,7 +207,7 @@ class DataParallel(Eager):
         self.state, self.held = [params, extra], []
         for future, slots in ((params, self.params), (extra, self.extra)):
             for i, (holder, name) in enumerate(slots):
-                array = _item(future, i, getattr(holder, name), self._key(name, i))
+                array = cluster.item(future, i, getattr(holder, name), self._key(name, i))
                 setattr(holder, name, array)
                 self.held.append(array)
 
@@ -209,10 +227,13 @@ class DataParallel(Eager):
         parts = [
             self._record(worker.losses, "losses", self.replica, params, x, t)
             for batch_X, batch_y in batches(self.model.backend.xp, X, y, batch_size)
-            for x, t, _ in _chunks(batch_X, batch_y)
+            for x, t, _ in cluster.chunks(batch_X, batch_y)
         ]
         total = self._record(worker.add_sums, "sum", *self._tree(parts, worker.add_sums))
-        loss_sum, rows, hits, compared, _ = self.client.compute(total).result()
+        try:
+            loss_sum, rows, hits, compared, _ = self.client.compute(total).result()
+        except Exception as err:  # the cluster's, as in a step
+            self._lost(err)
         accuracy = hits / max(compared, 1) if self.model.accuracy is not None else math.nan
         return loss_sum / max(rows, 1), accuracy
 
@@ -232,65 +253,6 @@ class DataParallel(Eager):
                 name=self._key("predict", len(self._tasks)),
             )
             for batch_X, _ in batches(self.model.backend.xp, X, None, batch_size)
-            for x, _, rows in _chunks(batch_X, None)
+            for x, _, rows in cluster.chunks(batch_X, None)
         ]
         return blocks[0] if len(blocks) == 1 else da.concatenate(blocks)
-
-
-def _client() -> Any:
-    """The active ``distributed.Client``, or None (dask's local threads, where coarse tasks
-    gain nothing)."""
-    try:
-        from distributed import get_client
-
-        return get_client()
-    except (ImportError, ValueError):
-        return None
-
-
-def _item(future: Any, index: int, like: Any, name: str) -> Any:
-    """Item ``index`` of the list behind ``future`` as a dask array of one chunk, shaped
-    like ``like``: a graph of one task (``getitem``), run only when the array is read."""
-    import dask.array as da
-    from dask.array.utils import meta_from_array
-    from dask.highlevelgraph import HighLevelGraph
-    from dask.task_spec import Task, TaskRef
-
-    key = (name,) + (0,) * like.ndim
-    tasks = {key: Task(key, operator.getitem, TaskRef(future.key), index), future.key: future}
-    graph = HighLevelGraph.from_collections(name, tasks, dependencies=[])
-    chunks = tuple((n,) for n in like.shape)
-    return da.Array(graph, name, chunks, dtype=like.dtype, meta=meta_from_array(like))
-
-
-def _chunks(X: Any, y: Any) -> list[tuple[Any, Any, int]]:
-    """(X block, y block, rows) per chunk along the samples, as Delayed objects."""
-    if len(X.chunks) > 1 and len(X.chunks[1]) > 1:
-        X = X.rechunk({1: -1})  # a sample's features together: a chunk is whole samples
-    xs = X.to_delayed(optimize_graph=False).ravel()
-    if y is None:
-        return [(x, None, rows) for x, rows in zip(xs, X.chunks[0], strict=True)]
-    y = y.rechunk({0: X.chunks[0], **{axis: -1 for axis in range(1, y.ndim)}})
-    ys = y.to_delayed(optimize_graph=False).ravel()
-    return list(zip(xs, ys, X.chunks[0], strict=True))
-
-
-def _check_workers(client: Any) -> None:
-    """Every worker runs nnx's own code on its chunks: it needs the client's nnx."""
-    found = client.run(worker.nnx_version, on_error="return")
-    wrong = {
-        address: version
-        for address, version in found.items()
-        if isinstance(version, BaseException) or version != _version.__version__
-    }
-    if wrong:
-        address, version = next(iter(wrong.items()))
-        got = f"cannot import nnx ({version!r})" if isinstance(version, BaseException) else (
-            f"has nnx=={version}"
-        )  # fmt: skip
-        raise BackendError(
-            f"Model.train on dask: {len(wrong)} of {len(found)} workers cannot run nnx's "
-            f"step; worker {address} {got}, expected nnx=={_version.__version__} as here. Install "
-            f"the same nnx on every worker ({install_hint('dask')}, at the commit the client "
-            "runs) and restart them."
-        )

@@ -50,6 +50,15 @@ class Eager:
     def prepare(self, steps: int) -> None:
         """Ready for a ``train`` call of ``steps`` steps an epoch."""
 
+    def boundary(self, last: bool, check: bool) -> str | None:
+        """The loop reads the device here (a printed line, validation, a checkpoint, or the
+        end of the call: ``last``); with ``check``, the key of an array of the state that
+        holds NaN or infinity, else None (one read for the whole state). A runner may also
+        keep what it needs to recover from a failure (the Dask runner brings the state to the
+        client, and checks it there)."""
+        model = self.model
+        return _state.non_finite(model.layers, model.optimizer) if check else None
+
     def step(self, X: Any, y: Any) -> tuple[Any, Any, Any]:
         """One training step; (data loss, regularization loss, accuracy) of the batch."""
         return self.model.train_step(X, y, self.guard)  # type: ignore[no-any-return]

@@ -16,7 +16,7 @@ from typing import Any
 from tqdm import tqdm
 
 from nnx import _record as record
-from nnx import _state, io
+from nnx import io
 from nnx._checks import whole_number
 from nnx._interrupt import CtrlC, say_stopped
 from nnx._step import Figure, NonFiniteLossError, batches
@@ -174,8 +174,12 @@ class TrainLoop:
         boundary = self._must_read(epoch)
         if self._diverged_late(epoch, now=boundary):
             return False
-        if boundary and self.on_nan != "ignore" and self._state_diverged(epoch):
-            return False
+        if boundary:
+            last = epoch == self.epochs or self.ctrl_c.pressed
+            bad = self.runner.boundary(last, check=self.on_nan != "ignore")
+            if bad is not None:
+                self._state_diverged(epoch, bad)
+                return False
         total, data_loss, reg_loss, accuracy = self.runner.epoch_figures()
         lr = model.optimizer.current_learning_rate
         self._record(
@@ -230,14 +234,10 @@ class TrainLoop:
         self._diverged(NonFiniteLossError(loss), bad_epoch, step)
         return True
 
-    def _state_diverged(self, epoch: int) -> bool:
-        """Whether an array of the training state (a parameter, an optimizer's cache) holds
+    def _state_diverged(self, epoch: int, key: str) -> None:
+        """An array of the training state (a parameter, an optimizer's cache), ``key``, holds
         NaN or infinity while the loss stayed finite (inputs of 1e30 overflow Adam's cache):
-        checked where the loop reads the device anyway, not every step."""
-        model = self.model
-        key = _state.non_finite(model.layers, model.optimizer)
-        if key is None:
-            return False
+        the runner found it where the loop reads the device anyway, not every step."""
         message = (
             f"Model.train: after epoch {epoch}, {key} holds NaN or infinity although the loss "
             "stayed finite: the inputs or the gradients are too large for the model's dtype. "
@@ -247,7 +247,6 @@ class TrainLoop:
         if self.on_nan == "raise":
             raise NonFiniteLossError(message)
         warnings.warn(message, RuntimeWarning, stacklevel=4)
-        return True
 
     def _diverged(self, err: NonFiniteLossError, epoch: int, step: int) -> None:
         lr = self.model.optimizer.current_learning_rate
