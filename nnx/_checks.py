@@ -70,8 +70,8 @@ def class_targets(self: Any, y_pred: Any, y_true: Any, where: str) -> None:
             f"{where}: expected class labels as integers, got dtype {y_true.dtype}; convert "
             "them first (y.astype(int)), or pass one-hot rows."
         )
-    if shape[0] == 0:
-        return
+    if shape[0] == 0 or self.backend.stands_for_arrays(y_true):
+        return  # traced (nnx.compile): reading the labels would stall the compiler
     low, high = int(xp.min(y_true)), int(xp.max(y_true))
     if low < 0 or high >= n_classes:
         raise ValueError(

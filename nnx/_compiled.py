@@ -40,8 +40,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from nnx import _state, _xp
+from nnx import _tracing as tracing
 from nnx._step import Figure, Figures
-from nnx._tracing import MAX_COUNT, MAX_PROGRAMS, guarded, name_the_part, refuse_tied, signature
 
 __all__ = ["CompiledStep"]
 
@@ -71,7 +71,7 @@ class CompiledStep:
             raise ValueError(f"{backend.name} cannot compile a function.")
         self.model, self.guard, self.steps, self.traces = model, guard, steps, 0
         self.backend, self.xp = backend, backend.xp
-        self.signature = signature(model)
+        self.signature = tracing.signature(model)
         parts = model.parts()
         # The declared state beside the model's own (``Model.get_state``): the running sums,
         # carried as arrays, and their counts, which the host keeps (``_counts``: what a step
@@ -105,10 +105,10 @@ class CompiledStep:
         while the next epoch runs.
         """
         model, optimizer, host = self.model, self.model.optimizer, self.backend.asarray
-        if optimizer.iterations > MAX_COUNT - 1:  # the step adds one, in int32
+        if optimizer.iterations > tracing.MAX_COUNT - 1:  # the step adds one, in int32
             raise ValueError(
                 f"Model.train: optimizer.iterations={optimizer.iterations} does not fit the "
-                f"compiled step's 32-bit counter (at most {MAX_COUNT}); train with "
+                f"compiled step's 32-bit counter (at most {tracing.MAX_COUNT}); train with "
                 "compile=False, which counts in Python integers."
             )
         for layer in model.trainable_layers:
@@ -116,7 +116,7 @@ class CompiledStep:
                 for kind in optimizer.state_kinds:
                     optimizer.state(layer, name, kind)
         slots = _state.state_slots(model.layers, optimizer)
-        refuse_tied(slots)
+        tracing.refuse_tied(slots)
         self._slots = list(slots.values())
         for part in model.parts():
             part.clear_step()
@@ -150,7 +150,10 @@ class CompiledStep:
                 state, self._zeros if fresh else self._sums, self.record, X, y, drawn, factors
             )
         except Exception as err:  # a trace that failed: name the part, as export does
-            name_the_part(err, self.model)
+            where = "Model.train: the compiled step"
+            tracing.name_the_part(
+                err, self.model.parts(), tracing.in_model(self.model), where, "pass compile=False"
+            )
             raise
         self._iterations = state.pop()
         _put(self._slots, state)
@@ -168,15 +171,15 @@ class CompiledStep:
 
     def _new_program(self) -> None:
         """Before a batch shape's first step, which traces and compiles a new program: past
-        ``MAX_PROGRAMS`` of them, say why training keeps compiling, and let the old programs
-        go (memory would grow with every one)."""
-        if len(self._counts) < MAX_PROGRAMS:
+        ``MAX_PROGRAMS`` of them, say why training keeps compiling, and let the old programs go
+        (memory would grow with every one)."""
+        if len(self._counts) < (most := tracing.MAX_PROGRAMS):
             return
         warnings.warn(
             f"Model.train: the compiled step was traced {self.traces} times: a batch shape it "
-            f"has not seen (now {MAX_PROGRAMS} of them) compiles a new program, which costs "
-            "seconds. Keep one batch_size across train calls (the last batch of an epoch may "
-            "differ), or pass compile=False.",
+            f"has not seen (now {most} of them) compiles a new program, which costs seconds. "
+            "Keep one batch_size across train calls (the last batch of an epoch may differ), "
+            "or pass compile=False.",
             RuntimeWarning,
             stacklevel=5,
         )
@@ -256,7 +259,7 @@ class CompiledStep:
             finite = xp.isfinite(loss)
             checked.update(loss=loss, finite=finite, keep=finite & ~record[0])
 
-        with self._borrowed(), _xp.plain_operations(), guarded(optimizer, checked):
+        with self._borrowed(), _xp.plain_operations(), tracing.guarded(optimizer, checked):
             _put(self._slots, state[:-1])
             _put(self._sum_slots, sums)
             _put(self._count_slots, [0] * len(self._count_slots))

@@ -12,13 +12,21 @@ trace (``guarded``).
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from nnx._step import NonFiniteLossError
 
-__all__ = ["MAX_COUNT", "MAX_PROGRAMS", "guarded", "name_the_part", "refuse_tied", "signature"]
+__all__ = [
+    "MAX_COUNT",
+    "MAX_PROGRAMS",
+    "guarded",
+    "in_model",
+    "name_the_part",
+    "refuse_tied",
+    "signature",
+]
 
 
 def signature(model: Any) -> tuple[Any, ...]:
@@ -54,29 +62,36 @@ def refuse_tied(slots: dict[str, tuple[Any, str]]) -> None:
             )
 
 
-def name_the_part(err: Exception, model: Any) -> None:
-    """Raise a TypeError naming the model's layer (or part) in whose code ``err`` was raised
-    while the step was traced, if any: a layer that reads an array's values on the host
-    (``float()``, an ``if`` on an array) cannot be compiled. Else return."""
-    parts = {id(part): part for part in model.parts()}
+def name_the_part(
+    err: Exception, parts: list[Any], describe: Callable[[Any], str], caller: str, instead: str
+) -> None:
+    """Raise a TypeError naming the part of ``parts`` (as ``describe`` names it) in whose code
+    ``err`` was raised while ``caller`` traced it, if any: a part that reads an array's values
+    on the host (``float()``, an ``if`` on an array) cannot be compiled. Else return."""
+    known = {id(part): part for part in parts}
     culprit, tb = None, err.__traceback__
     while tb is not None:  # the innermost frame of a part's own method
-        me = tb.tb_frame.f_locals.get("self")
-        culprit = parts.get(id(me), culprit)
+        culprit = known.get(id(tb.tb_frame.f_locals.get("self")), culprit)
         tb = tb.tb_next
     if culprit is None or isinstance(err, NonFiniteLossError):
         return
-    where = (
-        f"layer {model.layers.index(culprit)} ({culprit})"
-        if culprit in model.layers
-        else type(culprit).__name__
-    )
     raise TypeError(
-        f"Model.train: the compiled step cannot trace {where}: {type(err).__name__}: "
-        f"{str(err).splitlines()[0] if str(err) else ''}. In a compiled step a part computes "
-        "with its backend's xp only: no float(), no if on an array's values, no NumPy calls. "
-        "Rewrite it so, or train with compile=False."
+        f"{caller} cannot trace {describe(culprit)}: {type(err).__name__}: "
+        f"{str(err).splitlines()[0] if str(err) else ''}. Compiled, a part computes with its "
+        f"backend's xp only: no float(), no if on an array's values, no NumPy calls. Rewrite "
+        f"it so, or {instead}."
     ) from err
+
+
+def in_model(model: Any) -> Callable[[Any], str]:
+    """How errors name a part of ``model``: ``layer 1 (Dense(...))``, or the part's class."""
+
+    def describe(part: Any) -> str:
+        if part in model.layers:
+            return f"layer {model.layers.index(part)} ({part})"
+        return type(part).__name__
+
+    return describe
 
 
 @contextmanager

@@ -1,0 +1,256 @@
+"""``nnx.compile``: a function of nnx parts, compiled by their backend's compiler (the idea of
+flax.nnx's ``nnx.jit``), so the book's own loop runs compiled.
+
+The book's chapter-10 epoch is a function of the parts it uses::
+
+    @nnx.compile
+    def epoch(dense1, activation1, dense2, loss_activation, optimizer, X, y):
+        dense1.forward(X)
+        ...
+        optimizer.post_update_params()
+        return loss, loss_activation.output
+
+Each call carries the declared state of the parts passed as arguments in (parameters, the
+optimizer's state, its counter and the step's factors, running sums), runs the unchanged
+stateful code on it, and writes the new state back. The function is traced once per argument
+shapes and Python values (and the parts' numbers, ``config()``): Python numbers among the
+arguments are static, and a new value compiles again. Afterwards no part holds a traced value:
+the arrays of one step (``output``, ``dweights``) are gone, so return what the caller reads,
+and ``optimizer.iterations`` and ``current_learning_rate`` are Python numbers again, counted on
+the host (the program's calls of ``post_update_params``), so the book's print line works
+between calls without a read from the device. On a backend without a compiler the function
+runs as it is.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from nnx import _state, _xp
+from nnx._component import Component, common_backend
+from nnx._layer import Layer
+from nnx._tracing import name_the_part
+from nnx.optimizers import Optimizer
+
+__all__ = ["compile"]
+
+
+def compile(function: Callable[..., Any]) -> Callable[..., Any]:  # noqa: A001
+    """``function``, compiled by the backend of the nnx parts passed to it (see the module's
+    text). Usable as a decorator; ``.traces`` counts the traces."""
+    return CompiledFunction(function)
+
+
+class CompiledFunction:
+    """A function of nnx parts and arrays, run as its backend's compiled code."""
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        functools.update_wrapper(self, function)
+        self.function, self.traces = function, 0
+        self._programs: dict[Any, tuple[Any, dict[str, Any]]] = {}
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        given = [*args, *kwargs.values()]
+        parts = _all_parts([value for value in given if isinstance(value, Component)])
+        if not parts:
+            raise TypeError(
+                f"nnx.compile: {self.function.__name__} got no nnx parts (layers, losses, "
+                "optimizers) as arguments; pass the parts it uses as arguments."
+            )
+        try:
+            backend = common_backend(parts)
+        except TypeError as err:
+            raise TypeError(f"nnx.compile: {str(err).split(': ', 1)[1]}") from None
+        if backend.compiler is None:
+            return self.function(*args, **kwargs)
+        for part in parts:
+            if getattr(part, "draws_on_host", False):
+                raise TypeError(
+                    f"nnx.compile: {part} draws its random numbers on the host; a compiled "
+                    "function would freeze one draw. Call it without nnx.compile, or train the "
+                    "model with Model.train, which hands the draws in."
+                )
+        optimizers = [part for part in parts if isinstance(part, Optimizer)]
+        layers = [part for part in parts if isinstance(part, Layer)]
+        for optimizer in optimizers:  # zeros, as the first update makes them: a fixed state
+            for layer in layers:
+                for name in layer.parameters:
+                    for kind in optimizer.state_kinds:
+                        optimizer.state(layer, name, kind)
+        slots = _slots(parts, layers, optimizers)
+        for holder, name in slots:  # a running sum starts as the number 0.0: as an array of
+            # the dtype it will have (a weakly typed 0.0 would compile a second program)
+            if not _xp.is_array(value := getattr(holder, name)):
+                dtype = getattr(holder, "count_dtype", backend.dtype("float32"))
+                setattr(holder, name, backend.asarray(value, dtype))
+        arrays = [i for i, value in enumerate(given) if _xp.is_array(value)]
+        static = tuple(
+            ("part", parts.index(value)) if isinstance(value, Component) else
+            ("array",) if i in arrays else ("value", value)
+            for i, value in enumerate(given)
+        )  # fmt: skip
+        key = (static, tuple(kwargs), tuple(map(id, parts)), _numbers(parts))
+        try:
+            program = self._programs.get(key)
+        except TypeError:  # an unhashable argument: a list, a dict
+            raise TypeError(
+                f"nnx.compile: {self.function.__name__} takes nnx parts, arrays and hashable "
+                "values (numbers, strings, tuples), which are compiled in; got "
+                f"{', '.join(type(v).__name__ for v in given if not _static_ok(v))}."
+            ) from None
+        if program is None:
+            _refuse_hidden_parts(self.function, parts)
+            program = self._programs[key] = self._make(args, kwargs, parts, slots, optimizers)
+        compiled, counted = program
+        state = [getattr(holder, name) for holder, name in slots]
+        counters = [optimizer.iterations for optimizer in optimizers]
+        factors = [[getattr(o, name) for name in o.step_factors] for o in optimizers]
+        try:
+            new, result = compiled(state, counters, factors, [given[i] for i in arrays])
+        except Exception as err:
+            name_the_part(err, parts, str, "nnx.compile", "call the function without it")
+            raise
+        for (holder, name), value in zip(slots, new, strict=True):
+            setattr(holder, name, value)
+        for optimizer, steps in zip(optimizers, counted["steps"], strict=True):
+            if steps:  # the counter and the step's factors as the eager calls leave them
+                optimizer.restore_iterations(optimizer.iterations + steps)
+        for (holder, name), added in zip(_counts(parts), counted["counts"], strict=True):
+            setattr(holder, name, getattr(holder, name) + added)
+        return result
+
+    def _make(
+        self, args: Any, kwargs: Any, parts: list[Any], slots: Any, optimizers: list[Any]
+    ) -> tuple[Any, dict[str, Any]]:
+        """The compiled program for calls like this one, and what each call adds on the host
+        (``steps`` per optimizer, running ``counts``), filled in when it is traced."""
+        counted: dict[str, Any] = {}
+        count_slots = _counts(parts)
+        backend = parts[0].backend
+
+        def pure(state: Any, counters: Any, factors: Any, arrays: Any) -> Any:
+            self.traces += 1
+            given = [*args, *kwargs.values()]
+            for i, j in enumerate(i for i, value in enumerate(given) if _xp.is_array(value)):
+                given[j] = arrays[i]
+            call_args, call_kwargs = (
+                given[: len(args)],
+                dict(zip(kwargs, given[len(args) :], strict=True)),
+            )
+            with _borrowed(parts, slots, count_slots, optimizers), _xp.plain_operations():
+                _put(slots, state)
+                _put(count_slots, [0] * len(count_slots))
+                for optimizer, counter, numbers in zip(optimizers, counters, factors, strict=True):
+                    optimizer.iterations = counter
+                    _put([(optimizer, name) for name in optimizer.step_factors], numbers)
+                with _counting(optimizers) as steps:
+                    result = self.function(*call_args, **call_kwargs)
+                new = [getattr(holder, name) for holder, name in slots]
+                counted.update(steps=steps, counts=[getattr(h, n) for h, n in count_slots])
+            return new, result
+
+        return backend.compiler.compile(pure, donate=(0,)), counted
+
+
+def _all_parts(parts: list[Any]) -> list[Any]:
+    """``parts`` and the parts they hold (``parts`` declared: the fused loss's), once each."""
+    found: list[Any] = []
+    for part in parts:
+        for inner in [part, *_all_parts([getattr(part, name) for name in part.parts])]:
+            if all(inner is not seen for seen in found):
+                found.append(inner)
+    return found
+
+
+def _slots(parts: list[Any], layers: list[Any], optimizers: list[Any]) -> list[tuple[Any, str]]:
+    """The declared state of ``parts``: parameters, every optimizer's state for them, running
+    sums. Counters and factors travel apart (Python numbers on the host)."""
+    slots = [slot for o in optimizers for slot in _state.state_slots(layers, o).values()]
+    if not optimizers:
+        slots = list(_state.state_slots(layers, None).values())
+    unique = list(dict.fromkeys((id(holder), name) for holder, name in slots))
+    holders = {id(holder): holder for holder, _ in slots}
+    return [(holders[i], name) for i, name in unique] + _state.declared(parts, "sums")
+
+
+def _counts(parts: list[Any]) -> list[tuple[Any, str]]:
+    return _state.declared(parts, "counts")
+
+
+def _numbers(parts: list[Any]) -> tuple[Any, ...]:
+    """The Python numbers the parts read (``config()``), compiled in: copies, so that a list
+    changed in place counts as a change."""
+    return tuple((type(p), repr(sorted(copy.deepcopy(p.config()).items()))) for p in parts)
+
+
+def _refuse_hidden_parts(function: Callable[..., Any], parts: list[Any]) -> None:
+    """Refuse parts the function reaches through a closure or a global: their state would be
+    compiled in as constants and never written back."""
+    code = function.__code__  # type: ignore[attr-defined]
+    cells = zip(code.co_freevars, function.__closure__ or (), strict=True)  # type: ignore[attr-defined]
+    reached = [(name, cell.cell_contents) for name, cell in cells]
+    reached += [(name, function.__globals__.get(name)) for name in code.co_names]  # type: ignore[attr-defined]
+    for name, value in reached:
+        if isinstance(value, Component) and all(value is not part for part in parts):
+            raise TypeError(
+                f"nnx.compile: {function.__name__} uses {name} ({type(value).__name__}) "  # type: ignore[attr-defined]
+                "from outside (a closure or a global); its state would be compiled in and "
+                f"never updated. Pass {name} as an argument."
+            )
+
+
+@contextmanager
+def _borrowed(
+    parts: list[Any], slots: Any, count_slots: Any, optimizers: list[Any]
+) -> Iterator[None]:
+    """The parts as they were before the trace, after it: nothing traced stays on them."""
+    numbers = [(o, name) for o in optimizers for name in ("iterations", *o.step_factors)]
+    kept = [*slots, *count_slots, *numbers]
+    values = [getattr(holder, name) for holder, name in kept]
+    try:
+        yield
+    finally:
+        _put(kept, values)
+        for part in parts:
+            part.clear_step()
+
+
+@contextmanager
+def _counting(optimizers: list[Any]) -> Iterator[list[int]]:
+    """Each optimizer's calls of ``post_update_params`` in the block, counted on the host."""
+    steps = [0] * len(optimizers)
+
+    def counter(i: int, post: Callable[[], None]) -> Callable[[], None]:
+        def counted() -> None:
+            post()
+            steps[i] += 1
+
+        return counted
+
+    for i, optimizer in enumerate(optimizers):
+        optimizer.post_update_params = counter(i, optimizer.post_update_params)
+    try:
+        yield steps
+    finally:
+        for optimizer in optimizers:
+            del optimizer.post_update_params
+
+
+def _static_ok(value: Any) -> bool:
+    """Whether ``value`` can be compiled in (hashable), or needs not be (a part, an array)."""
+    if isinstance(value, Component) or _xp.is_array(value):
+        return True
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _put(slots: Any, values: Any) -> None:
+    for (holder, name), value in zip(slots, values, strict=True):
+        setattr(holder, name, value)
