@@ -34,7 +34,6 @@ the last epoch) and otherwise one epoch late, so the device runs ahead of the ho
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -56,8 +55,6 @@ class CompiledStep:
     guard : bool
         Keep a step with a non-finite loss from changing the state (``on_nan`` other than
         ``"ignore"``).
-    steps : int
-        Steps per epoch: the running sums start again after so many.
 
     Attributes
     ----------
@@ -65,11 +62,11 @@ class CompiledStep:
         How many times the step was traced (compiled): once per batch shape.
     """
 
-    def __init__(self, model: Any, guard: bool, steps: int) -> None:
+    def __init__(self, model: Any, guard: bool) -> None:
         backend = model.backend
         if backend.compiler is None:
             raise ValueError(f"{backend.name} cannot compile a function.")
-        self.model, self.guard, self.steps, self.traces = model, guard, steps, 0
+        self.model, self.guard, self.steps, self.traces = model, guard, 1, 0
         self.backend, self.xp = backend, backend.xp
         self.signature = tracing.signature(model)
         parts = model.parts()
@@ -79,16 +76,19 @@ class CompiledStep:
         self._sum_slots = _state.declared(parts, "sums")
         self._count_slots = _state.declared(parts, "counts")
         self._counts: dict[tuple[Any, ...], list[int]] = {}
+        self._epoch_counts = [0] * len(self._count_slots)  # the counts of the epoch so far
         self._draws: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
         self._drawing = any(layer.draws_on_host for layer in model.layers)
-        # The sums at an epoch's start, made once (a small array costs 70-150 us on JAX's CPU)
-        # and never donated: every epoch starts from them.
-        self._zeros = [
-            backend.asarray(0.0, getattr(part, "count_dtype", model.dtype))
-            for part, _ in self._sum_slots
-        ]
-        self._sums = self._zeros
+        # The running sums travel in one array with the step's figures (the sums, then the
+        # penalty): the figures of a step are the sums the next step starts from, and every
+        # array a call returns costs the host microseconds. At an epoch's start they are zeros,
+        # made once (a small array costs 70-150 us on JAX's CPU) and never donated.
+        self._zeros = backend.xp.zeros(
+            (len(self._sum_slots) + 1,), dtype=model.dtype, device=backend.device
+        )
+        self._figures = self._zeros
         self.record: tuple[Any, ...] = ()
+        self._finite: Any = None  # the compiled check of the state (non_finite)
         self._tripped = True
         self._place = 0  # the step's place in its epoch
         self._counted: int | None = None  # the count the device's array holds, when known
@@ -137,17 +137,17 @@ class CompiledStep:
         factors = tuple(getattr(optimizer, name) for name in optimizer.step_factors)
         key = (X.shape, y.shape)  # tuples, as the standard has them
         draws = self._draws.get(key)
-        if draws is None:
+        if draws is None:  # a batch shape not seen yet: a new program
+            self._new_program()
             draws = self._draws[key] = self._record_draws(X) if self._drawing else []
         drawn = [layer.backend.asarray(draw(rng), dtype) for layer, rng, draw, _, dtype in draws]
-        state = [getattr(holder, name) for holder, name in self._slots]
+        slots = self._slots
+        state = [getattr(holder, name) for holder, name in slots]
         state.append(self._iterations)
         fresh = self._place == 0
-        if key not in self._counts:
-            self._new_program()
         try:
-            state, self._sums, record, out = self._compiled(
-                state, self._zeros if fresh else self._sums, self.record, X, y, drawn, factors
+            state, record, out = self._compiled(
+                state, self._zeros if fresh else self._figures, self.record, X, y, drawn, factors
             )
         except Exception as err:  # a trace that failed: name the part, as export does
             where = "Model.train: the compiled step"
@@ -156,15 +156,19 @@ class CompiledStep:
             )
             raise
         self._iterations = state.pop()
-        _put(self._slots, state)
-        _put(self._sum_slots, self._sums)
+        # Inline loops: this is every step's host work, a tenth of a small model's step.
+        for (holder, name), value in zip(slots, state):  # noqa: B905
+            setattr(holder, name, value)
         if record:
             self.record = record
         # The host's numbers, as an eager step leaves them.
         optimizer.post_update_params()
         self._counted = optimizer.iterations
-        for (part, name), count in zip(self._count_slots, self._counts[key], strict=True):
-            setattr(part, name, (0 if fresh else getattr(part, name)) + count)
+        added = self._counts[key]
+        counts = added if fresh else [a + b for a, b in zip(self._epoch_counts, added)]  # noqa: B905
+        for (part, name), count in zip(self._count_slots, counts):  # noqa: B905
+            setattr(part, name, count)
+        self._epoch_counts = counts
         self._place = (self._place + 1) % self.steps
         data_loss, reg_loss, accuracy, self._figures = out
         return data_loss, reg_loss, math.nan if accuracy is None else accuracy
@@ -173,16 +177,9 @@ class CompiledStep:
         """Before a batch shape's first step, which traces and compiles a new program: past
         ``MAX_PROGRAMS`` of them, say why training keeps compiling, and let the old programs go
         (memory would grow with every one)."""
-        if len(self._counts) < (most := tracing.MAX_PROGRAMS):
+        if len(self._counts) < tracing.MAX_PROGRAMS:
             return
-        warnings.warn(
-            f"Model.train: the compiled step was traced {self.traces} times: a batch shape it "
-            f"has not seen (now {most} of them) compiles a new program, which costs seconds. "
-            "Keep one batch_size across train calls (the last batch of an epoch may differ), "
-            "or pass compile=False.",
-            RuntimeWarning,
-            stacklevel=5,
-        )
+        tracing.warn_programs(self.traces)
         self._counts.clear()
         self._draws.clear()
         self._compiled = self.backend.compiler.compile(self._pure, donate=(0,))
@@ -191,9 +188,20 @@ class CompiledStep:
         """(loss, data loss, regularization loss, accuracy) of the epoch's steps so far, as
         ``calculate_accumulated`` gives them: numbers when ``float()`` reads them, read from
         the device together when the first is read."""
-        counts = [max(getattr(part, name), 1) for part, name in self._count_slots]
-        figures = Figures(self._figures, self.backend.to_numpy, counts)
+        figures = Figures(self._figures, self.backend.to_numpy, self._epoch_counts)
         return Figure(figures, 0), Figure(figures, 1), Figure(figures, 2), Figure(figures, 3)
+
+    def non_finite(self) -> str | None:
+        """``_state.non_finite`` with its check compiled: one call, not a dispatch an op."""
+        if self._finite is None:
+            self._finite = self.backend.compiler.compile(_state.finite_flags(self.xp))
+        return _state.non_finite(self.model.layers, self.model.optimizer, self._finite)
+
+    def put_sums(self) -> None:
+        """The epoch's running sums onto the loss and the accuracy (``accumulated_sum``), as
+        an eager step leaves them; the runner asks at the end of a call, not every step."""
+        for i, (holder, name) in enumerate(self._sum_slots):
+            setattr(holder, name, self._figures[i])
 
     def divergence(self, record: tuple[Any, ...]) -> tuple[float, int] | None:
         """(the first non-finite loss, the iteration of its step) that ``record`` holds, or
@@ -229,7 +237,7 @@ class CompiledStep:
         try:
             yield
         finally:
-            _put(slots, values)
+            _state.put(slots, values)
             for part in self.model.parts():
                 part.clear_step()
 
@@ -237,13 +245,13 @@ class CompiledStep:
     def _pure(
         self,
         state: list[Any],
-        sums: list[Any],
+        carried: Any,
         record: tuple[Any, ...],
         X: Any,
         y: Any,
         drawn: list[Any],
         factors: tuple[Any, ...],
-    ) -> tuple[list[Any], list[Any], tuple[Any, ...], tuple[Any, ...]]:
+    ) -> tuple[list[Any], tuple[Any, ...], tuple[Any, ...]]:
         self.traces += 1
         model, optimizer, xp = self.model, self.model.optimizer, self.xp
         iterations = state[-1]
@@ -260,10 +268,10 @@ class CompiledStep:
             checked.update(loss=loss, finite=finite, keep=finite & ~record[0])
 
         with self._borrowed(), _xp.plain_operations(), tracing.guarded(optimizer, checked):
-            _put(self._slots, state[:-1])
-            _put(self._sum_slots, sums)
-            _put(self._count_slots, [0] * len(self._count_slots))
-            _put([(optimizer, name) for name in optimizer.step_factors], factors)
+            _state.put(self._slots, state[:-1])
+            _state.put(self._sum_slots, [carried[i] for i in range(len(self._sum_slots))])
+            _state.put(self._count_slots, [0] * len(self._count_slots))
+            _state.put([(optimizer, name) for name in optimizer.step_factors], factors)
             with _xp.draws_from(feed):
                 data_loss, reg_loss, accuracy = model.train_step(
                     X, y, guard=guard if self.guard else False, counted=False
@@ -289,10 +297,4 @@ class CompiledStep:
         if not _xp.is_array(accuracy):
             accuracy = None
         out = (data_loss, reg_loss, accuracy, figures)
-        return new, new_sums, record if self.guard else (), out
-
-
-def _put(slots: list[tuple[Any, str]], values: Any) -> None:
-    """Set each (holder, attribute) of ``slots`` to its value."""
-    for (holder, name), value in zip(slots, values, strict=True):
-        setattr(holder, name, value)
+        return new, record if self.guard else (), out

@@ -142,11 +142,11 @@ class CompiledFunction:
                 dict(zip(kwargs, given[len(args) :], strict=True)),
             )
             with _borrowed(parts, slots, count_slots, optimizers), _xp.plain_operations():
-                _put(slots, state)
-                _put(count_slots, [0] * len(count_slots))
+                _state.put(slots, state)
+                _state.put(count_slots, [0] * len(count_slots))
                 for optimizer, counter, numbers in zip(optimizers, counters, factors, strict=True):
                     optimizer.iterations = counter
-                    _put([(optimizer, name) for name in optimizer.step_factors], numbers)
+                    _state.put([(optimizer, name) for name in optimizer.step_factors], numbers)
                 with _counting(optimizers) as steps:
                     result = self.function(*call_args, **call_kwargs)
                 new = [getattr(holder, name) for holder, name in slots]
@@ -214,7 +214,7 @@ def _borrowed(
     try:
         yield
     finally:
-        _put(kept, values)
+        _state.put(kept, values)
         for part in parts:
             part.clear_step()
 
@@ -249,8 +249,3 @@ def _static_ok(value: Any) -> bool:
     except TypeError:
         return False
     return True
-
-
-def _put(slots: Any, values: Any) -> None:
-    for (holder, name), value in zip(slots, values, strict=True):
-        setattr(holder, name, value)

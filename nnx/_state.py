@@ -16,7 +16,16 @@ from typing import Any
 from nnx._checks import whole_number
 from nnx._xp import is_host_data
 
-__all__ = ["declared", "get_state", "host_state", "non_finite", "set_state", "state_slots"]
+__all__ = [
+    "declared",
+    "get_state",
+    "host_state",
+    "finite_flags",
+    "non_finite",
+    "put",
+    "set_state",
+    "state_slots",
+]
 
 ITERATIONS = "optimizer.iterations"
 
@@ -65,16 +74,28 @@ def host_state(layers: list[Any], optimizer: Any) -> dict[str, Any]:
     return state
 
 
-def non_finite(layers: list[Any], optimizer: Any) -> str | None:
+def put(slots: list[tuple[Any, str]], values: Any) -> None:
+    """Set each (holder, attribute) of ``slots`` to its value, in order."""
+    for (holder, name), value in zip(slots, values, strict=True):
+        setattr(holder, name, value)
+
+
+def non_finite(layers: list[Any], optimizer: Any, flags: Any = None) -> str | None:
     """The key of the first array of the state that holds NaN or infinity, or None: one read
-    from the device for the whole state (the training loop asks at its boundaries)."""
+    from the device for the whole state (the training loop asks at its boundaries). ``flags``:
+    :func:`finite_flags` compiled, where the backend would dispatch each operation alone."""
     state = get_state(layers, optimizer)
     state.pop(ITERATIONS, None)
     if not state:
         return None
-    xp, backend = layers[0].xp, layers[0].backend
-    flags = backend.to_numpy(xp.stack([xp.all(xp.isfinite(a)) for a in state.values()]))
-    return next((key for key, ok in zip(state, flags.tolist(), strict=True) if not ok), None)
+    flags = flags or finite_flags(layers[0].xp)
+    found = layers[0].backend.to_numpy(flags(list(state.values()))).tolist()
+    return next((key for key, ok in zip(state, found, strict=True) if not ok), None)
+
+
+def finite_flags(xp: Any) -> Any:
+    """A function of a list of arrays: whether each holds finite numbers only, as one array."""
+    return lambda arrays: xp.stack([xp.all(xp.isfinite(array)) for array in arrays])
 
 
 def set_state(layers: list[Any], optimizer: Any, state: dict[str, Any]) -> None:

@@ -140,7 +140,7 @@ class Figures:
         """(loss, data loss, regularization loss, accuracy)[index]."""
         if self.host is None:
             *sums, reg = self.to_numpy(self.array).tolist()
-            means = [total / count for total, count in zip(sums, self.counts, strict=True)]
+            means = [total / max(count, 1) for total, count in zip(sums, self.counts, strict=True)]
             accuracy = means[1] if len(means) > 1 else math.nan
             self.host = [means[0] + reg, means[0], reg, accuracy]
         return self.host[index]

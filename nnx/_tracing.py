@@ -12,6 +12,7 @@ trace (``guarded``).
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,6 +27,7 @@ __all__ = [
     "name_the_part",
     "refuse_tied",
     "signature",
+    "warn_programs",
 ]
 
 
@@ -46,6 +48,18 @@ def signature(model: Any) -> tuple[Any, ...]:
 MAX_COUNT = 2**31 - 1
 # Programs one compiled step keeps (one per batch shape) before it warns and starts afresh.
 MAX_PROGRAMS = 8
+
+
+def warn_programs(traces: int) -> None:
+    """Say why a compiled step keeps compiling: a new batch shape past ``MAX_PROGRAMS``."""
+    warnings.warn(
+        f"Model.train: the compiled step was traced {traces} times: a batch shape it has not "
+        f"seen (now {MAX_PROGRAMS} of them) compiles a new program, which costs seconds. Keep "
+        "one batch_size across train calls (the last batch of an epoch may differ), or pass "
+        "compile=False.",
+        RuntimeWarning,
+        stacklevel=6,
+    )
 
 
 def refuse_tied(slots: dict[str, tuple[Any, str]]) -> None:

@@ -236,3 +236,19 @@ def test_loading_a_backend_keeps_numpys_global_generator() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_running_sums_after_a_compiled_call_are_the_eager_ones() -> None:
+    # The compiled step carries them in one array with the figures; the parts get them back
+    # at the end of the call, as the eager step leaves them.
+    sums = {}
+    for name in ("numpy", JAX):
+        model = _model(name)
+        model.train(X, Y, epochs=2, batch_size=40, verbose=0)
+        sums[name] = (
+            float(model.loss.calculate_accumulated()),
+            float(model.accuracy.calculate_accumulated()),
+            model.loss.accumulated_count,
+        )
+    np.testing.assert_allclose(sums[JAX][:2], sums["numpy"][:2], rtol=1e-4)
+    assert sums[JAX][2] == sums["numpy"][2] == len(X)
