@@ -11,13 +11,12 @@ not a second one written for it. :class:`CompiledStep` wraps it in a function th
 3. reads the new state back, and puts every part as it was (their declared state, their
    arrays of one step), so nothing traced stays behind.
 
-The backend compiles that function once per batch shape and reuses it for every step, with
-the state's buffers donated to the new state. Nothing in it retraces per step: the iteration
-count and the running sums of the loss and the accuracy are arrays the step carries, the
-step's factors come in as numbers, and the layers' host draws (Dropout's masks, drawn from the
-same host generators as in the eager step, so both drop the same units) come in as inputs. The
-host keeps the book's Python numbers alongside (``optimizer.iterations``,
-``accumulated_count``), for printing and files.
+The backend compiles that function once per batch shape and reuses it for every step, the
+state's buffers donated to the new state. Nothing in it retraces per step: the iteration count
+and the running sums are arrays the step carries (the sums inside the step's figures), the
+step's factors come in as numbers, and the layers' host draws (Dropout's masks, from the same
+host generators as in the eager step) come in as inputs. The host keeps the book's Python
+numbers alongside (``optimizer.iterations``, ``accumulated_count``).
 
 The other Python numbers the step reads (hyperparameters, penalties, a regression accuracy's
 precision) are compiled in as constants: ``nnx._tracing.signature`` lists them (each part's
@@ -70,9 +69,8 @@ class CompiledStep:
         self.backend, self.xp = backend, backend.xp
         self.signature = tracing.signature(model)
         parts = model.parts()
-        # The declared state beside the model's own (``Model.get_state``): the running sums,
-        # carried as arrays, and their counts, which the host keeps (``_counts``: what a step
-        # of each batch shape adds).
+        # The declared state beside Model.get_state's: the running sums, carried as arrays,
+        # and their counts, which the host keeps (``_counts``: what each batch shape adds).
         self._sum_slots = _state.declared(parts, "sums")
         self._count_slots = _state.declared(parts, "counts")
         self._counts: dict[tuple[Any, ...], list[int]] = {}
@@ -88,7 +86,8 @@ class CompiledStep:
         )
         self._figures = self._zeros
         self.record: tuple[Any, ...] = ()
-        self._finite: Any = None  # the compiled check of the state (non_finite)
+        self._finite: Any = None  # compiled helpers, made on first use (non_finite, put_sums)
+        self._split: Any = None
         self._tripped = True
         self._place = 0  # the step's place in its epoch
         self._counted: int | None = None  # the count the device's array holds, when known
@@ -185,29 +184,30 @@ class CompiledStep:
         self._compiled = self.backend.compiler.compile(self._pure, donate=(0,))
 
     def epoch_figures(self) -> tuple[Any, Any, Any, Any]:
-        """(loss, data loss, regularization loss, accuracy) of the epoch's steps so far, as
-        ``calculate_accumulated`` gives them: numbers when ``float()`` reads them, read from
-        the device together when the first is read."""
+        """(loss, data loss, regularization loss, accuracy) of the epoch so far, as numbers
+        when ``float()`` reads them: all four read from the device when the first is read."""
         figures = Figures(self._figures, self.backend.to_numpy, self._epoch_counts)
-        return Figure(figures, 0), Figure(figures, 1), Figure(figures, 2), Figure(figures, 3)
+        return tuple(Figure(figures, i) for i in range(4))  # type: ignore[return-value]
 
     def non_finite(self) -> str | None:
         """``_state.non_finite`` with its check compiled: one call, not a dispatch an op."""
-        if self._finite is None:
-            self._finite = self.backend.compiler.compile(_state.finite_flags(self.xp))
+        self._finite = self._finite or self.backend.compiler.compile(_state.finite_flags(self.xp))
+        flags = self._finite([getattr(holder, name) for holder, name in self._slots])
+        if all(self.backend.to_numpy(flags).tolist()):
+            return None  # the every-call case; else the slow path names the array
         return _state.non_finite(self.model.layers, self.model.optimizer, self._finite)
 
     def put_sums(self) -> None:
         """The epoch's running sums onto the loss and the accuracy (``accumulated_sum``), as
         an eager step leaves them; the runner asks at the end of a call, not every step."""
-        for i, (holder, name) in enumerate(self._sum_slots):
-            setattr(holder, name, self._figures[i])
+        n = len(self._sum_slots)  # one compiled call: each index would be a dispatch of its own
+        self._split = self._split or self.backend.compiler.compile(lambda a: list(a[:n]))
+        _state.put(self._sum_slots, self._split(self._figures))
 
     def divergence(self, record: tuple[Any, ...]) -> tuple[float, int] | None:
         """(the first non-finite loss, the iteration of its step) that ``record`` holds, or
         None; reads from the device (it waits for the step that made the record)."""
-        to_numpy = self.backend.to_numpy
-        if not (self.guard and bool(to_numpy(record[0]))):
+        if not (self.guard and bool((to_numpy := self.backend.to_numpy)(record[0]))):
             return None
         self._tripped = True
         return float(to_numpy(record[1])), int(to_numpy(record[2]))

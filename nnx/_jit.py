@@ -24,7 +24,6 @@ runs as it is.
 
 from __future__ import annotations
 
-import copy
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,7 +32,7 @@ from typing import Any
 from nnx import _state, _xp
 from nnx._component import Component, common_backend
 from nnx._layer import Layer
-from nnx._tracing import name_the_part
+from nnx._tracing import frozen, name_the_part
 from nnx.optimizers import Optimizer
 
 __all__ = ["compile"]
@@ -184,7 +183,7 @@ def _counts(parts: list[Any]) -> list[tuple[Any, str]]:
 def _numbers(parts: list[Any]) -> tuple[Any, ...]:
     """The Python numbers the parts read (``config()``), compiled in: copies, so that a list
     changed in place counts as a change."""
-    return tuple((type(p), repr(sorted(copy.deepcopy(p.config()).items()))) for p in parts)
+    return tuple((type(part), frozen(part.config())) for part in parts)
 
 
 def _refuse_hidden_parts(function: Callable[..., Any], parts: list[Any]) -> None:

@@ -84,13 +84,12 @@ def non_finite(layers: list[Any], optimizer: Any, flags: Any = None) -> str | No
     """The key of the first array of the state that holds NaN or infinity, or None: one read
     from the device for the whole state (the training loop asks at its boundaries). ``flags``:
     :func:`finite_flags` compiled, where the backend would dispatch each operation alone."""
-    state = get_state(layers, optimizer)
-    state.pop(ITERATIONS, None)
-    if not state:
+    slots = state_slots(layers, optimizer)  # not the counter: an int
+    if not slots:
         return None
     flags = flags or finite_flags(layers[0].xp)
-    found = layers[0].backend.to_numpy(flags(list(state.values()))).tolist()
-    return next((key for key, ok in zip(state, found, strict=True) if not ok), None)
+    found = layers[0].backend.to_numpy(flags([getattr(h, n) for h, n in slots.values()]))
+    return next((key for key, ok in zip(slots, found.tolist(), strict=True) if not ok), None)
 
 
 def finite_flags(xp: Any) -> Any:
