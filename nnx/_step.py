@@ -12,12 +12,43 @@ from nnx._door import formula
 from nnx.activations import Softmax
 from nnx.losses import CategoricalCrossentropy, SoftmaxCategoricalCrossentropy
 
-__all__ = ["Figure", "Figures", "NonFiniteLossError", "Passes", "batches"]
+__all__ = [
+    "Figure",
+    "Figures",
+    "NonFiniteLossError",
+    "Passes",
+    "batches",
+    "loss_diverged",
+    "state_diverged",
+]
 
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite (training stopped before that step's update), or the
     training state did while the loss stayed finite (found where the loop reads figures)."""
+
+
+def loss_diverged(loss: Any, epoch: int, step: int, optimizer: Any) -> str:
+    """What training says when a step's loss is not finite (``on_nan``)."""
+    return (
+        f"Model.train: the loss became {loss} in epoch {epoch}, step {step}; training stopped "
+        "before that step's update, so the model holds the parameters that gave this loss. "
+        f"Lower the learning rate (now {optimizer.current_learning_rate}) or scale the inputs, "
+        "and train again or resume from a checkpoint; on_nan='warn' turns this error into a "
+        "warning."
+    )
+
+
+def state_diverged(epoch: int, key: str) -> str:
+    """What training says when an array of the state (a parameter, an optimizer's cache),
+    ``key``, holds NaN or infinity while the loss stayed finite (inputs of 1e30 overflow
+    Adam's cache): found where the loop reads the device anyway, not every step."""
+    return (
+        f"Model.train: after epoch {epoch}, {key} holds NaN or infinity although the loss "
+        "stayed finite: the inputs or the gradients are too large for the model's dtype. "
+        "Training stopped; the model's state is not finite now: scale the inputs or lower "
+        "the learning rate, and train again or resume from a checkpoint."
+    )
 
 
 class Passes:

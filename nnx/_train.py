@@ -19,7 +19,7 @@ from nnx import _record as record
 from nnx import io
 from nnx._checks import whole_number
 from nnx._interrupt import CtrlC, say_stopped
-from nnx._step import Figure, NonFiniteLossError, batches
+from nnx._step import Figure, NonFiniteLossError, batches, loss_diverged, state_diverged
 from nnx.data import check_batch_size, shuffled_order
 
 __all__ = ["TrainLoop"]
@@ -149,7 +149,7 @@ class TrainLoop:
             try:
                 data_loss, reg_loss, accuracy = self.runner.step(batch_X, batch_y)
             except NonFiniteLossError as err:
-                self._diverged(err, epoch, step)
+                self._diverged(loss_diverged(err.args[0], epoch, step, model.optimizer))
                 return False
             bar.update(1)
             last = step == self.steps - 1
@@ -178,7 +178,7 @@ class TrainLoop:
             last = epoch == self.epochs or self.ctrl_c.pressed
             bad = self.runner.boundary(last, check=self.on_nan != "ignore")
             if bad is not None:
-                self._state_diverged(epoch, bad)
+                self._diverged(state_diverged(epoch, bad))
                 return False
         total, data_loss, reg_loss, accuracy = self.runner.epoch_figures()
         lr = model.optimizer.current_learning_rate
@@ -231,31 +231,11 @@ class TrainLoop:
         for values in self.history.values():
             del values[bad_epoch - 1 :]
         self.model.optimizer.restore_iterations(at)
-        self._diverged(NonFiniteLossError(loss), bad_epoch, step)
+        self._diverged(loss_diverged(loss, bad_epoch, step, self.model.optimizer))
         return True
 
-    def _state_diverged(self, epoch: int, key: str) -> None:
-        """An array of the training state (a parameter, an optimizer's cache), ``key``, holds
-        NaN or infinity while the loss stayed finite (inputs of 1e30 overflow Adam's cache):
-        the runner found it where the loop reads the device anyway, not every step."""
-        message = (
-            f"Model.train: after epoch {epoch}, {key} holds NaN or infinity although the loss "
-            "stayed finite: the inputs or the gradients are too large for the model's dtype. "
-            "Training stopped; the model's state is not finite now: scale the inputs or lower "
-            "the learning rate, and train again or resume from a checkpoint."
-        )
-        if self.on_nan == "raise":
-            raise NonFiniteLossError(message)
-        warnings.warn(message, RuntimeWarning, stacklevel=4)
-
-    def _diverged(self, err: NonFiniteLossError, epoch: int, step: int) -> None:
-        lr = self.model.optimizer.current_learning_rate
-        message = (
-            f"Model.train: the loss became {err.args[0]} in epoch {epoch}, step {step}; training "
-            "stopped before that step's update, so the model holds the parameters that gave "
-            f"this loss. Lower the learning rate (now {lr}) or scale the inputs, and train "
-            "again or resume from a checkpoint; on_nan='warn' turns this error into a warning."
-        )
+    def _diverged(self, message: str) -> None:
+        """Training stops for a value that is not finite: raise, or warn (``on_nan``)."""
         if self.on_nan == "raise":
             raise NonFiniteLossError(message) from None
         warnings.warn(message, RuntimeWarning, stacklevel=4)
