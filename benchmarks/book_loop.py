@@ -21,6 +21,7 @@ import numpy as np
 import backends
 import nnx
 from nnx.datasets import spiral_data
+from nnx.testing.training import book_epoch as epoch  # the book's chapter-10 epoch
 
 
 def parts(backend: str) -> tuple[Any, ...]:
@@ -29,23 +30,6 @@ def parts(backend: str) -> tuple[Any, ...]:
     loss_activation = nnx.SoftmaxCategoricalCrossentropy(backend=backend)
     optimizer = nnx.Adam(learning_rate=0.05, decay=5e-7, backend=backend)
     return dense1, nnx.ReLU(backend=backend), dense2, loss_activation, optimizer
-
-
-def epoch(dense1, activation1, dense2, loss_activation, optimizer, X, y):  # type: ignore[no-untyped-def]
-    """The book's chapter-10 epoch: forward, loss, backward, update."""
-    dense1.forward(X)
-    activation1.forward(dense1.output)
-    dense2.forward(activation1.output)
-    loss = loss_activation.forward(dense2.output, y)
-    loss_activation.backward(loss_activation.output, y)
-    dense2.backward(loss_activation.dinputs)
-    activation1.backward(dense2.dinputs)
-    dense1.backward(activation1.dinputs)
-    optimizer.pre_update_params()
-    optimizer.update_params(dense1)
-    optimizer.update_params(dense2)
-    optimizer.post_update_params()
-    return loss, loss_activation.output
 
 
 def model(backend: str) -> nnx.Model:

@@ -18,6 +18,7 @@ from nnx.optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop
 from nnx.testing.tolerances import tolerance
 
 __all__ = [
+    "book_epoch",
     "EARLY_EPOCHS",
     "EPOCHS",
     "LAZY_EPOCHS",
@@ -66,6 +67,25 @@ class Training:
     final: tuple[object, ...]
 
 
+def book_epoch(dense1, activation1, dense2, loss_activation, optimizer, X, y):  # type: ignore[no-untyped-def]
+    """The book's chapter-10 epoch as a function of the parts it uses: forward, loss,
+    backward, update; returns the loss and the probabilities. What the conformance curves
+    train, and what ``nnx.compile`` compiles in its tests and ``benchmarks/book_loop.py``."""
+    dense1.forward(X)
+    activation1.forward(dense1.output)
+    dense2.forward(activation1.output)
+    loss = loss_activation.forward(dense2.output, y)
+    loss_activation.backward(loss_activation.output, y)
+    dense2.backward(loss_activation.dinputs)
+    activation1.backward(dense2.dinputs)
+    dense1.backward(activation1.dinputs)
+    optimizer.pre_update_params()
+    optimizer.update_params(dense1)
+    optimizer.update_params(dense2)
+    optimizer.post_update_params()
+    return loss, loss_activation.output
+
+
 def epochs_for(backend: Backend) -> int:
     """How long to train on ``backend``: :data:`EPOCHS`, or :data:`LAZY_EPOCHS` if lazy."""
     return LAZY_EPOCHS if backend.lazy is not None else EPOCHS
@@ -90,18 +110,7 @@ def train_spiral(backend: Backend, dtype: str, optimizer: str, epochs: int = EPO
     for _ in range(epochs):
         # nnx's calculate also keeps a sum over the pass; one step is one pass here.
         loss_activation.loss.new_pass()
-        dense1.forward(inputs)
-        activation1.forward(dense1.output)
-        dense2.forward(activation1.output)
-        loss = loss_activation.forward(dense2.output, labels)
-        loss_activation.backward(loss_activation.output, labels)
-        dense2.backward(loss_activation.dinputs)
-        activation1.backward(dense2.dinputs)
-        dense1.backward(activation1.dinputs)
-        step.pre_update_params()
-        step.update_params(dense1)
-        step.update_params(dense2)
-        step.post_update_params()
+        loss, _ = book_epoch(dense1, activation1, dense2, loss_activation, step, inputs, labels)
         if backend.lazy is not None:  # as Model does: no task graph outlives its step
             slots = list(state_slots([dense1, dense2], step).values())
             (loss,) = materialize_state(backend, slots, (loss,))

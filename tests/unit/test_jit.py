@@ -12,6 +12,7 @@ import pytest
 
 import nnx
 from nnx.datasets import spiral_data
+from nnx.testing.training import book_epoch as epoch  # the book's chapter-10 epoch
 
 X, Y = spiral_data(samples=60, classes=3, seed=0)
 X = X.astype(np.float32)
@@ -26,23 +27,6 @@ def _parts(backend: str, optimizer: str = "sgd") -> tuple[object, ...]:
     }
     loss_activation = nnx.SoftmaxCategoricalCrossentropy(backend=backend)
     return dense1, nnx.ReLU(backend=backend), dense2, loss_activation, make[optimizer]()
-
-
-def epoch(dense1, activation1, dense2, loss_activation, optimizer, X, y):
-    """The book's chapter-10 epoch, as a function of the parts it uses."""
-    dense1.forward(X)
-    activation1.forward(dense1.output)
-    dense2.forward(activation1.output)
-    loss = loss_activation.forward(dense2.output, y)
-    loss_activation.backward(loss_activation.output, y)
-    dense2.backward(loss_activation.dinputs)
-    activation1.backward(dense2.dinputs)
-    dense1.backward(activation1.dinputs)
-    optimizer.pre_update_params()
-    optimizer.update_params(dense1)
-    optimizer.update_params(dense2)
-    optimizer.post_update_params()
-    return loss, loss_activation.output
 
 
 def _run(function, parts, epochs: int) -> list[float]:
