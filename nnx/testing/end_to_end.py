@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from nnx.testing.targets import targets
 from nnx.testing.training import (
     OPTIMIZERS,
     Training,
+    book_compiled_problems,
     compiled_problems,
     curve_problems,
     epochs_for,
@@ -47,7 +49,8 @@ def end_to_end(backends: Sequence[str] | None, dtypes: Sequence[str]) -> list[Re
             rows += _training_rows(backend, dtype, reference)
             rows.append(_model_file_row(backend, dtype))
             if backend.compiler is not None:
-                rows.append(_compiled_row(backend, dtype))
+                rows.append(_compiled_row(backend, dtype, compiled_problems, STEP_ROW))
+                rows.append(_compiled_row(backend, dtype, book_compiled_problems, BOOK_ROW))
     return rows
 
 
@@ -182,12 +185,14 @@ def _export_row(backend: Backend, dtype: str) -> Result:
     return _result(backend, dtype, "exported model = NumPy", worst, None, problems)
 
 
-def _compiled_row(backend: Backend, dtype: str) -> Result:
-    """For a backend that compiles: the compiled training step equals the eager one."""
+STEP_ROW, BOOK_ROW = "compiled step = eager step", "nnx.compile(book epoch) = eager"
+
+
+def _compiled_row(backend: Backend, dtype: str, problems_of: Any, name: str) -> Result:
+    """For a backend that compiles: compiled equals eager, for the training step and for the
+    book's epoch through ``nnx.compile`` (``problems_of`` compares them)."""
     try:
-        worst, problems = compiled_problems(backend, dtype)
+        worst, problems = problems_of(backend, dtype)
     except Exception as err:
-        return _result(
-            backend, dtype, "compiled step = eager step", None, None, [f"raised {err!r}"]
-        )
-    return _result(backend, dtype, "compiled step = eager step", None, worst, problems)
+        return _result(backend, dtype, name, None, None, [f"raised {err!r}"])
+    return _result(backend, dtype, name, None, worst, problems)

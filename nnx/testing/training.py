@@ -24,6 +24,7 @@ __all__ = [
     "LAZY_EPOCHS",
     "OPTIMIZERS",
     "Training",
+    "book_compiled_problems",
     "compiled_problems",
     "curve_problems",
     "epochs_for",
@@ -201,4 +202,40 @@ def compiled_problems(backend: Backend, dtype: str) -> tuple[float, list[str]]:
         worst = max(worst, float(error.max()))
         if not np.isfinite(got).all() or error.max() > _COMPILED_RTOL[dtype]:
             problems.append(f"{key} differs from the eager step by {error.max():.1e} relative")
+    return worst, problems
+
+
+def book_compiled_problems(backend: Backend, dtype: str) -> tuple[float, list[str]]:
+    """The largest relative difference between the book's chapter-10 epoch run through
+    ``nnx.compile`` and the same epochs run eagerly on the backend (SGD with momentum and
+    decay, 12 epochs: the losses and the final parameters), and what is wrong. The compiled
+    function must trace once, and leave the optimizer's counter a Python int."""
+    import nnx  # nnx.compile, which this module's layer-by-layer runs do not need
+
+    X, y = spiral_data(100, 3, seed=0)
+    runs = []
+    for function in (book_epoch, nnx.compile(book_epoch)):
+        dense1 = Dense(2, 64, seed=1, dtype=dtype, backend=backend)
+        dense2 = Dense(64, 3, seed=2, dtype=dtype, backend=backend)
+        parts = (dense1, ReLU(backend), dense2, SoftmaxCategoricalCrossentropy(backend))
+        optimizer = SGD(learning_rate=1.0, decay=1e-3, momentum=0.9, backend=backend)
+        inputs, labels = backend.asarray(X, backend.dtype(dtype)), backend.asarray(y)
+        losses = [function(*parts, optimizer, inputs, labels)[0] for _ in range(12)]
+        final = [dense1.weights, dense1.biases, dense2.weights, dense2.biases]
+        runs.append(([float(backend.to_numpy(loss)) for loss in losses], final, optimizer))
+    (eager, eager_final, _), (compiled, compiled_final, optimizer) = runs
+    problems = [] if getattr(function, "traces", 1) == 1 else ["traced more than once"]
+    if type(optimizer.iterations) is not int or optimizer.iterations != 12:
+        problems.append(f"optimizer.iterations is {optimizer.iterations!r}, not the int 12")
+    pairs = [(np.asarray(compiled), np.asarray(eager))]
+    pairs += [(_host_copy(backend, a), _host_copy(backend, b)) for a, b in
+              zip(compiled_final, eager_final, strict=True)]  # fmt: skip
+    worst = 0.0
+    for got, want in pairs:
+        # The output layer's biases stay within 1e-3 of zero for epochs: below 1e-2 the
+        # difference counts as absolute (rounding leaves ~1e-7 there; a wrong step, 1e-3).
+        error = np.abs(got - want) / np.maximum(np.abs(want), 1e-2)
+        worst = max(worst, float(error.max()))
+    if worst > _COMPILED_RTOL[dtype]:
+        problems.append(f"differs from the eager epochs by {worst:.1e} relative")
     return worst, problems
