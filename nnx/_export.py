@@ -22,7 +22,7 @@ from backends import Backend, BackendError, load
 from nnx._component import Component
 from nnx._door import formula
 from nnx._file import ModelFileError, atomic_write, check_writable
-from nnx._onnx_door import check_file, check_samples
+from nnx._onnx_door import check_batch, check_file, check_samples
 from nnx._rebuild import layer_specs
 from nnx._version import __version__
 from nnx._xp import dtype_name, plain_operations
@@ -167,6 +167,7 @@ def run_exported(path: str | os.PathLike[str], X: Any) -> dict[str, np.ndarray]:
         raise IsADirectoryError(f"{path} is a folder, not an ONNX file; name the file.") from err
     found = check_file(path, payload)
     samples = check_samples(path, X, found)
+    check_batch(path, payload, found, samples.shape[0])
     builder = load("onnx").graph
     assert builder is not None  # the onnx backend builds graphs
     execute = builder.execute

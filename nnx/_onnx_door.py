@@ -22,7 +22,7 @@ from nnx._file import ModelFileError
 from nnx._onnx_sizes import check_sizes
 from nnx._rebuild import layer_classes
 
-__all__ = ["ALLOWED_OPS", "check_file", "check_samples"]
+__all__ = ["ALLOWED_OPS", "check_batch", "check_file", "check_samples"]
 
 # The operators Model.export emits (ndonnx 0.23+, opset 21) for Dense, ReLU, Softmax,
 # Sigmoid, Linear and Dropout, for classifiers, binary and regression models, with and
@@ -85,7 +85,15 @@ def check_file(path: Path, payload: bytes) -> dict[str, Any]:
     # metadata claims (a Dense of 10**12 inputs in the metadata makes no Expand that large).
     budget = min(declared, held) + _SLACK
     check_sizes(path, proto, budget, _refuse)
-    return found
+    return {**found, "budget": budget}
+
+
+def check_batch(path: Path, payload: bytes, found: dict[str, Any], batch: int) -> None:
+    """The sizes the file makes for ``batch`` samples, measured before they run: a shape
+    computed from the batch (a Range of ``N * 2**30``) is known once ``N`` is."""
+    import onnx
+
+    check_sizes(path, onnx.load_from_string(payload), found["budget"], _refuse, batch)
 
 
 def _metadata(path: Path, proto: Any) -> dict[str, Any]:

@@ -23,14 +23,24 @@ __all__ = ["check_sizes"]
 Refuse = Callable[[Path, str], Exception]  # the door's error for a file, with the reason
 
 
-def check_sizes(path: Path, proto: Any, budget: int, refuse: Refuse) -> None:
+def check_sizes(
+    path: Path, proto: Any, budget: int, refuse: Refuse, batch: int | None = None
+) -> None:
     """Intermediates whose size is known without running the graph must fit the budget: those
     of a fixed shape (two constant vectors broadcast into a square), and every value computed
     from constants alone (ONNX Runtime computes those when it loads the file: a Range to
     2**40, an Expand to 27000 x 27000). ONNX's own value propagation is not used: it runs
-    such a Range itself."""
+    such a Range itself.
+
+    ``batch``: the samples about to run. The input's batch size is then fixed, so shapes
+    computed from it (``Shape`` of the input, sliced, multiplied) are known too, and a Range
+    of ``N * 2**30`` is measured before ONNX Runtime makes it; the budget grows by what a
+    batch legitimately adds (index ranges as long as the batch)."""
     import onnx
 
+    if batch is not None:
+        proto = _with_batch(proto, batch)
+        budget += _PER_SAMPLE * batch
     try:
         inferred = onnx.shape_inference.infer_shapes(proto)
     except Exception as err:  # onnx raises its own InferenceError and plain RuntimeErrors
@@ -43,14 +53,53 @@ def check_sizes(path: Path, proto: Any, budget: int, refuse: Refuse) -> None:
                 f"its value {value.name!r} has the fixed shape {dims}, "
                 f"{math.prod(dims)} numbers, expected at most {budget}",
             )
-    _fold(path, proto.graph, budget, {}, refuse)
+    shapes = _static_shapes(inferred.graph) if batch is not None else {}
+    _fold(path, proto.graph, budget, {}, refuse, shapes, batch)
+
+
+# What one sample may add to the numbers a shape computation makes: export's own Ranges span
+# at most a dimension of the batch's arrays (a few of them: index helpers of a slice).
+_PER_SAMPLE = 64
+
+
+def _with_batch(proto: Any, batch: int) -> Any:
+    """A copy of ``proto`` whose input X has the batch size ``batch``, not a free N."""
+    import onnx
+
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(proto)
+    dim = fixed.graph.input[0].type.tensor_type.shape.dim[0]
+    dim.Clear()
+    dim.dim_value = batch
+    return fixed
+
+
+def _static_shapes(graph: Any) -> dict[str, tuple[int, ...]]:
+    """Every value of ``graph`` (and its branches) whose shape inference found all dims."""
+    shapes = {}
+    for value in [*graph.input, *graph.value_info, *graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if dims and all(d.HasField("dim_value") for d in dims):
+            shapes[value.name] = tuple(d.dim_value for d in dims)
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.HasField("g"):
+                shapes.update(_static_shapes(attribute.g))
+    return shapes
 
 
 def _fold(
-    path: Path, graph: Any, budget: int, known: dict[str, np.ndarray], refuse: Refuse
+    path: Path,
+    graph: Any,
+    budget: int,
+    known: dict[str, np.ndarray],
+    refuse: Refuse,
+    shapes: dict[str, tuple[int, ...]] | None = None,
+    batch: int | None = None,
 ) -> None:
     """Compute what ``graph`` computes from constants alone, as ONNX Runtime will, refusing
-    any value larger than ``budget`` before it is made (``known``: the values so far)."""
+    any value larger than ``budget`` before it is made (``known``: the values so far;
+    ``shapes``: values of a known shape, whose ``Shape`` is then a constant too)."""
     from onnx import numpy_helper
     from onnx.reference import ReferenceEvaluator
 
@@ -58,7 +107,10 @@ def _fold(
     for node in graph.node:
         for attribute in node.attribute:
             if attribute.HasField("g"):  # an If's branch sees the values around it
-                _fold(path, attribute.g, budget, known, refuse)
+                _fold(path, attribute.g, budget, known, refuse, shapes, batch)
+        if node.op_type == "Shape" and node.input[0] in (shapes or {}):
+            known[node.output[0]] = _shape_of(node, shapes[node.input[0]])  # type: ignore[index]
+            continue
         inputs = [name for name in node.input if name]
         if node.op_type == "If" or any(name not in known for name in inputs):
             continue  # depends on the samples (or a branch): sized when it runs
@@ -71,10 +123,11 @@ def _fold(
         except (TypeError, ValueError, OverflowError, IndexError) as err:  # inf, NaN, shapes
             raise refuse(path, f"node {node.name!r} ({node.op_type}) has no size ({err})") from err
         if size > budget:
+            alone = "constants alone" if batch is None else f"the shape of {batch} samples"
             raise refuse(
                 path,
-                f"node {node.name!r} ({node.op_type}) makes {size} numbers from constants "
-                f"alone, expected at most {budget}",
+                f"node {node.name!r} ({node.op_type}) makes {size} numbers from {alone}, "
+                f"expected at most {budget}",
             )
         try:
             feeds = dict(zip(node.input, values, strict=False))
@@ -83,6 +136,13 @@ def _fold(
         except Exception as err:  # noqa: BLE001  (onnx's reference raises anything)
             raise refuse(path, f"node {node.name!r} ({node.op_type}) fails ({err})") from err
         known.update(zip(node.output, (np.asarray(v) for v in outputs), strict=False))
+
+
+def _shape_of(node: Any, dims: tuple[int, ...]) -> np.ndarray:
+    """What ``Shape`` gives for a value of shape ``dims`` (its ``start``/``end``, opset 15+)."""
+    attributes = {a.name: a.i for a in node.attribute}
+    start, end = attributes.get("start", 0), attributes.get("end", len(dims))
+    return np.asarray(dims[start:end], dtype=np.int64)
 
 
 _BROADCAST = {"Add", "Sub", "Mul", "Div", "Max", "Equal", "Greater", "GreaterOrEqual", "Less"}

@@ -180,3 +180,34 @@ def test_sizes_computed_from_constants_are_measured_before_anything_runs(nodes, 
     with pytest.raises(ModelFileError, match=words):
         run_exported(_write(tmp_path / "m.onnx", _summed(nodes, last)), X)
     assert time.perf_counter() - start < 10
+
+
+def test_a_range_that_grows_with_the_batch_is_measured_for_the_samples_given(tmp_path):
+    # Range(0, N * 2**30) from the input's own shape: no constant says how large it is, so the
+    # file passes the checks of its constants; the samples fix N, and with it the size.
+    nodes = [
+        helper.make_node("Shape", ["X"], ["shape"], start=0, end=1),
+        _int("zero", 0), _int("k", 2**30), _int("one_i", 1),
+        helper.make_node("Squeeze", ["shape"], ["n"]),
+        helper.make_node("Mul", ["n", "k"], ["limit"]),
+        helper.make_node("Range", ["zero", "limit", "one_i"], ["r"]),
+    ]  # fmt: skip
+    path = _write(tmp_path / "m.onnx", _summed(nodes, "r"))
+    start = time.perf_counter()
+    with pytest.raises(ModelFileError, match=r"Range.*3221225472 numbers.*3 samples"):
+        run_exported(path, X[:3])
+    assert time.perf_counter() - start < 10
+
+
+def test_ranges_of_a_real_export_pass_for_large_batches(tmp_path):
+    import nnx
+
+    model = nnx.Model(seed=0)
+    for layer in (nnx.Dense(2, 8, seed=1), nnx.ReLU(), nnx.Dense(8, 3, seed=2), nnx.Softmax()):
+        model.add(layer)
+    model.set(loss=nnx.CategoricalCrossentropy(), optimizer=nnx.SGD())
+    model.finalize()
+    model.export(tmp_path / "m.onnx", labels=True)
+    many = np.random.default_rng(0).normal(size=(20_000, 2)).astype(np.float32)
+    got = run_exported(tmp_path / "m.onnx", many)
+    np.testing.assert_allclose(got["output"], np.asarray(model.predict(many)), rtol=1e-5)
