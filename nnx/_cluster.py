@@ -72,8 +72,7 @@ class Survivor:
         assert self.saved is not None
         slots, arrays, iterations = self.saved
         self.held = [da.from_array(array) for array in arrays]
-        for (holder, name), array in zip(slots, self.held, strict=True):
-            setattr(holder, name, array)
+        _state.put(slots, self.held)
         self.model.optimizer.restore_iterations(iterations)
         self.state, self.sent = [], []  # the next step sends them again
 

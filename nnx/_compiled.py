@@ -33,8 +33,7 @@ the last epoch) and otherwise one epoch late, so the device runs ahead of the ho
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 from nnx import _state, _xp
@@ -110,10 +109,7 @@ class CompiledStep:
                 f"compiled step's 32-bit counter (at most {tracing.MAX_COUNT}); train with "
                 "compile=False, which counts in Python integers."
             )
-        for layer in model.trainable_layers:
-            for name in layer.parameters:
-                for kind in optimizer.state_kinds:
-                    optimizer.state(layer, name, kind)
+        optimizer.make_state(model.trainable_layers)
         slots = _state.state_slots(model.layers, optimizer)
         tracing.refuse_tied(slots)
         self._slots = list(slots.values())
@@ -225,21 +221,14 @@ class CompiledStep:
             self.model.forward(X, training=True)
         return noted
 
-    @contextmanager
-    def _borrowed(self) -> Iterator[None]:
+    def _borrowed(self) -> Any:
         """The parts as they were before the block, after it: their declared state (the
         model's, the running sums and counts, the step's factors) put back, and their arrays
         of one step gone, so nothing a trace set (tracers) stays on them."""
         optimizer = self.model.optimizer
         factors = [(optimizer, name) for name in optimizer.step_factors]
         slots = [*self._slots, *self._sum_slots, *self._count_slots, *factors]
-        values = [getattr(holder, name) for holder, name in slots]
-        try:
-            yield
-        finally:
-            _state.put(slots, values)
-            for part in self.model.parts():
-                part.clear_step()
+        return _state.borrowed(slots, self.model.parts())
 
     # -- traced once per batch shape ---------------------------------------------------------
     def _pure(

@@ -88,10 +88,8 @@ class DataParallel(Survivor, Eager):
         super().__init__(model)
         self.client = client
         self.signature = signature(model)
-        for layer in model.trainable_layers:  # zeros, as the first update would make them
-            for name in layer.parameters:
-                for kind in model.optimizer.state_kinds if model.optimizer else ():
-                    model.optimizer.state(layer, name, kind)
+        if model.optimizer is not None:
+            model.optimizer.make_state(model.trainable_layers)
         slots = _state.state_slots(model.layers, model.optimizer)
         self.params = [(holder, n) for holder, n in slots.values() if n in holder.parameters]
         self.extra = [(holder, n) for holder, n in slots.values() if n not in holder.parameters]
@@ -186,9 +184,9 @@ class DataParallel(Survivor, Eager):
         still hold its arrays; else what the layers hold now (set by hand, loaded)."""
         from dask import delayed
 
-        now = [getattr(holder, name) for holder, name in [*self.params, *self.extra]]
         if self.state and self._holding():
             return self.state[0], self.state[1]
+        now = [getattr(holder, name) for holder, name in [*self.params, *self.extra]]
         n = len(self.params)
         # Named by this run: a key made from the arrays' names could be one that the
         # scheduler is still releasing (the same model built again has the same names).

@@ -167,7 +167,7 @@ def run_exported(path: str | os.PathLike[str], X: Any) -> dict[str, np.ndarray]:
         raise IsADirectoryError(f"{path} is a folder, not an ONNX file; name the file.") from err
     found = check_file(path, payload)
     samples = check_samples(path, X, found)
-    check_batch(path, payload, found, samples.shape[0])
+    check_batch(path, found, samples.shape[0])
     builder = load("onnx").graph
     assert builder is not None  # the onnx backend builds graphs
     execute = builder.execute

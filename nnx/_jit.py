@@ -75,11 +75,8 @@ class CompiledFunction:
                 )
         optimizers = [part for part in parts if isinstance(part, Optimizer)]
         layers = [part for part in parts if isinstance(part, Layer)]
-        for optimizer in optimizers:  # zeros, as the first update makes them: a fixed state
-            for layer in layers:
-                for name in layer.parameters:
-                    for kind in optimizer.state_kinds:
-                        optimizer.state(layer, name, kind)
+        for optimizer in optimizers:  # a fixed state from the first call on
+            optimizer.make_state(layers)
         slots = _slots(parts, layers, optimizers)
         for holder, name in slots:  # a running sum starts as the number 0.0: as an array of
             # the dtype it will have (a weakly typed 0.0 would compile a second program)
@@ -103,7 +100,12 @@ class CompiledFunction:
             ) from None
         if program is None:
             _refuse_hidden_parts(self.function, parts)
-            program = self._programs[key] = self._make(args, kwargs, parts, slots, optimizers)
+            # The call as a template: its arrays' places left empty (the trace fills them), so
+            # the program does not keep the first call's arrays alive.
+            template = [None if i in arrays else value for i, value in enumerate(given)]
+            program = self._programs[key] = self._make(
+                template, arrays, list(kwargs), parts, slots, optimizers
+            )
         compiled, counted = program
         state = [getattr(holder, name) for holder, name in slots]
         counters = [optimizer.iterations for optimizer in optimizers]
@@ -113,8 +115,7 @@ class CompiledFunction:
         except Exception as err:
             name_the_part(err, parts, str, "nnx.compile", "call the function without it")
             raise
-        for (holder, name), value in zip(slots, new, strict=True):
-            setattr(holder, name, value)
+        _state.put(slots, new)
         for optimizer, steps in zip(optimizers, counted["steps"], strict=True):
             if steps:  # the counter and the step's factors as the eager calls leave them
                 optimizer.restore_iterations(optimizer.iterations + steps)
@@ -123,23 +124,29 @@ class CompiledFunction:
         return result
 
     def _make(
-        self, args: Any, kwargs: Any, parts: list[Any], slots: Any, optimizers: list[Any]
+        self,
+        template: list[Any],
+        places: list[int],
+        names: list[str],
+        parts: list[Any],
+        slots: Any,
+        optimizers: list[Any],
     ) -> tuple[Any, dict[str, Any]]:
-        """The compiled program for calls like this one, and what each call adds on the host
-        (``steps`` per optimizer, running ``counts``), filled in when it is traced."""
+        """The compiled program for calls like this one (``template``: its arguments, then its
+        keywords' values, ``names``; the arrays go in at ``places``), and what each call adds
+        on the host (``steps`` per optimizer, running ``counts``), filled in when traced."""
         counted: dict[str, Any] = {}
         count_slots = _counts(parts)
         backend = parts[0].backend
 
         def pure(state: Any, counters: Any, factors: Any, arrays: Any) -> Any:
             self.traces += 1
-            given = [*args, *kwargs.values()]
-            for i, j in enumerate(i for i, value in enumerate(given) if _xp.is_array(value)):
-                given[j] = arrays[i]
-            call_args, call_kwargs = (
-                given[: len(args)],
-                dict(zip(kwargs, given[len(args) :], strict=True)),
-            )
+            given = list(template)
+            for place, array in zip(places, arrays, strict=True):
+                given[place] = array
+            positional = len(given) - len(names)
+            call_args = given[:positional]
+            call_kwargs = dict(zip(names, given[positional:], strict=True))
             with _borrowed(parts, slots, count_slots, optimizers), _xp.plain_operations():
                 _state.put(slots, state)
                 _state.put(count_slots, [0] * len(count_slots))
@@ -202,20 +209,10 @@ def _refuse_hidden_parts(function: Callable[..., Any], parts: list[Any]) -> None
             )
 
 
-@contextmanager
-def _borrowed(
-    parts: list[Any], slots: Any, count_slots: Any, optimizers: list[Any]
-) -> Iterator[None]:
+def _borrowed(parts: list[Any], slots: Any, count_slots: Any, optimizers: list[Any]) -> Any:
     """The parts as they were before the trace, after it: nothing traced stays on them."""
     numbers = [(o, name) for o in optimizers for name in ("iterations", *o.step_factors)]
-    kept = [*slots, *count_slots, *numbers]
-    values = [getattr(holder, name) for holder, name in kept]
-    try:
-        yield
-    finally:
-        _state.put(kept, values)
-        for part in parts:
-            part.clear_step()
+    return _state.borrowed([*slots, *count_slots, *numbers], parts)
 
 
 @contextmanager

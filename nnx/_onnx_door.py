@@ -53,7 +53,8 @@ def _refuse(path: Path, what: str) -> ModelFileError:
 
 def check_file(path: Path, payload: bytes) -> dict[str, Any]:
     """``payload`` (the bytes of ``path``) checked as nnx's export writes it; returns what
-    running it needs: ``input`` (name), ``dtype``, ``n_inputs`` and ``outputs``."""
+    running it needs: ``input`` (name), ``dtype``, ``n_inputs`` and ``outputs``, and for
+    :func:`check_batch` the size ``budget`` and the parsed ``proto``."""
     import onnx
     from google.protobuf.message import DecodeError
 
@@ -85,15 +86,14 @@ def check_file(path: Path, payload: bytes) -> dict[str, Any]:
     # metadata claims (a Dense of 10**12 inputs in the metadata makes no Expand that large).
     budget = min(declared, held) + _SLACK
     check_sizes(path, proto, budget, _refuse)
-    return {**found, "budget": budget}
+    return {**found, "budget": budget, "proto": proto}
 
 
-def check_batch(path: Path, payload: bytes, found: dict[str, Any], batch: int) -> None:
+def check_batch(path: Path, found: dict[str, Any], batch: int) -> None:
     """The sizes the file makes for ``batch`` samples, measured before they run: a shape
-    computed from the batch (a Range of ``N * 2**30``) is known once ``N`` is."""
-    import onnx
-
-    check_sizes(path, onnx.load_from_string(payload), found["budget"], _refuse, batch)
+    computed from the batch (a Range of ``N * 2**30``) is known once ``N`` is (``found``:
+    what :func:`check_file` returned, the parsed file among it)."""
+    check_sizes(path, found["proto"], found["budget"], _refuse, batch)
 
 
 def _metadata(path: Path, proto: Any) -> dict[str, Any]:

@@ -192,8 +192,7 @@ def materialize_state(
     are computed along, and returned."""
     slots = [(h, name) for h, name in slots if not isinstance(getattr(h, name), (int, float))]
     arrays = backend.lazy.materialize([getattr(h, name) for h, name in slots] + list(extra))
-    for (holder, name), array in zip(slots, arrays[: len(slots)], strict=True):
-        setattr(holder, name, array)
+    _state.put(slots, arrays[: len(slots)])
     return list(arrays[len(slots) :])
 
 

@@ -11,12 +11,14 @@ here.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from nnx._checks import whole_number
 from nnx._xp import is_host_data
 
 __all__ = [
+    "borrowed",
     "declared",
     "get_state",
     "host_state",
@@ -78,6 +80,19 @@ def put(slots: list[tuple[Any, str]], values: Any) -> None:
     """Set each (holder, attribute) of ``slots`` to its value, in order."""
     for (holder, name), value in zip(slots, values, strict=True):
         setattr(holder, name, value)
+
+
+@contextmanager
+def borrowed(slots: list[tuple[Any, str]], parts: list[Any]) -> Iterator[None]:
+    """Inside the block a runner may set ``slots`` to anything (a trace sets tracers); after
+    it, each holds what it held before, and ``parts`` hold no arrays of one step."""
+    values = [getattr(holder, name) for holder, name in slots]
+    try:
+        yield
+    finally:
+        put(slots, values)
+        for part in parts:
+            part.clear_step()
 
 
 def non_finite(layers: list[Any], optimizer: Any, flags: Any = None) -> str | None:

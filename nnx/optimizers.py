@@ -110,6 +110,13 @@ class Optimizer(Component):
         """What a fused kernel takes besides the arrays, for the step about to run."""
         return {"lr": self.current_learning_rate, **{n: getattr(self, n) for n in self._hyper}}
 
+    def make_state(self, layers: Sequence[Layer]) -> None:
+        """This optimizer's state for ``layers``, zeros where missing (as an update makes it)."""
+        for layer in layers:
+            for name in layer.parameters:
+                for kind in self.state_kinds:
+                    self.state(layer, name, kind)
+
     def state(self, layer: Layer, name: str, kind: str) -> Array:
         """The state of ``kind`` kept for the parameter ``name`` (zeros at first, as the book
         creates them when ``hasattr`` finds none)."""
