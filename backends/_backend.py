@@ -52,11 +52,17 @@ class Compiler:
     ready : callable ``(array) -> bool``
         Whether the work that makes ``array`` has finished, so that reading it will not wait
         (JAX's ``is_ready``).
+    loop : callable ``(count, body, carry, rows) -> (carry, rows)``, optional
+        A loop inside a compiled function (JAX's ``fori_loop``): ``body(i, carry)`` returns
+        the new carry and a row, for ``i`` from 0 to ``count`` (a traced integer: one program
+        serves every count), and row ``i`` of ``rows`` (an array of at least ``count`` rows)
+        is set to it. None: the library has no such loop, and a caller loops in Python.
     """
 
     compile: Callable[..., Callable[..., Any]]
     traced_types: tuple[type, ...] = ()
     ready: Callable[[Any], bool] = _finished
+    loop: Callable[..., tuple[Any, Any]] | None = None
 
 
 @dataclass(frozen=True)

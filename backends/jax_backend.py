@@ -45,6 +45,13 @@ def make(device: Any = None) -> Backend:
         # by XLA, as NumPy's kernels do, instead of allocated anew every step.
         return jax.jit(function, donate_argnums=tuple(donate))
 
+    def loop(count: Any, body: Callable[..., Any], carry: Any, rows: Any) -> tuple[Any, Any]:
+        def step(i: Any, both: Any) -> Any:
+            carry, row = body(i, both[0])
+            return carry, jax.lax.dynamic_update_index_in_dim(both[1], row, i, 0)
+
+        return jax.lax.fori_loop(0, count, step, (carry, rows))  # type: ignore[no-any-return]
+
     def synchronize() -> None:
         # JAX queues work per array, not per device: wait for every array still alive.
         jax.block_until_ready([a for a in jax.live_arrays() if dev in a.devices()])
@@ -60,7 +67,7 @@ def make(device: Any = None) -> Backend:
         float64_hint=" (JAX computes in 32 bits unless JAX_ENABLE_X64=1 is set before it loads)",
         mutable=False,
         version=jax.__version__,
-        compiler=Compiler(compile, (jax.core.Tracer,), lambda array: array.is_ready()),
+        compiler=Compiler(compile, (jax.core.Tracer,), lambda array: array.is_ready(), loop),
     )
 
 

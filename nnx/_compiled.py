@@ -91,6 +91,8 @@ class CompiledStep:
         self._place = 0  # the step's place in its epoch
         self._counted: int | None = None  # the count the device's array holds, when known
         self._compiled = backend.compiler.compile(self._pure, donate=(0,))
+        self.loops: dict[int, Any] = {}  # its body looped, per batch size (nnx._many)
+        self.seconds_per_step: float | None = None  # measured by the loop's first call
 
     def prepare(self, steps: int) -> None:
         """Ready for a ``train`` call: the state as the model holds it now, no divergence.
@@ -144,11 +146,8 @@ class CompiledStep:
             state, record, out = self._compiled(
                 state, self._zeros if fresh else self._figures, self.record, X, y, drawn, factors
             )
-        except Exception as err:  # a trace that failed: name the part, as export does
-            where = "Model.train: the compiled step"
-            tracing.name_the_part(
-                err, self.model.parts(), tracing.in_model(self.model), where, "pass compile=False"
-            )
+        except Exception as err:
+            self.failed(err)
             raise
         self._iterations = state.pop()
         # Inline loops: this is every step's host work, a tenth of a small model's step.
@@ -168,6 +167,12 @@ class CompiledStep:
         data_loss, reg_loss, accuracy, self._figures = out
         return data_loss, reg_loss, math.nan if accuracy is None else accuracy
 
+    def failed(self, err: Exception) -> None:
+        """A trace that failed: raise naming the part whose code failed, as export does."""
+        model, instead = self.model, "pass compile=False"
+        where = "Model.train: the compiled step"
+        tracing.name_the_part(err, model.parts(), tracing.in_model(model), where, instead)
+
     def _new_program(self) -> None:
         """Before a batch shape's first step, which traces and compiles a new program: past
         ``MAX_PROGRAMS`` of them, say why training keeps compiling, and let the old programs go
@@ -182,7 +187,8 @@ class CompiledStep:
     def epoch_figures(self) -> tuple[Any, Any, Any, Any]:
         """(loss, data loss, regularization loss, accuracy) of the epoch so far, as numbers
         when ``float()`` reads them: all four read from the device when the first is read."""
-        figures = Figures(self._figures, self.backend.to_numpy, self._epoch_counts)
+        array, counts, to_numpy = self._figures, self._epoch_counts, self.backend.to_numpy
+        figures = Figures(lambda: (to_numpy(array).tolist(), counts))
         return tuple(Figure(figures, i) for i in range(4))  # type: ignore[return-value]
 
     def non_finite(self) -> str | None:

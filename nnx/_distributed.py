@@ -57,7 +57,7 @@ class DataParallel(Survivor, Eager):
     """
 
     @staticmethod
-    def accepts(model: Any, X: Any, compile: bool | None) -> bool:
+    def accepts(model: Any, X: Any, compile: bool | None, per_call: int | None = 1) -> bool:
         """On the ``dask`` backend with the data as dask arrays and a ``distributed.Client``
         active; otherwise the model's own step runs, fine-grained on dask.
 

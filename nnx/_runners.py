@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import time
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 from nnx import _state
@@ -36,11 +37,15 @@ class Eager:
     """The model's step as it comes: the NaN check reads the loss on the host, which costs
     nothing where every operation runs as it is called (NumPy, CuPy, torch)."""
 
+    # Steps a call may run (Model.train's steps_per_execution, None: nnx picks); a runner
+    # that runs one step per call leaves it.
+    steps_per_execution: int | None = 1
+
     def __init__(self, model: Any, guard: bool = True) -> None:
         self.model, self.guard = model, guard
 
     @staticmethod
-    def accepts(model: Any, X: Any, compile: bool | None) -> bool:
+    def accepts(model: Any, X: Any, compile: bool | None, per_call: int | None = 1) -> bool:
         return True
 
     @classmethod
@@ -58,6 +63,15 @@ class Eager:
         client, and checks it there)."""
         model = self.model
         return _state.non_finite(model.layers, model.optimizer) if check else None
+
+    def batches(
+        self, X: Any, y: Any, batch_size: int | None, order: Any
+    ) -> Iterator[tuple[Any, Any]]:
+        """An epoch's batches, each handed to ``step``: slices of the data on the device, in
+        ``order`` (the epoch's sample order on the host, or None) when shuffling."""
+        backend = self.model.backend
+        order = None if order is None else backend.asarray(order)
+        return batches(backend.xp, X, y, batch_size, order)
 
     def step(self, X: Any, y: Any) -> tuple[Any, Any, Any]:
         """One training step; (data loss, regularization loss, accuracy) of the batch."""
@@ -100,7 +114,7 @@ class Lazy(Eager):
     step the state and the running sums are computed, so no task graph outlives its step."""
 
     @staticmethod
-    def accepts(model: Any, X: Any, compile: bool | None) -> bool:
+    def accepts(model: Any, X: Any, compile: bool | None, per_call: int | None = 1) -> bool:
         return model.backend.lazy is not None
 
     def step(self, X: Any, y: Any) -> tuple[Any, Any, Any]:
@@ -122,7 +136,7 @@ class Compiled(Eager):
         self.compiled: CompiledStep | None = None
 
     @staticmethod
-    def accepts(model: Any, X: Any, compile: bool | None) -> bool:
+    def accepts(model: Any, X: Any, compile: bool | None, per_call: int | None = 1) -> bool:
         return model.backend.compiler is not None and compile is not False
 
     def prepare(self, steps: int) -> None:

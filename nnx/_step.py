@@ -5,7 +5,7 @@ error a step whose loss is not finite raises."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from nnx._door import formula
@@ -157,24 +157,28 @@ def _as_they_are(output: Any) -> Any:
 
 
 class Figures:
-    """The figures a compiled step returns together in one array (the running sums, then the
-    penalty), brought to the host once, when one of them is first read, and divided there by
-    the counts the host keeps."""
+    """The figures of an epoch that a compiled step returns together in one array (the running
+    sums, then the penalty), brought to the host once, when one of them is first read, and
+    divided there by the counts the host keeps. ``read()`` gives (those numbers, the counts)."""
 
-    __slots__ = ("array", "counts", "host", "to_numpy")
+    __slots__ = ("host", "read")
 
-    def __init__(self, array: Any, to_numpy: Any, counts: list[int]) -> None:
-        self.array, self.to_numpy, self.counts = array, to_numpy, counts
+    def __init__(self, read: Callable[[], tuple[list[float], list[int]]]) -> None:
+        self.read = read
         self.host: list[float] | None = None
 
     def __getitem__(self, index: int) -> float:
         """(loss, data loss, regularization loss, accuracy)[index]."""
         if self.host is None:
-            *sums, reg = self.to_numpy(self.array).tolist()
-            means = [total / max(count, 1) for total, count in zip(sums, self.counts, strict=True)]
-            accuracy = means[1] if len(means) > 1 else math.nan
-            self.host = [means[0] + reg, means[0], reg, accuracy]
-        return self.host[index]
+            self.fill(*self.read())
+        return self.host[index]  # type: ignore[index]
+
+    def fill(self, numbers: list[float], counts: list[int]) -> None:
+        """The figures from the sums and the penalty (``numbers``) and the ``counts``."""
+        *sums, reg = numbers
+        means = [total / max(count, 1) for total, count in zip(sums, counts, strict=True)]
+        accuracy = means[1] if len(means) > 1 else math.nan
+        self.host = [means[0] + reg, means[0], reg, accuracy]
 
 
 class Figure:

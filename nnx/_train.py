@@ -19,7 +19,7 @@ from nnx import _record as record
 from nnx import io
 from nnx._checks import whole_number
 from nnx._interrupt import CtrlC, say_stopped
-from nnx._step import Figure, NonFiniteLossError, batches, loss_diverged, state_diverged
+from nnx._step import Figure, NonFiniteLossError, loss_diverged, state_diverged
 from nnx.data import check_batch_size, shuffled_order
 
 __all__ = ["TrainLoop"]
@@ -119,8 +119,7 @@ class TrainLoop:
         model = self.model
         order = None
         if self.shuffle:  # one generator per epoch, so a resumed run sees the same order
-            rng = model.backend.rng((seed, epoch))
-            order = model.backend.asarray(shuffled_order(rng, self.X.shape[0]))
+            order = shuffled_order(model.backend.rng((seed, epoch)), self.X.shape[0])
         if not self._epoch(epoch, order, bar):
             return False
         if validation is not None:
@@ -144,7 +143,7 @@ class TrainLoop:
         if self.steps > 1 and self.verbose and self._printed(epoch):
             tqdm.write(f"epoch: {epoch}")
         for step, (batch_X, batch_y) in enumerate(
-            batches(model.backend.xp, self.X, self.y, self.batch_size, order)
+            self.runner.batches(self.X, self.y, self.batch_size, order)
         ):
             try:
                 data_loss, reg_loss, accuracy = self.runner.step(batch_X, batch_y)
@@ -260,7 +259,10 @@ class TrainLoop:
         backend = self.model.backend
         result = {}
         for key, values in self.history.items():
-            arrays = [v for v in values if not isinstance(v, (int, float, Figure))]
+            arrays = [v for v in values if not isinstance(v, (float, Figure, int))]
+            if not arrays:
+                result[key] = list(map(float, values))
+                continue
             host = iter(backend.to_numpy(backend.xp.stack(arrays)).tolist() if arrays else [])
             result[key] = [
                 float(v) if isinstance(v, (int, float, Figure)) else next(host) for v in values

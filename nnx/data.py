@@ -226,3 +226,13 @@ def check_batch_size(batch_size: Any) -> int | None:
 def shuffled_order(rng: np.random.Generator, n_samples: int) -> np.ndarray:
     """One epoch's sample order, drawn on the host so every backend sees the same one."""
     return rng.permutation(n_samples)
+
+
+def rows_table(steps: list[tuple[Any, int]], size: int, every: int, rows: int) -> np.ndarray:
+    """The sample indices of the batches of ``size`` rows that ``steps`` take, one step a row
+    of a (``rows``, ``size``) table padded with zeros: (epoch order, place) pairs, a batch
+    starting ``place * every`` into its epoch's order (many steps per call, shuffled)."""
+    table = np.zeros((rows, size), dtype=np.int32)
+    for j, (order, place) in enumerate(steps):
+        table[j] = order[place * every : place * every + size]
+    return table

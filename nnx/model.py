@@ -138,6 +138,7 @@ class Model(Passes, ModelState):
         checkpoint_every: int = 1,
         resume: Any = None,
         compile: bool | None = None,
+        steps_per_execution: int | None = None,
         runner: type | None = None,
     ) -> dict[str, list[float]]:
         """Train for ``epochs`` passes over ``(X, y)``; returns the history per epoch.
@@ -164,6 +165,11 @@ class Model(Passes, ModelState):
         as it was, so the result is the same). The arrays of one step (``inputs``,
         ``dweights``, ...) stay inside the compiled code: after a compiled ``train`` the layers
         do not hold them; ``model.compiled_step.traces`` counts the traces.
+        ``steps_per_execution=K`` (Keras's name) runs K compiled steps per call of the
+        compiled code, across batches and epochs, so the host's work per step goes (at most
+        128 a call; the history, printing, validation and checkpoints are as with one);
+        ``None`` picks K: up to the next line, validation or checkpoint, and about half a
+        second of work, so Ctrl-C stays prompt. Eager steps ignore it.
 
         ``runner``: a subclass of :class:`nnx.Runner` that runs the steps instead of the one
         nnx picks (eager, compiled, or coarse tasks on a Dask cluster): its ``step(X, y)`` is
@@ -180,7 +186,14 @@ class Model(Passes, ModelState):
             on_nan=on_nan,
             checkpoint=checkpoint,
             checkpoint_every=checkpoint_every,
-            choose=lambda X, guard: choose(self, X, compile=compile, guard=guard, runner=runner),
+            choose=lambda X, guard: choose(
+                self,
+                X,
+                compile=compile,
+                guard=guard,
+                runner=runner,
+                steps_per_execution=steps_per_execution,
+            ),
         )
         X, y = data.to_backend(self, X, y)
         validation = None

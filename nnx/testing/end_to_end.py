@@ -25,6 +25,7 @@ from nnx.testing.training import (
     compiled_problems,
     curve_problems,
     epochs_for,
+    many_steps_problems,
     train_spiral,
 )
 
@@ -50,6 +51,7 @@ def end_to_end(backends: Sequence[str] | None, dtypes: Sequence[str]) -> list[Re
             rows.append(_model_file_row(backend, dtype))
             if backend.compiler is not None:
                 rows.append(_compiled_row(backend, dtype, compiled_problems, STEP_ROW))
+                rows.append(_compiled_row(backend, dtype, many_steps_problems, MANY_ROW))
                 rows.append(_compiled_row(backend, dtype, book_compiled_problems, BOOK_ROW))
     return rows
 
@@ -186,6 +188,7 @@ def _export_row(backend: Backend, dtype: str) -> Result:
 
 
 STEP_ROW, BOOK_ROW = "compiled step = eager step", "nnx.compile(book epoch) = eager"
+MANY_ROW = "K steps per call = K eager steps"
 
 
 def _compiled_row(backend: Backend, dtype: str, problems_of: Any, name: str) -> Result:

@@ -164,23 +164,30 @@ def curve_problems(curve: np.ndarray, reference: np.ndarray, dtype: str) -> list
 _COMPILED_RTOL = {"float32": 1e-4, "float64": 1e-9}
 
 
-def compiled_problems(backend: Backend, dtype: str) -> tuple[float, list[str]]:
+def compiled_problems(
+    backend: Backend, dtype: str, steps_per_execution: int = 1
+) -> tuple[float, list[str]]:
     """The largest relative difference between a model trained with the backend's compiled
     step and the same model trained eagerly on the same backend, and what is wrong.
 
     Batches, shuffling, dropout, L1/L2 penalties and Adam with decay: everything the step
-    carries or draws. The compiled run must also trace its step once.
+    carries or draws. The compiled run must also trace its step once. With
+    ``steps_per_execution`` K > 1, K steps a call (calls that end inside an epoch and span
+    epochs), without dropout (host draws run one step a call) and with a ragged last batch:
+    one trace per batch shape.
     """
     import nnx  # the Model, which this module's layer-by-layer runs do not need
 
     X, y = spiral_data(40, 3, seed=0)
+    many = steps_per_execution > 1
     states, traces = [], 0
     for compile in (False, True):
         with nnx.use_backend(backend):
             model = nnx.Model(seed=7)
             model.add(nnx.Dense(2, 32, seed=1, dtype=dtype, weight_regularizer_l2=5e-4))
             model.add(nnx.ReLU())
-            model.add(nnx.Dropout(0.2, seed=3))
+            if not many:
+                model.add(nnx.Dropout(0.2, seed=3))
             model.add(nnx.Dense(32, 3, seed=2, dtype=dtype, bias_regularizer_l1=1e-4))
             model.add(nnx.Softmax())
             model.set(
@@ -189,20 +196,29 @@ def compiled_problems(backend: Backend, dtype: str) -> tuple[float, list[str]]:
                 accuracy=nnx.CategoricalAccuracy(),
             )
         model.finalize()
-        model.train(X, y, epochs=3, batch_size=40, shuffle=True, verbose=0, compile=compile)
+        model.train(
+            X, y, epochs=3, batch_size=50 if many else 40, shuffle=True, verbose=0,
+            compile=compile, steps_per_execution=steps_per_execution,
+        )  # fmt: skip
         states.append({key: _host_copy(backend, a) for key, a in model.get_state().items()})
         if compile:
             traces = model.compiled_step.traces
+    shapes = 2 if many else 1  # 50, 50 and 20 rows an epoch: two programs
     eager, compiled = states
-    problems = [] if traces == 1 else [f"the step was traced {traces} times, not once"]
+    problems = [] if traces == shapes else [f"the step was traced {traces} times, not {shapes}"]
     worst = 0.0
     for key, want in eager.items():
         got = compiled[key].astype(np.float64)
         error = np.abs(got - want) / np.maximum(np.abs(want), 1e-3)
         worst = max(worst, float(error.max()))
         if not np.isfinite(got).all() or error.max() > _COMPILED_RTOL[dtype]:
-            problems.append(f"{key} differs from the eager step by {error.max():.1e} relative")
+            problems.append(f"{key} differs from the eager steps by {error.max():.1e} relative")
     return worst, problems
+
+
+def many_steps_problems(backend: Backend, dtype: str) -> tuple[float, list[str]]:
+    """:func:`compiled_problems` with 4 steps a call (``steps_per_execution=4``)."""
+    return compiled_problems(backend, dtype, steps_per_execution=4)
 
 
 def book_compiled_problems(backend: Backend, dtype: str) -> tuple[float, list[str]]:

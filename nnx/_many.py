@@ -1,0 +1,300 @@
+"""Many training steps in one compiled call (``Model.train(steps_per_execution=K)``, Keras's
+name), where the backend's compiler has a loop (``Compiler.loop``: JAX's ``fori_loop``).
+
+The training loop hands this runner tokens, not slices: which rows of the data a step takes
+(their place in the epoch, the epoch's order when shuffling). The runner keeps them until it
+has ``K``, or until the loop reads a figure, validates, saves or ends, and runs them as one
+call of a program that cuts each batch from the whole data on the device and runs the compiled
+step's body (``CompiledStep._pure``: the model's one ``train_step``, its NaN guard, running
+sums) once per token. The number of steps is an argument of the program: one compile serves
+every K up to ``CAPACITY`` for a batch shape; a ragged last batch is a call of its own. The
+host counts each step as the eager step does when it takes the token (``optimizer.iterations``,
+and the step's factors, which go in as a table); the figures of a step or an epoch come from
+the call's per-step rows.
+Layers that draw on the host (Dropout's masks) are left to ``Compiled``, a step a call.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from nnx import _state
+from nnx import _tracing as tracing
+from nnx._runners import Compiled
+from nnx._step import Figure, Figures
+from nnx.data import rows_table
+
+__all__ = ["CAPACITY", "ManySteps"]
+
+# The most steps one call runs: the rows its per-step figures take, and (shuffling) the rows
+# of its table of sample indices. Past 128 steps a call's fixed cost (~100 us on JAX's CPU) is
+# under a microsecond a step.
+CAPACITY = 128
+# Seconds of work one call does at most when K is left to nnx, so Ctrl-C stays prompt.
+_SECONDS_PER_CALL = 0.5
+_TOKEN = object()  # what the runner's batches give as X: the token is in y
+
+
+class ManySteps(Compiled):
+    """Compiled steps, ``steps_per_execution`` of them per call (see the module's text)."""
+
+    @staticmethod
+    def accepts(model: Any, X: Any, compile: bool | None, per_call: int | None = 1) -> bool:
+        compiler = model.backend.compiler
+        return bool(
+            Compiled.accepts(model, X, compile, per_call)
+            and per_call != 1
+            and compiler.loop is not None
+            and not any(layer.draws_on_host for layer in model.layers)
+        )
+
+    def __init__(self, model: Any, guard: bool = True) -> None:
+        super().__init__(model, guard)
+        self._pending: list[tuple[Any, int, int]] = []  # tokens not run yet
+        self._factors: list[list[float]] = []  # their steps' factors (step_factors)
+        self._call = _Call(self)  # the call the pending tokens will make
+
+    def prepare(self, steps: int) -> None:
+        super().prepare(steps)
+        compiled = self.compiled
+        assert compiled is not None
+        self._before = self.model.optimizer.iterations  # the host's count before them
+        self._progress = (0, 0)  # the epoch's steps so far (see step)
+        self._known: dict[tuple[int, int], list[int]] = {}  # counts per progress
+        self._last, self._last_count = self._call, 0
+        self._rows = len(compiled._sum_slots) + 4  # a step's row: 3 figures, sums, penalty
+        if self.steps_per_execution is not None:
+            self._limit = min(self.steps_per_execution, CAPACITY)
+        elif compiled.seconds_per_step is None:
+            self._limit = 1  # the first call measures a step, then K follows from it
+        else:
+            self._limit = _limit(compiled.seconds_per_step)
+
+    def batches(  # type: ignore[override]
+        self, X: Any, y: Any, batch_size: int | None, order: Any
+    ) -> list[tuple[Any, Any]]:
+        n = X.shape[0]
+        size = n if batch_size is None else min(batch_size, n)
+        self._data = (X, y, size, math.ceil(n / size))
+        sizes = [size] * (n // size) + ([n % size] if n % size else [])
+        return [(_TOKEN, (order, place, rows)) for place, rows in enumerate(sizes)]
+
+    def step(self, X: Any, y: Any) -> tuple[Any, Any, Any]:
+        if X is not _TOKEN:  # a runner's batches of its own: one step, as Compiled runs it
+            self.flush()
+            return super().step(X, y)
+        order, place, size = y
+        if self._pending and size != self._pending[-1][2]:  # another shape: another program
+            self.flush()
+        pending = self._pending
+        if not pending:
+            self._before = self.model.optimizer.iterations
+        pending.append(y)
+        # Where the epoch is: full batches so far, and the ragged last batch's size once run.
+        full, ragged = (0, 0) if place == 0 else self._progress
+        self._progress = (full + 1, 0) if size == self._data[2] else (full, size)
+        optimizer = self.model.optimizer  # the host's numbers, as an eager step leaves them
+        optimizer.pre_update_params()  # the step's factors, worked out in float64
+        self._factors.append([getattr(optimizer, name) for name in optimizer.step_factors])
+        optimizer.post_update_params()
+        row = _Row(self._call, len(pending) - 1)
+        if len(pending) >= self._limit:
+            self.flush()
+        return Figure(row, 0), Figure(row, 1), Figure(row, 2)  # type: ignore[arg-type]
+
+    def epoch_figures(self) -> tuple[Any, Any, Any, Any]:
+        call, j, progress = self._call, len(self._pending) - 1, self._progress
+        if j < 0:  # the epoch's last step is in the call that ran last
+            call, j = self._last, self._last_count - 1
+        figures = _Epoch(call, j, progress)
+        call.epochs.append(figures)
+        return Figure(figures, 0), Figure(figures, 1), Figure(figures, 2), Figure(figures, 3)
+
+    def boundary(self, last: bool, check: bool) -> str | None:
+        self.flush()
+        return super().boundary(last, check)
+
+    def divergence(self, now: bool) -> tuple[float, int] | None:
+        if now:
+            self.flush()
+        elif self._unread and self._unread[-1] is self.compiled.record:  # type: ignore[union-attr]
+            return None  # no call ran since the last look
+        return super().divergence(now)
+
+    def evaluate(self, X: Any, y: Any, batch_size: int | None) -> tuple[float, float]:
+        self.flush()
+        return super().evaluate(X, y, batch_size)
+
+    def flush(self) -> None:
+        """Run the pending tokens as one call of the compiled loop."""
+        pending, call, compiled, factors = self._pending, self._call, self.compiled, self._factors
+        if not pending:
+            return
+        assert compiled is not None
+        self._pending, self._call, self._factors = [], _Call(self), []
+        X, y, full, steps = self._data
+        size, backend = pending[0][2], self.model.backend
+        table = None
+        if pending[0][0] is not None:  # shuffled: the rows each step takes, padded
+            places = [(order, place) for order, place, _ in pending]
+            table = backend.asarray(rows_table(places, size, full, CAPACITY))
+        program = self._program(size)
+        state = [getattr(holder, name) for holder, name in compiled._slots]
+        state.append(compiled._iterations)
+        try:
+            factors += [factors[0]] * (CAPACITY - len(factors))  # padded, never read
+            state, figures, record, rows = program(
+                state, compiled._figures, compiled.record, X, y, table,
+                backend.asarray(factors, self.model.dtype), pending[0][1], len(pending), full,
+                steps,
+            )  # fmt: skip
+        except Exception as err:
+            self.model.optimizer.restore_iterations(self._before)  # none of them ran
+            compiled.failed(err)
+            raise
+        started = time.perf_counter()
+        compiled._iterations = state.pop()
+        _state.put(compiled._slots, state)
+        compiled.record, compiled._figures = record, figures
+        compiled._counted = self.model.optimizer.iterations
+        call.rows = rows
+        # The call before this one is done, or nearly: its figures come to the host now,
+        # while the device runs this one, rather than all at the end of training.
+        self._last.fetch()
+        self._last, self._last_count = call, len(pending)
+        counts = self._counts(self._progress)
+        _state.put(compiled._count_slots, counts)
+        compiled._epoch_counts = counts
+        if self.steps_per_execution is None and compiled.seconds_per_step is None:
+            backend.to_numpy(figures)  # waits for the call: a step's time sets K from now on
+            compiled.seconds_per_step = (time.perf_counter() - started) / len(pending)
+            self._limit = _limit(compiled.seconds_per_step)
+
+    def _counts(self, progress: tuple[int, int]) -> list[int]:
+        """The running counts (samples seen) after ``progress``: (full batches, the ragged
+        batch's size or 0) of an epoch, from what the traces found a batch of each size adds."""
+        counts = self._known.get(progress)
+        if counts is None:
+            assert self.compiled is not None
+            known, X, y = self.compiled._counts, self._data[0], self._data[1]
+            counts = [0] * len(self.compiled._count_slots)
+            for size, n in ((self._data[2], progress[0]), (progress[1], progress[1] > 0)):
+                if n:
+                    key = ((size, *X.shape[1:]), (size, *y.shape[1:]))
+                    counts = [total + n * count for total, count in zip(counts, known[key])]  # noqa: B905
+            self._known[progress] = counts
+        return counts
+
+    def _program(self, size: int) -> Any:
+        """The compiled loop for batches of ``size`` rows, made on first use."""
+        compiled = self.compiled
+        assert compiled is not None
+        if size not in compiled.loops and len(compiled.loops) >= tracing.MAX_PROGRAMS:
+            tracing.warn_programs(compiled.traces)  # the old programs go
+            compiled.loops.clear()
+        if size not in compiled.loops:
+            compiled.loops[size] = _loop(compiled, size, self._rows)
+        return compiled.loops[size]
+
+
+def _loop(compiled: Any, size: int, width: int) -> Any:
+    """``compiled``'s step as a compiled loop over batches of ``size`` rows cut from the whole
+    data: each step takes rows ``table[i]`` (shuffled) or the ``place``-th run of ``size``
+    rows from ``place * full``; the running sums start again where ``place`` is 0."""
+    backend, model = compiled.backend, compiled.model
+    xp, dtype, n = backend.xp, model.dtype, len(model.optimizer.step_factors)
+
+    def program(
+        state: Any, carried: Any, record: Any, X: Any, y: Any, table: Any, factors: Any,
+        start: Any, count: Any, full: Any, steps: Any,
+    ) -> Any:  # fmt: skip
+        offsets = xp.arange(size)
+
+        def body(i: Any, carry: Any) -> Any:
+            state, carried, record = carry
+            place = (start + i) % steps
+            if table is None:
+                rows = place * full + offsets
+            else:
+                rows = xp.take(table, xp.reshape(i, (1,)), axis=0)[0, ...]
+            batch_X, batch_y = xp.take(X, rows, axis=0), xp.take(y, rows, axis=0)
+            carried = xp.where(place == 0, xp.zeros_like(carried), carried)
+            # The step's factors, from the host (1 - 0.999**t in float32 is off by 1e-5).
+            mine = xp.take(factors, xp.reshape(i, (1,)), axis=0)[0, ...]
+            state, new_record, out = compiled._pure(
+                state, carried, record, batch_X, batch_y, [], tuple(mine[k] for k in range(n))
+            )
+            data_loss, reg_loss, accuracy, figures = out
+            accuracy = math.nan if accuracy is None else accuracy
+            head = xp.stack([xp.asarray(v, dtype=dtype) for v in (data_loss, reg_loss, accuracy)])
+            row = xp.concat([head, figures])
+            return (state, figures, new_record if compiled.guard else record), row
+
+        rows = xp.zeros((CAPACITY, width), dtype=dtype)
+        (state, carried, record), rows = backend.compiler.loop(
+            count, body, (state, carried, record), rows
+        )
+        return state, carried, record, rows
+
+    return backend.compiler.compile(program, donate=(0,))
+
+
+def _limit(seconds_per_step: float) -> int:
+    """Steps a call runs when K is left to nnx: about ``_SECONDS_PER_CALL`` of work."""
+    return max(1, min(CAPACITY, int(_SECONDS_PER_CALL / max(seconds_per_step, 1e-9))))
+
+
+class _Call:
+    """One call's per-step rows (data loss, regularization loss, accuracy, running sums,
+    penalty), read from the device once, when a figure of one of its steps is first read or
+    the next call has started; ``epochs``: the epoch figures to fill in then."""
+
+    __slots__ = ("epochs", "host", "rows", "runner")
+
+    def __init__(self, runner: ManySteps) -> None:
+        self.runner, self.rows = runner, None
+        self.host: list[list[float]] | None = None
+        self.epochs: list[_Epoch] = []
+
+    def fetch(self) -> None:
+        if self.host is not None or self.rows is None:
+            return
+        self.host = host = self.runner.model.backend.to_numpy(self.rows).tolist()
+        counts = self.runner._counts
+        for epoch in self.epochs:
+            epoch.fill(host[epoch.j][3:], counts(epoch.progress))
+        self.epochs = []
+
+    def row(self, j: int) -> list[float]:
+        if self.rows is None:
+            self.runner.flush()  # the call has not run yet: it runs now
+        self.fetch()
+        if self.host is None:  # never ran (training stopped before it)
+            return [math.nan] * self.runner._rows
+        return self.host[j]
+
+
+class _Row:
+    """One step's (data loss, regularization loss, accuracy), for :class:`Figure`."""
+
+    __slots__ = ("call", "j")
+
+    def __init__(self, call: _Call, j: int) -> None:
+        self.call, self.j = call, j
+
+    def __getitem__(self, index: int) -> float:
+        return self.call.row(self.j)[index]
+
+
+class _Epoch(Figures):
+    """An epoch's figures: those of step ``j`` of ``call`` (its last), after ``progress``."""
+
+    __slots__ = ("call", "j", "progress")
+
+    def __init__(self, call: _Call, j: int, progress: tuple[int, int]) -> None:
+        self.call, self.j, self.progress, self.host = call, j, progress, None
+
+    def read(self) -> tuple[list[float], list[int]]:  # type: ignore[override]
+        return self.call.row(self.j)[3:], self.call.runner._counts(self.progress)

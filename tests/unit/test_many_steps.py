@@ -1,0 +1,201 @@
+"""``Model.train(steps_per_execution=K)``: K compiled steps per call of the compiled code give
+what K eager steps give (state, history, printed lines, the NaN stop), with one compile per
+batch shape for every K."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import pytest
+
+import backends
+import nnx
+from nnx.datasets import spiral_data
+
+try:
+    JAX = backends.load("jax", os.environ.get("NNX_DEVICE") or None)
+except backends.BackendError as err:  # pragma: no cover - jax is a test dependency in CI
+    pytest.skip(f"jax backend unavailable: {err}", allow_module_level=True)
+
+X, Y = spiral_data(40, 3, seed=0)  # 120 samples
+RTOL, ATOL = 1e-4, 1e-5  # float32 rounding over a few dozen steps (as test_compiled)
+
+
+def _model(backend: Any, optimizer: Any = None) -> nnx.Model:
+    with nnx.use_backend(backend):
+        model = nnx.Model(seed=7)
+        model.add(nnx.Dense(2, 32, seed=1, weight_regularizer_l2=5e-4, bias_regularizer_l1=1e-4))
+        model.add(nnx.ReLU())
+        model.add(nnx.Dense(32, 3, seed=2))
+        model.add(nnx.Softmax())
+        model.set(
+            loss=nnx.CategoricalCrossentropy(),
+            optimizer=optimizer() if optimizer else nnx.Adam(learning_rate=0.02, decay=1e-3),
+            accuracy=nnx.CategoricalAccuracy(),
+        )
+    model.finalize()
+    return model
+
+
+def _host(model: nnx.Model) -> dict[str, np.ndarray]:
+    return {key: backends.to_numpy(value) for key, value in model.get_state().items()}
+
+
+def _assert_close(a: dict[str, Any], b: dict[str, Any]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=RTOL, atol=ATOL, err_msg=key)
+
+
+@pytest.fixture(scope="module")
+def eager() -> tuple[dict[str, np.ndarray], dict[str, list[float]], nnx.Model]:
+    """The reference: 5 epochs of 50, 50, 20 rows, shuffled, on NumPy."""
+    model = _model("numpy")
+    history = model.train(X, Y, epochs=5, batch_size=50, shuffle=True, verbose=0)
+    return _host(model), history, model
+
+
+@pytest.mark.parametrize("K", [2, 4, 7, None, 1000])
+def test_k_steps_per_call_are_k_eager_steps(K: Any, eager: Any) -> None:
+    """Calls that end inside an epoch, span epochs, and stop at the ragged last batch."""
+    state, history, reference = eager
+    model = _model(JAX)
+    got = model.train(X, Y, epochs=5, batch_size=50, shuffle=True, verbose=0, steps_per_execution=K)
+    _assert_close(_host(model), state)
+    assert got.keys() == history.keys()
+    for key, values in history.items():
+        np.testing.assert_allclose(got[key], values, rtol=RTOL, err_msg=key)
+    # What the eager step leaves on the host, the same.
+    assert type(model.optimizer.iterations) is int and model.optimizer.iterations == 15
+    assert model.optimizer.current_learning_rate == reference.optimizer.current_learning_rate
+    assert model.loss.accumulated_count == reference.loss.accumulated_count == 120
+    np.testing.assert_allclose(
+        float(model.loss.accumulated_sum), float(reference.loss.accumulated_sum), RTOL
+    )
+    for layer in model.layers:  # nothing traced stays behind
+        assert not any(hasattr(layer, name) for name in ("inputs", "output", "dinputs"))
+
+
+def test_one_compile_serves_every_k() -> None:
+    model = _model(JAX)
+    for K in (3, 5, None, 100):
+        model.train(X, Y, epochs=2, batch_size=50, verbose=0, steps_per_execution=K)
+    # One program for the 50-row batches, one for the 20-row ragged batch, whatever K was.
+    assert model.compiled_step.traces == 2
+    assert sorted(model.compiled_step.loops) == [20, 50]
+
+
+def test_full_batch_epochs_run_many_per_call() -> None:
+    """The book's case: one batch an epoch, so a call of K steps spans K epochs; the history
+    still has a line per epoch."""
+    model, reference = _model(JAX), _model("numpy")
+    got = model.train(X, Y, epochs=23, verbose=0, steps_per_execution=10)  # calls: 10, 10, 3
+    want = reference.train(X, Y, epochs=23, verbose=0)
+    for key, values in want.items():
+        np.testing.assert_allclose(got[key], values, rtol=RTOL, err_msg=key)
+    # Full-batch Adam at 0.02 on 120 points: float32 rounding grows faster here (eager JAX
+    # differs from NumPy by 5e-5 after 23 steps, by 3e-3 after 37).
+    for key, value in _host(reference).items():
+        np.testing.assert_allclose(_host(model)[key], value, atol=1e-4, err_msg=key)
+
+
+def test_the_printed_lines_are_the_eager_ones(capsys: Any) -> None:
+    """Step lines (several batches an epoch) and epoch lines read figures from inside calls."""
+    lines = []
+    for backend, K in (("numpy", None), (JAX, 4)):
+        _model(backend).train(X, Y, epochs=3, batch_size=20, print_every=2, steps_per_execution=K)
+        lines.append(capsys.readouterr().out.splitlines())
+    assert len(lines[0]) == len(lines[1]) > 6
+    for want, got in zip(*lines, strict=True):
+        # The printed figures are rounded to 3 digits: compare the words, and numbers closely.
+        assert want.split(":")[0] == got.split(":")[0]
+        w = [float(t.strip("(),")) for t in want.split() if t[:1].isdigit()]
+        g = [float(t.strip("(),")) for t in got.split() if t[:1].isdigit()]
+        np.testing.assert_allclose(g, w, atol=1.5e-3)
+
+
+def test_validation_and_checkpoints_between_calls(tmp_path: Any) -> None:
+    path = tmp_path / "run.nnx"
+    whole = _model(JAX)
+    whole.train(X, Y, epochs=4, batch_size=50, shuffle=True, verbose=0, steps_per_execution=5)
+    first = _model(JAX)
+    history = first.train(
+        X, Y, epochs=2, batch_size=50, shuffle=True, verbose=0, checkpoint=path,
+        validation_data=(X[:30], Y[:30]), steps_per_execution=5,
+    )  # fmt: skip
+    assert len(history["val_loss"]) == 2
+    reference = _model("numpy")
+    want = reference.train(
+        X, Y, epochs=2, batch_size=50, shuffle=True, verbose=0,
+        validation_data=(X[:30], Y[:30]),
+    )  # fmt: skip
+    np.testing.assert_allclose(history["val_loss"], want["val_loss"], rtol=RTOL)
+    resumed = _model(JAX)
+    resumed.train(
+        X, Y, epochs=4, batch_size=50, shuffle=True, verbose=0, resume=path,
+        steps_per_execution=5,
+    )  # fmt: skip
+    for key, value in _host(whole).items():
+        np.testing.assert_array_equal(_host(resumed)[key], value, err_msg=key)
+
+
+def _diverging(backend: Any) -> nnx.Model:
+    return _model(backend, lambda: nnx.SGD(learning_rate=1e18))
+
+
+@pytest.mark.parametrize("K", [3, 50])
+def test_a_nan_inside_a_call_stops_where_the_eager_step_stops(K: int) -> None:
+    messages, states = [], []
+    for backend, per_call in (("numpy", None), (JAX, K)):
+        model = _diverging(backend)
+        with pytest.raises(nnx.NonFiniteLossError) as info:
+            model.train(X, Y, epochs=20, batch_size=40, verbose=0, steps_per_execution=per_call)
+        messages.append(str(info.value))
+        states.append(_host(model))
+        assert all(np.isfinite(value).all() for value in states[-1].values())
+    assert messages[0] == messages[1]
+    _assert_close(states[1], states[0])
+
+
+def test_on_nan_warn_keeps_the_history_before_the_diverged_epoch() -> None:
+    histories, iterations = [], []
+    for backend in ("numpy", JAX):
+        model = _diverging(backend)
+        with pytest.warns(RuntimeWarning, match="the loss became"):
+            histories.append(
+                model.train(X, Y, epochs=20, verbose=0, on_nan="warn", steps_per_execution=8)
+            )
+        iterations.append(model.optimizer.iterations)
+    assert len(histories[0]["loss"]) == len(histories[1]["loss"])
+    assert iterations[0] == iterations[1]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, "3", True])
+def test_steps_per_execution_must_be_a_whole_number(bad: Any) -> None:
+    with pytest.raises(ValueError, match="steps_per_execution"):
+        _model(JAX).train(X, Y, epochs=1, verbose=0, steps_per_execution=bad)
+
+
+def test_eager_steps_ignore_it() -> None:
+    """compile=False and backends without a compiler run one step at a time, as asked."""
+    for backend, compile in (("numpy", None), (JAX, False)):
+        model = _model(backend)
+        model.train(X, Y, epochs=2, verbose=0, compile=compile, steps_per_execution=4)
+        assert model.optimizer.iterations == 2
+        assert getattr(model, "compiled_step", None) is None
+
+
+def test_layers_that_draw_on_the_host_run_one_compiled_step_a_call() -> None:
+    with nnx.use_backend(JAX):
+        model = nnx.Model(seed=0)
+        model.add(nnx.Dense(2, 8, seed=1))
+        model.add(nnx.Dropout(0.1, seed=2))
+        model.add(nnx.Dense(8, 3, seed=3))
+        model.add(nnx.Softmax())
+        model.set(loss=nnx.CategoricalCrossentropy(), optimizer=nnx.Adam())
+    model.finalize()
+    model.train(X, Y, epochs=3, verbose=0, steps_per_execution=8)
+    assert model.compiled_step.loops == {}  # the per-step program ran
+    assert model.optimizer.iterations == 3
