@@ -27,6 +27,7 @@ class Spec:
     sizes: tuple[int, ...]
     batch: int
     optimizer: str
+    per_epoch: int = 1  # batches in an epoch: the data holds batch * per_epoch rows
 
     def matmul_flops(self) -> int:
         """Flops of the forward and backward matmuls (no dinputs for the first layer)."""
@@ -82,8 +83,9 @@ def host_data(spec: Spec, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     if spec.name == "S":
         return spiral_data(100, 3, seed=seed)
     rng = np.random.default_rng(seed)
-    X = rng.standard_normal((spec.batch, spec.sizes[0]), dtype=np.float32)
-    y = rng.integers(0, spec.sizes[-1], size=spec.batch)
+    rows = spec.batch * spec.per_epoch
+    X = rng.standard_normal((rows, spec.sizes[0]), dtype=np.float32)
+    y = rng.integers(0, spec.sizes[-1], size=rows)
     return X, y
 
 
@@ -207,10 +209,12 @@ def nnx_model(
     compile: bool | None = None,
     name: str = "nnx Model",
     on_nan: str = "raise",
+    steps_per_execution: int | None = 1,
 ) -> Impl:
-    """(b) ``nnx.Model.train``: one batch per epoch, so ``epochs`` = steps (accuracy included).
-    ``compile`` and ``on_nan`` as ``Model.train`` takes them (compile=None: compiled where
-    the backend can)."""
+    """(b) ``nnx.Model.train``: ``k`` steps are ``k / spec.per_epoch`` epochs of one train
+    call (accuracy included). ``compile``, ``on_nan`` and ``steps_per_execution`` as
+    ``Model.train`` takes them (compile=None: compiled where the backend can; one step per
+    call unless asked, the per-step columns' meaning)."""
     b = backends.load(backend)
     model = build_model(spec, params, b, dtype)
     layers = model.layers
@@ -220,12 +224,13 @@ def nnx_model(
         model.train(
             X,
             y,
-            epochs=k,
+            epochs=max(1, k // spec.per_epoch),
             batch_size=batch_size,
             print_every=10**9,
             verbose=0,
             compile=compile,
             on_nan=on_nan,
+            steps_per_execution=steps_per_execution,
         )
 
     return Impl(
@@ -239,7 +244,8 @@ def nnx_model(
 
 
 def first_compiled_step(spec: Spec, X: np.ndarray, y: np.ndarray, params: list) -> float:
-    """Seconds of a fresh model's first compiled ``train`` step on JAX: trace and compile."""
+    """Seconds of a fresh model's first compiled ``train`` call on JAX (one epoch, the
+    defaults): trace and compile."""
     import time
 
     model = build_model(spec, params, backends.load("jax"))
@@ -281,83 +287,3 @@ def matmul_floor(
                     d @ w.T
 
     return Impl(name, _library(b), run, b.synchronize, lambda: weights)
-
-
-def jax_step(spec: Spec, X: np.ndarray, y: np.ndarray, params: list) -> Impl:
-    """(f) A hand-written JAX step under ``jax.jit`` with donated buffers: the same network,
-    loss, accuracy and optimizer formulas as nnx (softmax-crossentropy's short gradient, no
-    dinputs for the first layer), as an experienced JAX user would write it."""
-    import jax
-    import jax.numpy as jnp
-
-    Xj, yj = jnp.asarray(X, jnp.float32), jnp.asarray(y)
-    n_layers = len(params)
-    adam = spec.optimizer == "adam"
-    lr, beta_1, beta_2, eps, momentum = (0.001 if adam else 1.0), 0.9, 0.999, 1e-7, 0.9
-
-    def step(state: Any, X: Any, y: Any) -> Any:
-        weights, slots, t = state
-        inputs, outputs = [], X
-        for i, (W, b) in enumerate(weights):
-            inputs.append(outputs)
-            outputs = outputs @ W + b
-            if i < n_layers - 1:
-                outputs = jnp.maximum(outputs, 0)
-        exp = jnp.exp(outputs - jnp.max(outputs, axis=1, keepdims=True))
-        probs = exp / jnp.sum(exp, axis=1, keepdims=True)
-        picked = jnp.clip(jnp.take_along_axis(probs, y[:, None], axis=1), 1e-7, 1 - 1e-7)
-        loss = -jnp.mean(jnp.log(picked))
-        accuracy = jnp.mean(jnp.argmax(probs, axis=1) == y)
-        dvalues = (probs - jax.nn.one_hot(y, probs.shape[1], dtype=probs.dtype)) / X.shape[0]
-        grads = []
-        for i in reversed(range(n_layers)):
-            W, _ = weights[i]
-            grads.append((inputs[i].T @ dvalues, jnp.sum(dvalues, axis=0, keepdims=True)))
-            if i > 0:
-                dvalues = (dvalues @ W.T) * (inputs[i] > 0)
-        grads.reverse()
-        new_weights, new_slots = [], []
-        for (W, b), (dW, db), slot in zip(weights, grads, slots, strict=True):
-            pairs = []
-            for p, g, s in zip((W, b), (dW, db), slot, strict=True):
-                if adam:
-                    m, c = s
-                    m = beta_1 * m + (1 - beta_1) * g
-                    c = beta_2 * c + (1 - beta_2) * g**2
-                    m_hat = m / (1 - beta_1 ** (t + 1))
-                    c_hat = c / (1 - beta_2 ** (t + 1))
-                    pairs.append((p - lr * m_hat / (jnp.sqrt(c_hat) + eps), (m, c)))
-                else:
-                    m = momentum * s[0] - lr * g
-                    pairs.append((p + m, (m,)))
-            new_weights.append(tuple(p for p, _ in pairs))
-            new_slots.append(tuple(s for _, s in pairs))
-        return (new_weights, new_slots, t + 1), loss, accuracy
-
-    compiled = jax.jit(step, donate_argnums=0)
-    kinds = 2 if adam else 1
-    state: list[Any] = [
-        [(jnp.asarray(W), jnp.asarray(b)) for W, b in params],
-        [
-            tuple(tuple(jnp.zeros_like(jnp.asarray(p)) for _ in range(kinds)) for p in pair)
-            for pair in params
-        ],  # fmt: skip
-        jnp.asarray(0),
-    ]
-
-    def run(k: int) -> None:
-        for _ in range(k):
-            new, _loss, _accuracy = compiled(tuple(state), Xj, yj)
-            state[:] = new
-
-    def sync() -> None:
-        jax.block_until_ready(state)
-
-    return Impl(
-        "jax.jit step",
-        "jax",
-        run,
-        sync,
-        lambda: [a for pair in state[0] for a in pair],
-        parameters=lambda: [np.array(a) for pair in state[0] for a in pair],
-    )

@@ -1,16 +1,19 @@
 """Time one training step of nnx against the book's NumPy code, PyTorch eager and the matmuls.
 
-    python benchmarks/step.py [--backend NAME] [--quick] [--workloads SML] [--gpu] [--no-jax]
+    python benchmarks/step.py [--backend NAME] [--quick] [--workloads SMLE] [--gpu] [--no-jax]
 
 Workloads (float32): S spiral 300x2, 2-64-3, SGD momentum; M batch 128, 784-512-512-10, Adam;
-L the same at batch 1024. All implementations run interleaved, round-robin, in one process;
-each figure is the median over repetitions, so machine noise hits every column alike.
+L the same at batch 1024; E M's network over an epoch of 16 batches of 128 rows (JAX columns
+only). All implementations run interleaved, round-robin, in one process; each figure is the
+median over repetitions, so machine noise hits every column alike. S and E time at least 100
+steps a sample (one train call), so that a call of 100 steps is timed whole.
 
-Where JAX is installed, three JAX columns follow, side by side (XLA measured slower right
-after torch's work): nnx's Model on the jax backend eager and compiled (with the NaN gate,
-the default, and without it: ``on_nan="ignore"``), and a hand-written JAX step under
-``jax.jit`` with donated buffers; then the first compiled step (trace and compile) of a
-fresh model.
+Where JAX is installed, the JAX columns follow, side by side (XLA measured slower right after
+torch's work): nnx's Model on the jax backend eager, compiled without the NaN gate
+(``on_nan="ignore"``), compiled one step a call, 100 steps a call (``steps_per_execution``) and
+with Model.train's defaults (nnx picks K); a hand-written JAX step under ``jax.jit`` with
+donated buffers, and a hand-written ``lax.scan`` of 100 steps (``jax_hand.py``); then the
+first compiled call (trace and compile) of a fresh model, with the defaults.
 """
 
 from __future__ import annotations
@@ -34,11 +37,11 @@ from implementations import (
     first_compiled_step,
     host_data,
     host_params,
-    jax_step,
     matmul_floor,
     nnx_loop,
     nnx_model,
 )
+from jax_hand import jax_scan, jax_step
 
 import backends
 import nnx
@@ -47,6 +50,9 @@ SPECS = [
     Spec("S", (2, 64, 3), 300, "sgd"),
     Spec("M", (784, 512, 512, 10), 128, "adam"),
     Spec("L", (784, 512, 512, 10), 1024, "adam"),
+    # M's network over an epoch of 16 batches in one train call, the way most users train:
+    # JAX columns only (the others time one batch).
+    Spec("E", (784, 512, 512, 10), 128, "adam", per_epoch=16),
 ]
 GPU_SPEC = Spec("G", (4096, 4096, 4096, 10), 8192, "adam")
 
@@ -196,6 +202,8 @@ def build_all(
     table leaves it out: at GPU sizes it would take seconds per step on the host)."""
     X, y = host_data(spec)
     params = host_params(spec)
+    if spec.per_epoch > 1:
+        return jax_columns(spec, X, y, params)
     impls = [book_step(spec, X, y, params)] if book else []
     impls.append(nnx_loop(spec, X, y, params, backend))
     if hasattr(nnx, "Model"):
@@ -210,13 +218,24 @@ def build_all(
         impls.append(matmul_floor(spec, X, params, "torch", torch_device, "torch matmul floor"))
     if jax:  # together, last: XLA measured slower right after torch's work
         impls.append(nnx_model(spec, X, y, params, "jax", compile=False, name="nnx jax eager"))
-        impls.append(nnx_model(spec, X, y, params, "jax", name="nnx jax compiled"))
-        # The NaN gate's cost: the same, with on_nan="ignore" (no gate in the step).
+        # The NaN gate's cost: the compiled step with on_nan="ignore" (no gate in the step).
         impls.append(
             nnx_model(spec, X, y, params, "jax", name="nnx jax, no NaN gate", on_nan="ignore")
         )
-        impls.append(jax_step(spec, X, y, params))
+        impls += jax_columns(spec, X, y, params)
     return impls
+
+
+def jax_columns(spec: Spec, X: Any, y: Any, params: list) -> list[Impl]:
+    """nnx's compiled step on JAX, one step a call, K = 100 a call, and Model.train's
+    defaults (nnx picks K); the hand-written per-step jax.jit and lax.scan of 100 steps."""
+    return [
+        nnx_model(spec, X, y, params, "jax", name="nnx jax compiled"),
+        nnx_model(spec, X, y, params, "jax", name="nnx jax, K=100", steps_per_execution=100),
+        nnx_model(spec, X, y, params, "jax", name="nnx jax, defaults", steps_per_execution=None),
+        jax_step(spec, X, y, params),
+        jax_scan(spec, X, y, params, 100),
+    ]
 
 
 def jax_available() -> bool:
@@ -242,14 +261,14 @@ def report(spec: Spec, times: dict[str, float]) -> list[str]:
             if ref in times
         ]
         lines.append("  " + "   ".join(ratios))
-    if "nnx jax compiled" in times:
-        compiled = times["nnx jax compiled"]
-        ratios = [
-            f"nnx jax compiled/{ref} = {compiled / times[ref]:.2f}"
-            for ref in ("jax.jit step", "nnx Model", "nnx jax eager")
-            if ref in times
-        ]
-        lines.append("  " + "   ".join(ratios))
+    for name, refs in (
+        ("nnx jax compiled", ("jax.jit step", "nnx Model", "nnx jax eager")),
+        ("nnx jax, K=100", ("jax.jit step", "jax lax.scan 100")),
+        ("nnx jax, defaults", ("jax.jit step", "jax lax.scan 100")),
+    ):
+        if name in times:
+            ratios = [f"{name}/{r} = {times[name] / times[r]:.2f}" for r in refs if r in times]
+            lines.append("  " + "   ".join(ratios))
     if "torch matmul floor" in times and "matmul floor" in times:
         # The part of the torch ratios that no nnx change can move: the two BLAS libraries.
         floor, torch_floor = times["matmul floor"], times["torch matmul floor"]
@@ -297,14 +316,19 @@ def cpu_main(args: argparse.Namespace) -> int:
     )
     for spec in (spec for spec in SPECS if spec.name in args.workloads):
         jax = args.jax and jax_available()
+        if spec.per_epoch > 1 and not jax:
+            continue
         impls = build_all(spec, args.backend, torch_device, jax=jax)
         steps = steps_per_sample(impls[0], args.target)
+        if jax and spec.name in "SE":  # where the host's work per step shows: K = 100 whole
+            steps = max(100, steps)
+        steps = -(-steps // spec.per_epoch) * spec.per_epoch  # whole epochs
         times = interleaved(impls, steps, args.reps)
         print("\n".join(report(spec, times)))
         if jax:
             X, y = host_data(spec)
             seconds = first_compiled_step(spec, X, y, host_params(spec))
-            print(f"  first compiled step (trace + compile + one step): {seconds:.2f} s")
+            print(f"  first compiled call (trace + compile + one epoch): {seconds:.2f} s")
         if spec.name == "L":
             print("\n".join(memory_report(spec, args.backend)))
         print()
@@ -358,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer, shorter repetitions")
     parser.add_argument("--gpu", action="store_true", help="CUDA throughput at scale instead")
     parser.add_argument(
-        "--workloads", default="SML", help="which CPU workloads, e.g. M or SL (default SML)"
+        "--workloads", default="SMLE", help="which CPU workloads, e.g. M or SL (default SMLE)"
     )
     parser.add_argument(
         "--no-jax", dest="jax", action="store_false", help="leave out the JAX columns"
@@ -366,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     unknown = set(args.workloads) - {spec.name for spec in SPECS}
     if unknown:
-        parser.error(f"--workloads: unknown {''.join(sorted(unknown))}; choose from S, M, L")
+        parser.error(f"--workloads: unknown {''.join(sorted(unknown))}; choose from S, M, L, E")
     if not args.gpu and backends.load(args.backend).lazy is not None:
         parser.error(
             f"--backend {args.backend}: a lazy backend builds task graphs that these step "

@@ -58,12 +58,14 @@ def test_initial_weights_are_bit_identical(backend: Backend, dtype: str) -> None
         assert np.array_equal(ours, numpy), f"dense{layer} weights differ from NumPy's"
 
 
+@pytest.mark.parametrize("per_call", [1, 4], ids=["one step a call", "4 steps a call"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_compiled_step_equals_eager_step(backend: Backend, dtype: str) -> None:
-    """Where a backend compiles (JAX), Model.train's compiled step gives the eager numbers."""
+def test_compiled_step_equals_eager_step(backend: Backend, dtype: str, per_call: int) -> None:
+    """Where a backend compiles (JAX), Model.train's compiled step gives the eager numbers,
+    one step a call or K steps a call (``steps_per_execution``)."""
     if backend.compiler is None:
         pytest.skip(f"{backend.name} does not compile functions (Backend.compiler is None)")
     if dtype == "float64" and not backend.float64:
         pytest.skip(f"{backend.name} on {backend.device} has no float64{backend.float64_hint}")
-    worst, problems = compiled_problems(backend, dtype)
+    worst, problems = compiled_problems(backend, dtype, steps_per_execution=per_call)
     assert not problems, f"{backend.name} ({backend.device}, {dtype}): {problems}"

@@ -22,10 +22,10 @@ from implementations import (  # noqa: E402
     book_step,
     host_data,
     host_params,
-    jax_step,
     nnx_loop,
     nnx_model,
 )
+from jax_hand import jax_scan, jax_step  # noqa: E402
 from step import SPECS as BENCHMARK_SPECS  # noqa: E402
 
 SPECS = [
@@ -58,6 +58,12 @@ def _builders(spec: Spec) -> dict:
         builders["nnx jax compiled"] = lambda: nnx_model(spec, X, y, params, "jax")
         builders["nnx jax eager"] = lambda: nnx_model(spec, X, y, params, "jax", compile=False)
         builders["jax.jit step"] = lambda: jax_step(spec, X, y, params)
+        # STEPS steps in calls of 2 and one of the rest: the scan's cut batches and the calls'
+        # counting are what is checked.
+        builders["jax lax.scan"] = lambda: jax_scan(spec, X, y, params, 2)
+        builders["nnx jax, 2 steps a call"] = lambda: nnx_model(
+            spec, X, y, params, "jax", steps_per_execution=2
+        )
     except ImportError:
         pass
     return builders
@@ -80,6 +86,33 @@ def test_every_implementation_trains_the_same_network(spec: Spec) -> None:
         assert len(params) == len(reference), name
         for index, (ours, theirs) in enumerate(zip(params, reference, strict=True)):
             # float32 over a few steps; Adam's normalised steps amplify rounding near 0.
+            np.testing.assert_allclose(
+                ours, theirs, rtol=2e-3, atol=2e-5, err_msg=f"{name}, array {index}"
+            )
+
+
+def test_the_epoch_columns_take_the_same_batches() -> None:
+    """Several batches an epoch (step.py's E): the hand-written JAX anchors cut the batches
+    on the device in the order nnx's Model takes them; all train what NumPy trains."""
+    pytest.importorskip("jax")
+    spec = dataclasses.replace(SPECS[1], name="E", per_epoch=4)
+    X, y = host_data(spec)
+    params = host_params(spec)
+    impls = {
+        "numpy": nnx_model(spec, X, y, params, "numpy"),
+        "jax.jit step": jax_step(spec, X, y, params),
+        "jax lax.scan": jax_scan(spec, X, y, params, 3),
+        "nnx jax, 3 steps a call": nnx_model(spec, X, y, params, "jax", steps_per_execution=3),
+    }
+    results = {}
+    for name, impl in impls.items():
+        impl.run(8)  # two epochs
+        impl.sync()
+        results[name] = impl.parameters()
+    reference = results.pop("numpy")
+    assert not np.allclose(reference[0], params[0][0])
+    for name, found in results.items():
+        for index, (ours, theirs) in enumerate(zip(found, reference, strict=True)):
             np.testing.assert_allclose(
                 ours, theirs, rtol=2e-3, atol=2e-5, err_msg=f"{name}, array {index}"
             )
