@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from nnx._xp import plain
+
 __all__ = ["kernel_for", "run_kernel"]
 
 _KERNEL_IS_UPDATE: dict[type, bool] = {}
@@ -22,6 +24,8 @@ def kernel_for(optimizer: Any) -> Callable[..., None] | None:
     ``update`` (the kernel computes its parent's formula, not the new one).
     """
     if not (optimizer.fused and optimizer.backend.mutable and _kernel_is_update(type(optimizer))):
+        return None
+    if plain():  # inside a compiler's trace: the compiler fuses the plain form itself
         return None
     kernel: Callable[..., None] | None = optimizer.backend.kernels.get(optimizer.kernel)
     return kernel

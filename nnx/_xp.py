@@ -178,6 +178,11 @@ def plain_operations() -> Iterator[None]:
         _PLAIN.reset(token)
 
 
+def plain() -> bool:
+    """Whether this is the block of ``plain_operations`` (a trace, a graph being built)."""
+    return _PLAIN.get()
+
+
 # Where Layer.host_draw takes its numbers from inside the block of draws_from (None: from the
 # layer's host generator, now).
 _DRAWS: ContextVar[Callable[..., Any] | None] = ContextVar("nnx_draws", default=None)

@@ -80,6 +80,19 @@ def test_the_kernel_is_used_and_fused_false_keeps_the_plain_form(monkeypatch):
     assert calls == [4, 4]
 
 
+def test_a_trace_never_runs_an_in_place_kernel():
+    """Inside a compiler's trace (plain_operations) the optimizer runs its plain form: a
+    kernel writing in place would bypass the step's NaN guard and the compiler's own state."""
+    from nnx._fused import kernel_for
+    from nnx._xp import plain_operations
+
+    adam = nnx.Adam(backend=backends.load("numpy"))
+    assert kernel_for(adam) is not None
+    with plain_operations():
+        assert kernel_for(adam) is None
+    assert kernel_for(adam) is not None
+
+
 def test_numpy_kernels_keep_scratch_arrays_per_thread():
     """Two threads updating different models at once: each gets the plain bits."""
     numpy = backends.load("numpy")
