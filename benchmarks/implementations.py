@@ -184,6 +184,35 @@ def nnx_loop(
     )
 
 
+def nnx_compiled_loop(spec: Spec, X: np.ndarray, y: np.ndarray, params: list) -> Impl:
+    """(a) on JAX, each step through ``nnx.compile``: the book's own loop, compiled."""
+    b = backends.load("jax")
+    Xb, yb = b.asarray(X, b.dtype("float32")), b.asarray(y)
+    layers = _nnx_layers(params, b, "float32")
+    loss_activation = nnx.SoftmaxCategoricalCrossentropy(backend=b)
+    optimizer = _nnx_optimizer(spec, b)
+    denses = layers[::2]
+
+    @nnx.compile
+    def step(*args: Any) -> Any:  # the parts are arguments: nnx.compile carries their state
+        *parts, loss_activation, optimizer, X, y = args
+        _loop_step(parts, loss_activation, optimizer, parts[::2], X, y)
+        return loss_activation.output  # what the book's accuracy line reads
+
+    def run(k: int) -> None:
+        for _ in range(k):
+            step(*layers, loss_activation, optimizer, Xb, yb)
+
+    return Impl(
+        "nnx.compile(book loop)",
+        "jax",
+        run,
+        b.synchronize,
+        lambda: layer_state(denses),
+        parameters=lambda: _host_parameters(b.to_numpy, denses),
+    )
+
+
 def build_model(spec: Spec, params: list, b: Any, dtype: str = "float32") -> Any:
     """The workload as a finalized ``nnx.Model``: Dense/ReLU layers, Softmax, crossentropy."""
     model = nnx.Model()

@@ -22,6 +22,7 @@ from implementations import (  # noqa: E402
     book_step,
     host_data,
     host_params,
+    nnx_compiled_loop,
     nnx_loop,
     nnx_model,
 )
@@ -61,6 +62,7 @@ def _builders(spec: Spec) -> dict:
         # STEPS steps in calls of 2 and one of the rest: the scan's cut batches and the calls'
         # counting are what is checked.
         builders["jax lax.scan"] = lambda: jax_scan(spec, X, y, params, 2)
+        builders["nnx.compile(book loop)"] = lambda: nnx_compiled_loop(spec, X, y, params)
         builders["nnx jax, 2 steps a call"] = lambda: nnx_model(
             spec, X, y, params, "jax", steps_per_execution=2
         )
