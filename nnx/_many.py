@@ -42,11 +42,10 @@ class ManySteps(Compiled):
 
     @staticmethod
     def accepts(model: Any, X: Any, compile: bool | None, per_call: int | None = 1) -> bool:
-        compiler = model.backend.compiler
         return bool(
             Compiled.accepts(model, X, compile, per_call)
             and per_call != 1
-            and compiler.loop is not None
+            and model.backend.compiler.loop is not None
             and not any(layer.draws_on_host for layer in model.layers)
         )
 
@@ -55,6 +54,7 @@ class ManySteps(Compiled):
         self._pending: list[tuple[Any, int, int]] = []  # tokens not run yet
         self._factors: list[list[float]] = []  # their steps' factors (step_factors)
         self._call = _Call(self)  # the call the pending tokens will make
+        self._tokens: list[tuple[Any, Any]] = []  # an epoch's, kept when not shuffling
 
     def prepare(self, steps: int) -> None:
         super().prepare(steps)
@@ -65,21 +65,22 @@ class ManySteps(Compiled):
         self._known: dict[tuple[int, int], list[int]] = {}  # counts per progress
         self._last, self._last_count = self._call, 0
         self._rows = len(compiled._sum_slots) + 4  # a step's row: 3 figures, sums, penalty
-        if self.steps_per_execution is not None:
-            self._limit = min(self.steps_per_execution, CAPACITY)
-        elif compiled.seconds_per_step is None:
-            self._limit = 1  # the first call measures a step, then K follows from it
-        else:
-            self._limit = _limit(compiled.seconds_per_step)
+        # K, or one step a call until the first call measured one (K follows from it).
+        seconds, K = compiled.seconds_per_step, self.steps_per_execution
+        self._limit = min(K, CAPACITY) if K else 1 if seconds is None else _limit(seconds)
 
     def batches(  # type: ignore[override]
         self, X: Any, y: Any, batch_size: int | None, order: Any
     ) -> list[tuple[Any, Any]]:
         n = X.shape[0]
         size = n if batch_size is None else min(batch_size, n)
+        if order is None and self._tokens:  # the same every epoch (a list costs 1 us)
+            return self._tokens
         self._data = (X, y, size, math.ceil(n / size))
         sizes = [size] * (n // size) + ([n % size] if n % size else [])
-        return [(_TOKEN, (order, place, rows)) for place, rows in enumerate(sizes)]
+        tokens = [(_TOKEN, (order, place, rows)) for place, rows in enumerate(sizes)]
+        self._tokens = tokens if order is None else []
+        return tokens
 
     def step(self, X: Any, y: Any) -> tuple[Any, Any, Any]:
         if X is not _TOKEN:  # a runner's batches of its own: one step, as Compiled runs it
@@ -276,9 +277,7 @@ class _Call:
         return self.host[j]
 
 
-class _Row:
-    """One step's (data loss, regularization loss, accuracy), for :class:`Figure`."""
-
+class _Row:  # one step's (data loss, regularization loss, accuracy), for Figure
     __slots__ = ("call", "j")
 
     def __init__(self, call: _Call, j: int) -> None:
