@@ -28,9 +28,8 @@ from nnx.data import rows_table
 
 __all__ = ["CAPACITY", "ManySteps"]
 
-# The most steps one call runs: the rows its per-step figures take, and (shuffling) the rows
-# of its table of sample indices. Past 128 steps a call's fixed cost (~100 us on JAX's CPU) is
-# under a microsecond a step.
+# The most steps a call runs (the rows of its figures and index tables): past 128, a call's
+# fixed cost (~100 us on JAX's CPU) is under a microsecond a step.
 CAPACITY = 128
 # Seconds of work one call does at most when K is left to nnx, so Ctrl-C stays prompt.
 _SECONDS_PER_CALL = 0.5
@@ -65,9 +64,11 @@ class ManySteps(Compiled):
         self._known: dict[tuple[int, int], list[int]] = {}  # counts per progress
         self._last, self._last_count = self._call, 0
         self._rows = len(compiled._sum_slots) + 4  # a step's row: 3 figures, sums, penalty
-        # K, or one step a call until the first call measured one (K follows from it).
+        # K, or one step a call until the first call measured one (K follows from it); the
+        # first calls run 8, 16, ... steps, so that the device starts while the host goes on.
         seconds, K = compiled.seconds_per_step, self.steps_per_execution
-        self._limit = min(K, CAPACITY) if K else 1 if seconds is None else _limit(seconds)
+        self._target = min(K, CAPACITY) if K else CAPACITY if seconds is None else _limit(seconds)
+        self._limit = 1 if K is None and seconds is None else min(8, self._target)
 
     def batches(  # type: ignore[override]
         self, X: Any, y: Any, batch_size: int | None, order: Any
@@ -171,7 +172,8 @@ class ManySteps(Compiled):
         if self.steps_per_execution is None and compiled.seconds_per_step is None:
             backend.to_numpy(figures)  # waits for the call: a step's time sets K from now on
             compiled.seconds_per_step = (time.perf_counter() - started) / len(pending)
-            self._limit = _limit(compiled.seconds_per_step)
+            self._target = _limit(compiled.seconds_per_step)
+        self._limit = min(self._target, 2 * self._limit)
 
     def _counts(self, progress: tuple[int, int]) -> list[int]:
         """The running counts (samples seen) after ``progress``: (full batches, the ragged
@@ -242,8 +244,7 @@ def _loop(compiled: Any, size: int, width: int) -> Any:
     return backend.compiler.compile(program, donate=(0,))
 
 
-def _limit(seconds_per_step: float) -> int:
-    """Steps a call runs when K is left to nnx: about ``_SECONDS_PER_CALL`` of work."""
+def _limit(seconds_per_step: float) -> int:  # K when left to nnx: _SECONDS_PER_CALL of work
     return max(1, min(CAPACITY, int(_SECONDS_PER_CALL / max(seconds_per_step, 1e-9))))
 
 
