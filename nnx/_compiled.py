@@ -58,6 +58,9 @@ class CompiledStep:
     ----------
     traces : int
         How many times the step was traced (compiled): once per batch shape.
+    slots, sum_slots, count_slots, iterations, figures, record, counted, shape_counts
+        What it carries from call to call (see ``__init__`` and ``prepare``); ``pure`` is its
+        body: ``nnx._many`` runs both in its loop.
     """
 
     def __init__(self, model: Any, guard: bool) -> None:
@@ -70,10 +73,10 @@ class CompiledStep:
         parts = model.parts()
         # The declared state beside Model.get_state's: the running sums, carried as arrays,
         # and their counts, which the host keeps (``_counts``: what each batch shape adds).
-        self._sum_slots = _state.declared(parts, "sums")
-        self._count_slots = _state.declared(parts, "counts")
-        self._counts: dict[tuple[Any, ...], list[int]] = {}
-        self._epoch_counts = [0] * len(self._count_slots)  # the counts of the epoch so far
+        self.sum_slots = _state.declared(parts, "sums")
+        self.count_slots = _state.declared(parts, "counts")
+        self.shape_counts: dict[tuple[Any, ...], list[int]] = {}
+        self.epoch_counts = [0] * len(self.count_slots)  # the counts of the epoch so far
         self._draws: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
         self._drawing = any(layer.draws_on_host for layer in model.layers)
         # The running sums travel in one array with the step's figures (the sums, then the
@@ -81,16 +84,16 @@ class CompiledStep:
         # array a call returns costs the host microseconds. At an epoch's start they are zeros,
         # made once (a small array costs 70-150 us on JAX's CPU) and never donated.
         self._zeros = backend.xp.zeros(
-            (len(self._sum_slots) + 1,), dtype=model.dtype, device=backend.device
+            (len(self.sum_slots) + 1,), dtype=model.dtype, device=backend.device
         )
-        self._figures = self._zeros
+        self.figures = self._zeros
         self.record: tuple[Any, ...] = ()
         self._finite: Any = None  # compiled helpers, made on first use (non_finite, put_sums)
         self._split: Any = None
         self._tripped = True
         self._place = 0  # the step's place in its epoch
-        self._counted: int | None = None  # the count the device's array holds, when known
-        self._compiled = backend.compiler.compile(self._pure, donate=(0,))
+        self.counted: int | None = None  # the count the device's array holds, when known
+        self._compiled = backend.compiler.compile(self.pure, donate=(0,))
         self.loops: dict[int, Any] = {}  # its body looped, per batch size (nnx._many)
         self.seconds_per_step: float | None = None  # measured by the loop's first call
 
@@ -114,13 +117,13 @@ class CompiledStep:
         optimizer.make_state(model.trainable_layers)
         slots = _state.state_slots(model.layers, optimizer)
         tracing.refuse_tied(slots)
-        self._slots = list(slots.values())
+        self.slots = list(slots.values())
         for part in model.parts():
             part.clear_step()
         # The device's counter, made again only where the host's differs (a new array costs
         # more than a small model's step).
-        if self._counted != optimizer.iterations:
-            self._iterations, self._counted = host(optimizer.iterations, self.xp.int32), None
+        if self.counted != optimizer.iterations:
+            self.iterations, self.counted = host(optimizer.iterations, self.xp.int32), None
         self._place, self.steps = 0, steps
         if self._tripped:  # a record that saw no divergence serves the next call as it is
             self.record = (host(False), host(0.0, model.dtype), host(0, self.xp.int32))
@@ -138,18 +141,18 @@ class CompiledStep:
             self._new_program()
             draws = self._draws[key] = self._record_draws(X) if self._drawing else []
         drawn = [layer.backend.asarray(draw(rng), dtype) for layer, rng, draw, _, dtype in draws]
-        slots = self._slots
+        slots = self.slots
         state = [getattr(holder, name) for holder, name in slots]
-        state.append(self._iterations)
+        state.append(self.iterations)
         fresh = self._place == 0
         try:
             state, record, out = self._compiled(
-                state, self._zeros if fresh else self._figures, self.record, X, y, drawn, factors
+                state, self._zeros if fresh else self.figures, self.record, X, y, drawn, factors
             )
         except Exception as err:
             self.failed(err)
             raise
-        self._iterations = state.pop()
+        self.iterations = state.pop()
         # Inline loops: this is every step's host work, a tenth of a small model's step.
         for (holder, name), value in zip(slots, state):  # noqa: B905
             setattr(holder, name, value)
@@ -157,14 +160,14 @@ class CompiledStep:
             self.record = record
         # The host's numbers, as an eager step leaves them.
         optimizer.post_update_params()
-        self._counted = optimizer.iterations
-        added = self._counts[key]
-        counts = added if fresh else [a + b for a, b in zip(self._epoch_counts, added)]  # noqa: B905
-        for (part, name), count in zip(self._count_slots, counts):  # noqa: B905
+        self.counted = optimizer.iterations
+        added = self.shape_counts[key]
+        counts = added if fresh else [a + b for a, b in zip(self.epoch_counts, added)]  # noqa: B905
+        for (part, name), count in zip(self.count_slots, counts):  # noqa: B905
             setattr(part, name, count)
-        self._epoch_counts = counts
+        self.epoch_counts = counts
         self._place = (self._place + 1) % self.steps
-        data_loss, reg_loss, accuracy, self._figures = out
+        data_loss, reg_loss, accuracy, self.figures = out
         return data_loss, reg_loss, math.nan if accuracy is None else accuracy
 
     def failed(self, err: Exception) -> None:
@@ -177,24 +180,24 @@ class CompiledStep:
         """Before a batch shape's first step, which traces and compiles a new program: past
         ``MAX_PROGRAMS`` of them, say why training keeps compiling, and let the old programs go
         (memory would grow with every one)."""
-        if len(self._counts) < tracing.MAX_PROGRAMS:
+        if len(self.shape_counts) < tracing.MAX_PROGRAMS:
             return
         tracing.warn_programs(self.traces)
-        self._counts.clear()
+        self.shape_counts.clear()
         self._draws.clear()
-        self._compiled = self.backend.compiler.compile(self._pure, donate=(0,))
+        self._compiled = self.backend.compiler.compile(self.pure, donate=(0,))
 
     def epoch_figures(self) -> tuple[Any, Any, Any, Any]:
         """(loss, data loss, regularization loss, accuracy) of the epoch so far, as numbers
         when ``float()`` reads them: all four read from the device when the first is read."""
-        array, counts, to_numpy = self._figures, self._epoch_counts, self.backend.to_numpy
+        array, counts, to_numpy = self.figures, self.epoch_counts, self.backend.to_numpy
         figures = Figures(lambda: (to_numpy(array).tolist(), counts))
         return tuple(Figure(figures, i) for i in range(4))  # type: ignore[return-value]
 
     def non_finite(self) -> str | None:
         """``_state.non_finite`` with its check compiled: one call, not a dispatch an op."""
         self._finite = self._finite or self.backend.compiler.compile(_state.finite_flags(self.xp))
-        flags = self._finite([getattr(holder, name) for holder, name in self._slots])
+        flags = self._finite([getattr(holder, name) for holder, name in self.slots])
         if all(self.backend.to_numpy(flags).tolist()):
             return None  # the every-call case; else the slow path names the array
         return _state.non_finite(self.model.layers, self.model.optimizer, self._finite)
@@ -202,9 +205,9 @@ class CompiledStep:
     def put_sums(self) -> None:
         """The epoch's running sums onto the loss and the accuracy (``accumulated_sum``), as
         an eager step leaves them; the runner asks at the end of a call, not every step."""
-        n = len(self._sum_slots)  # one compiled call: each index would be a dispatch of its own
+        n = len(self.sum_slots)  # one compiled call: each index would be a dispatch of its own
         self._split = self._split or self.backend.compiler.compile(lambda a: list(a[:n]))
-        _state.put(self._sum_slots, self._split(self._figures))
+        _state.put(self.sum_slots, self._split(self.figures))
 
     def divergence(self, record: tuple[Any, ...]) -> tuple[float, int] | None:
         """(the first non-finite loss, the iteration of its step) that ``record`` holds, or
@@ -233,11 +236,11 @@ class CompiledStep:
         of one step gone, so nothing a trace set (tracers) stays on them."""
         optimizer = self.model.optimizer
         factors = [(optimizer, name) for name in optimizer.step_factors]
-        slots = [*self._slots, *self._sum_slots, *self._count_slots, *factors]
+        slots = [*self.slots, *self.sum_slots, *self.count_slots, *factors]
         return _state.borrowed(slots, self.model.parts())
 
     # -- traced once per batch shape ---------------------------------------------------------
-    def _pure(
+    def pure(
         self,
         state: list[Any],
         carried: Any,
@@ -263,19 +266,19 @@ class CompiledStep:
             checked.update(loss=loss, finite=finite, keep=finite & ~record[0])
 
         with self._borrowed(), _xp.plain_operations(), tracing.guarded(optimizer, checked):
-            _state.put(self._slots, state[:-1])
-            _state.put(self._sum_slots, [carried[i] for i in range(len(self._sum_slots))])
-            _state.put(self._count_slots, [0] * len(self._count_slots))
+            _state.put(self.slots, state[:-1])
+            _state.put(self.sum_slots, [carried[i] for i in range(len(self.sum_slots))])
+            _state.put(self.count_slots, [0] * len(self.count_slots))
             _state.put([(optimizer, name) for name in optimizer.step_factors], factors)
             with _xp.draws_from(feed):
                 data_loss, reg_loss, accuracy = model.train_step(
                     X, y, guard=guard if self.guard else False, counted=False
                 )
-            new = [getattr(holder, name) for holder, name in self._slots]
+            new = [getattr(holder, name) for holder, name in self.slots]
             new.append(xp.where(checked["keep"], iterations + 1, iterations) if checked else
                        iterations + 1)  # fmt: skip
-            new_sums = [getattr(holder, name) for holder, name in self._sum_slots]
-            self._counts[(X.shape, y.shape)] = [getattr(p, n) for p, n in self._count_slots]
+            new_sums = [getattr(holder, name) for holder, name in self.sum_slots]
+            self.shape_counts[(X.shape, y.shape)] = [getattr(p, n) for p, n in self.count_slots]
             # The penalty on the updated parameters, as calculate_accumulated gives it.
             epoch_reg = model.loss.regularization_loss()
         dtype = new_sums[0].dtype

@@ -5,7 +5,7 @@ The training loop hands this runner tokens, not slices: which rows of the data a
 (their place in the epoch, the epoch's order when shuffling). The runner keeps them until it
 has ``K``, or until the loop reads a figure, validates, saves or ends, and runs them as one
 call of a program that cuts each batch from the whole data on the device and runs the compiled
-step's body (``CompiledStep._pure``: the model's one ``train_step``, its NaN guard, running
+step's body (``CompiledStep.pure``: the model's one ``train_step``, its NaN guard, running
 sums) once per token. The number of steps is an argument of the program: one compile serves
 every K up to ``CAPACITY`` for a batch shape; a ragged last batch is a call of its own. The
 host counts each step as the eager step does when it takes the token (``optimizer.iterations``,
@@ -23,7 +23,7 @@ from typing import Any
 from nnx import _state
 from nnx import _tracing as tracing
 from nnx._runners import Compiled
-from nnx._step import Figure, Figures
+from nnx._step import CallFigures, EpochFigures, Figure, StepFigures
 from nnx.data import rows_table
 
 __all__ = ["CAPACITY", "ManySteps"]
@@ -52,8 +52,9 @@ class ManySteps(Compiled):
         super().__init__(model, guard)
         self._pending: list[tuple[Any, int, int]] = []  # tokens not run yet
         self._factors: list[list[float]] = []  # their steps' factors (step_factors)
-        self._call = _Call(self)  # the call the pending tokens will make
+        self._call = CallFigures(self)  # the call the pending tokens will make
         self._tokens: list[tuple[Any, Any]] = []  # an epoch's, kept when not shuffling
+        self._sent: tuple[list[list[float]], Any] = ([], None)  # the last factors sent
 
     def prepare(self, steps: int) -> None:
         super().prepare(steps)
@@ -63,7 +64,7 @@ class ManySteps(Compiled):
         self._progress = (0, 0)  # the epoch's steps so far (see step)
         self._known: dict[tuple[int, int], list[int]] = {}  # counts per progress
         self._last, self._last_count = self._call, 0
-        self._rows = len(compiled._sum_slots) + 4  # a step's row: 3 figures, sums, penalty
+        self.width = len(compiled.sum_slots) + 4  # a step's row: 3 figures, sums, penalty
         # K, or one step a call until the first call measured one (K follows from it); the
         # first calls run 8, 16, ... steps, so that the device starts while the host goes on.
         seconds, K = compiled.seconds_per_step, self.steps_per_execution
@@ -101,16 +102,16 @@ class ManySteps(Compiled):
         optimizer.pre_update_params()  # the step's factors, worked out in float64
         self._factors.append([getattr(optimizer, name) for name in optimizer.step_factors])
         optimizer.post_update_params()
-        row = _Row(self._call, len(pending) - 1)
+        row = StepFigures(self._call, len(pending) - 1)
         if len(pending) >= self._limit:
             self.flush()
-        return Figure(row, 0), Figure(row, 1), Figure(row, 2)  # type: ignore[arg-type]
+        return row  # type: ignore[return-value]
 
     def epoch_figures(self) -> tuple[Any, Any, Any, Any]:
         call, j, progress = self._call, len(self._pending) - 1, self._progress
         if j < 0:  # the epoch's last step is in the call that ran last
             call, j = self._last, self._last_count - 1
-        figures = _Epoch(call, j, progress)
+        figures = EpochFigures(call, j, progress)
         call.epochs.append(figures)
         return Figure(figures, 0), Figure(figures, 1), Figure(figures, 2), Figure(figures, 3)
 
@@ -135,7 +136,7 @@ class ManySteps(Compiled):
         if not pending:
             return
         assert compiled is not None
-        self._pending, self._call, self._factors = [], _Call(self), []
+        self._pending, self._call, self._factors = [], CallFigures(self), []
         X, y, full, steps = self._data
         size, backend = pending[0][2], self.model.backend
         table = None
@@ -143,46 +144,47 @@ class ManySteps(Compiled):
             places = [(order, place) for order, place, _ in pending]
             table = backend.asarray(rows_table(places, size, full, CAPACITY))
         program = self._program(size)
-        state = [getattr(holder, name) for holder, name in compiled._slots]
-        state.append(compiled._iterations)
+        state = [getattr(holder, name) for holder, name in compiled.slots]
+        state.append(compiled.iterations)
+        factors += [factors[0]] * (CAPACITY - len(factors))  # padded, never read
+        if factors != self._sent[0]:  # a constant rate (SGD without decay) is sent once
+            self._sent = (factors, backend.asarray(factors, self.model.dtype))
         try:
-            factors += [factors[0]] * (CAPACITY - len(factors))  # padded, never read
             state, figures, record, rows = program(
-                state, compiled._figures, compiled.record, X, y, table,
-                backend.asarray(factors, self.model.dtype), pending[0][1], len(pending), full,
-                steps,
+                state, compiled.figures, compiled.record, X, y, table, self._sent[1],
+                pending[0][1], len(pending), full, steps,
             )  # fmt: skip
         except Exception as err:
             self.model.optimizer.restore_iterations(self._before)  # none of them ran
             compiled.failed(err)
             raise
         started = time.perf_counter()
-        compiled._iterations = state.pop()
-        _state.put(compiled._slots, state)
-        compiled.record, compiled._figures = record, figures
-        compiled._counted = self.model.optimizer.iterations
+        compiled.iterations = state.pop()
+        _state.put(compiled.slots, state)
+        compiled.record, compiled.figures = record, figures
+        compiled.counted = self.model.optimizer.iterations
         call.rows = rows
         # The call before this one is done, or nearly: its figures come to the host now,
         # while the device runs this one, rather than all at the end of training.
         self._last.fetch()
         self._last, self._last_count = call, len(pending)
-        counts = self._counts(self._progress)
-        _state.put(compiled._count_slots, counts)
-        compiled._epoch_counts = counts
+        counts = self.counts_after(self._progress)
+        _state.put(compiled.count_slots, counts)
+        compiled.epoch_counts = counts
         if self.steps_per_execution is None and compiled.seconds_per_step is None:
             backend.to_numpy(figures)  # waits for the call: a step's time sets K from now on
             compiled.seconds_per_step = (time.perf_counter() - started) / len(pending)
             self._target = _limit(compiled.seconds_per_step)
         self._limit = min(self._target, 2 * self._limit)
 
-    def _counts(self, progress: tuple[int, int]) -> list[int]:
+    def counts_after(self, progress: tuple[int, int]) -> list[int]:
         """The running counts (samples seen) after ``progress``: (full batches, the ragged
         batch's size or 0) of an epoch, from what the traces found a batch of each size adds."""
         counts = self._known.get(progress)
         if counts is None:
             assert self.compiled is not None
-            known, X, y = self.compiled._counts, self._data[0], self._data[1]
-            counts = [0] * len(self.compiled._count_slots)
+            known, X, y = self.compiled.shape_counts, self._data[0], self._data[1]
+            counts = [0] * len(self.compiled.count_slots)
             for size, n in ((self._data[2], progress[0]), (progress[1], progress[1] > 0)):
                 if n:
                     key = ((size, *X.shape[1:]), (size, *y.shape[1:]))
@@ -198,7 +200,7 @@ class ManySteps(Compiled):
             tracing.warn_programs(compiled.traces)  # the old programs go
             compiled.loops.clear()
         if size not in compiled.loops:
-            compiled.loops[size] = _loop(compiled, size, self._rows)
+            compiled.loops[size] = _loop(compiled, size, self.width)
         return compiled.loops[size]
 
 
@@ -226,7 +228,7 @@ def _loop(compiled: Any, size: int, width: int) -> Any:
             carried = xp.where(place == 0, xp.zeros_like(carried), carried)
             # The step's factors, from the host (1 - 0.999**t in float32 is off by 1e-5).
             mine = xp.take(factors, xp.reshape(i, (1,)), axis=0)[0, ...]
-            state, new_record, out = compiled._pure(
+            state, new_record, out = compiled.pure(
                 state, carried, record, batch_X, batch_y, [], tuple(mine[k] for k in range(n))
             )
             data_loss, reg_loss, accuracy, figures = out
@@ -246,55 +248,3 @@ def _loop(compiled: Any, size: int, width: int) -> Any:
 
 def _limit(seconds_per_step: float) -> int:  # K when left to nnx: _SECONDS_PER_CALL of work
     return max(1, min(CAPACITY, int(_SECONDS_PER_CALL / max(seconds_per_step, 1e-9))))
-
-
-class _Call:
-    """One call's per-step rows (data loss, regularization loss, accuracy, running sums,
-    penalty), read from the device once, when a figure of one of its steps is first read or
-    the next call has started; ``epochs``: the epoch figures to fill in then."""
-
-    __slots__ = ("epochs", "host", "rows", "runner")
-
-    def __init__(self, runner: ManySteps) -> None:
-        self.runner, self.rows = runner, None
-        self.host: list[list[float]] | None = None
-        self.epochs: list[_Epoch] = []
-
-    def fetch(self) -> None:
-        if self.host is not None or self.rows is None:
-            return
-        self.host = host = self.runner.model.backend.to_numpy(self.rows).tolist()
-        counts = self.runner._counts
-        for epoch in self.epochs:
-            epoch.fill(host[epoch.j][3:], counts(epoch.progress))
-        self.epochs = []
-
-    def row(self, j: int) -> list[float]:
-        if self.rows is None:
-            self.runner.flush()  # the call has not run yet: it runs now
-        self.fetch()
-        if self.host is None:  # never ran (training stopped before it)
-            return [math.nan] * self.runner._rows
-        return self.host[j]
-
-
-class _Row:  # one step's (data loss, regularization loss, accuracy), for Figure
-    __slots__ = ("call", "j")
-
-    def __init__(self, call: _Call, j: int) -> None:
-        self.call, self.j = call, j
-
-    def __getitem__(self, index: int) -> float:
-        return self.call.row(self.j)[index]
-
-
-class _Epoch(Figures):
-    """An epoch's figures: those of step ``j`` of ``call`` (its last), after ``progress``."""
-
-    __slots__ = ("call", "j", "progress")
-
-    def __init__(self, call: _Call, j: int, progress: tuple[int, int]) -> None:
-        self.call, self.j, self.progress, self.host = call, j, progress, None
-
-    def read(self) -> tuple[list[float], list[int]]:  # type: ignore[override]
-        return self.call.row(self.j)[3:], self.call.runner._counts(self.progress)

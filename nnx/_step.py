@@ -13,10 +13,13 @@ from nnx.activations import Softmax
 from nnx.losses import CategoricalCrossentropy, SoftmaxCategoricalCrossentropy
 
 __all__ = [
+    "CallFigures",
+    "EpochFigures",
     "Figure",
     "Figures",
     "NonFiniteLossError",
     "Passes",
+    "StepFigures",
     "batches",
     "loss_diverged",
     "state_diverged",
@@ -208,3 +211,62 @@ def batches(
     for start in range(0, n, size):
         stop = min(start + size, n)
         yield X[start:stop, ...], (None if y is None else y[start:stop, ...])
+
+
+class CallFigures:
+    """The per-step rows of one call of many steps (``nnx._many``: data loss, regularization
+    loss, accuracy, running sums, penalty), read from the device once, when a figure of one of
+    its steps is first read or the next call has started; ``epochs``: the epoch figures to
+    fill in then. ``runner``: the runner that makes the call (``flush``, ``counts_after``,
+    ``width``)."""
+
+    __slots__ = ("epochs", "host", "rows", "runner")
+
+    def __init__(self, runner: Any) -> None:
+        self.runner, self.rows = runner, None
+        self.host: list[list[float]] | None = None
+        self.epochs: list[EpochFigures] = []
+
+    def fetch(self) -> None:
+        if self.host is not None or self.rows is None:
+            return
+        self.host = host = self.runner.model.backend.to_numpy(self.rows).tolist()
+        counts = self.runner.counts_after
+        for epoch in self.epochs:
+            epoch.fill(host[epoch.j][3:], counts(epoch.progress))
+        self.epochs = []
+
+    def row(self, j: int) -> list[float]:
+        if self.rows is None:
+            self.runner.flush()  # the call has not run yet: it runs now
+        self.fetch()
+        if self.host is None:  # never ran (training stopped before it)
+            return [math.nan] * self.runner.width
+        return self.host[j]
+
+
+class StepFigures:
+    """One step's (data loss, regularization loss, accuracy) in a call, read when unpacked."""
+
+    __slots__ = ("call", "j")
+
+    def __init__(self, call: CallFigures, j: int) -> None:
+        self.call, self.j = call, j
+
+    def __getitem__(self, index: int) -> float:
+        return self.call.row(self.j)[index]
+
+    def __iter__(self) -> Iterator[Figure]:
+        return iter([Figure(self, 0), Figure(self, 1), Figure(self, 2)])  # type: ignore[arg-type]
+
+
+class EpochFigures(Figures):
+    """An epoch's figures: those of step ``j`` of ``call`` (its last), after ``progress``."""
+
+    __slots__ = ("call", "j", "progress")
+
+    def __init__(self, call: CallFigures, j: int, progress: tuple[int, int]) -> None:
+        self.call, self.j, self.progress, self.host = call, j, progress, None
+
+    def read(self) -> tuple[list[float], list[int]]:  # type: ignore[override]
+        return self.call.row(self.j)[3:], self.call.runner.counts_after(self.progress)

@@ -145,8 +145,8 @@ class TrainLoop:
         for step, (batch_X, batch_y) in enumerate(
             self.runner.batches(self.X, self.y, self.batch_size, order)
         ):
-            try:
-                data_loss, reg_loss, accuracy = self.runner.step(batch_X, batch_y)
+            try:  # (data loss, regularization loss, accuracy): unpacked only to print
+                figures = self.runner.step(batch_X, batch_y)
             except NonFiniteLossError as err:
                 self._diverged(loss_diverged(err.args[0], epoch, step, model.optimizer))
                 return False
@@ -159,15 +159,9 @@ class TrainLoop:
             if (printing or self.ctrl_c.pressed) and self._diverged_late(epoch, now=True):
                 return False
             if printing:
-                tqdm.write(
-                    _line(
-                        f"step: {step}",
-                        accuracy,
-                        data_loss,
-                        reg_loss,
-                        model.optimizer.current_learning_rate,
-                    )
-                )
+                data_loss, reg_loss, accuracy = figures
+                lr = model.optimizer.current_learning_rate
+                tqdm.write(_line(f"step: {step}", accuracy, data_loss, reg_loss, lr))
             if self.ctrl_c.pressed:
                 break
         boundary = self._must_read(epoch)
