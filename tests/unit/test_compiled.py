@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,46 +18,17 @@ import pytest
 
 import backends
 import nnx
-from nnx.datasets import spiral_data
 
 try:
     JAX = backends.load("jax", os.environ.get("NNX_DEVICE") or None)  # gpu_run.sh: gpu
 except backends.BackendError as err:  # pragma: no cover - jax is a test dependency in CI
     pytest.skip(f"jax backend unavailable: {err}", allow_module_level=True)
 
-X, Y = spiral_data(40, 3, seed=0)  # 120 samples
-# float32 rounding, grown over 12 steps (Adagrad at 0.5 moved one weight by 3e-5 relative);
-# a wrong formula, mask or step count moves the numbers by far more (percents).
-RTOL, ATOL = 1e-4, 1e-5
-
-
-def _model(backend: Any, optimizer: Any = None, dropout: bool = True) -> nnx.Model:
-    with nnx.use_backend(backend):
-        model = nnx.Model(seed=7)
-        model.add(nnx.Dense(2, 32, seed=1, weight_regularizer_l2=5e-4, bias_regularizer_l1=1e-4))
-        model.add(nnx.ReLU())
-        if dropout:
-            model.add(nnx.Dropout(0.2, seed=3))
-        model.add(nnx.Dense(32, 3, seed=2))
-        model.add(nnx.Softmax())
-        model.set(
-            loss=nnx.CategoricalCrossentropy(),
-            optimizer=optimizer() if optimizer else nnx.Adam(learning_rate=0.02, decay=1e-3),
-            accuracy=nnx.CategoricalAccuracy(),
-        )
-    model.finalize()
-    return model
-
-
-def _host(model: nnx.Model) -> dict[str, np.ndarray]:
-    return {key: backends.to_numpy(value) for key, value in model.get_state().items()}
-
-
-def _assert_close(a: dict[str, Any], b: dict[str, Any]) -> None:
-    assert a.keys() == b.keys()
-    for key in a:
-        np.testing.assert_allclose(a[key], b[key], rtol=RTOL, atol=ATOL, err_msg=key)
-
+sys.path.insert(0, str(Path(__file__).parent))
+from compiled_models import RTOL, X, Y  # noqa: E402
+from compiled_models import assert_close as _assert_close  # noqa: E402
+from compiled_models import host as _host  # noqa: E402
+from compiled_models import model as _model  # noqa: E402
 
 OPTIMIZERS = {
     "sgd": lambda: nnx.SGD(learning_rate=0.5, decay=1e-2, momentum=0.9),

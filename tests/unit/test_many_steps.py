@@ -5,6 +5,8 @@ batch shape for every K."""
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,41 +14,21 @@ import pytest
 
 import backends
 import nnx
-from nnx.datasets import spiral_data
 
 try:
     JAX = backends.load("jax", os.environ.get("NNX_DEVICE") or None)
 except backends.BackendError as err:  # pragma: no cover - jax is a test dependency in CI
     pytest.skip(f"jax backend unavailable: {err}", allow_module_level=True)
 
-X, Y = spiral_data(40, 3, seed=0)  # 120 samples
-RTOL, ATOL = 1e-4, 1e-5  # float32 rounding over a few dozen steps (as test_compiled)
+sys.path.insert(0, str(Path(__file__).parent))
+from compiled_models import RTOL, X, Y  # noqa: E402
+from compiled_models import assert_close as _assert_close  # noqa: E402
+from compiled_models import host as _host  # noqa: E402
+from compiled_models import model as compiled_model  # noqa: E402
 
 
 def _model(backend: Any, optimizer: Any = None) -> nnx.Model:
-    with nnx.use_backend(backend):
-        model = nnx.Model(seed=7)
-        model.add(nnx.Dense(2, 32, seed=1, weight_regularizer_l2=5e-4, bias_regularizer_l1=1e-4))
-        model.add(nnx.ReLU())
-        model.add(nnx.Dense(32, 3, seed=2))
-        model.add(nnx.Softmax())
-        model.set(
-            loss=nnx.CategoricalCrossentropy(),
-            optimizer=optimizer() if optimizer else nnx.Adam(learning_rate=0.02, decay=1e-3),
-            accuracy=nnx.CategoricalAccuracy(),
-        )
-    model.finalize()
-    return model
-
-
-def _host(model: nnx.Model) -> dict[str, np.ndarray]:
-    return {key: backends.to_numpy(value) for key, value in model.get_state().items()}
-
-
-def _assert_close(a: dict[str, Any], b: dict[str, Any]) -> None:
-    assert a.keys() == b.keys()
-    for key in a:
-        np.testing.assert_allclose(a[key], b[key], rtol=RTOL, atol=ATOL, err_msg=key)
+    return compiled_model(backend, optimizer, dropout=False)  # Dropout: a step a call
 
 
 @pytest.fixture(scope="module")
