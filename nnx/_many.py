@@ -33,6 +33,7 @@ __all__ = ["CAPACITY", "ManySteps"]
 CAPACITY = 128
 # Seconds of work one call does at most when K is left to nnx, so Ctrl-C stays prompt.
 _SECONDS_PER_CALL = 0.5
+_FEW = 20  # steps in a train call below which nnx runs one step a call (K left out)
 _TOKEN = object()  # what the runner's batches give as X: the token is in y
 
 
@@ -68,12 +69,17 @@ class ManySteps(Compiled):
         # K, or one step a call until the first call measured one (K follows from it); the
         # first calls run 8, 16, ... steps, so that the device starts while the host goes on.
         seconds, K = compiled.seconds_per_step, self.steps_per_execution
+        # Left to nnx, a call of a few steps runs one step a call: measured on S, the loop's
+        # setup costs more than it saves below about 20 steps.
+        self._single = K is None and (self.steps_in_call or _FEW) < _FEW
         self._target = min(K, CAPACITY) if K else CAPACITY if seconds is None else _limit(seconds)
         self._limit = 1 if K is None and seconds is None else min(8, self._target)
 
     def batches(  # type: ignore[override]
         self, X: Any, y: Any, batch_size: int | None, order: Any
     ) -> list[tuple[Any, Any]]:
+        if self._single:
+            return super().batches(X, y, batch_size, order)  # type: ignore[return-value]
         n = X.shape[0]
         size = n if batch_size is None else min(batch_size, n)
         if order is None and self._tokens:  # the same every epoch (a list costs 1 us)
@@ -108,6 +114,8 @@ class ManySteps(Compiled):
         return row  # type: ignore[return-value]
 
     def epoch_figures(self) -> tuple[Any, Any, Any, Any]:
+        if self._single:
+            return super().epoch_figures()
         call, j, progress = self._call, len(self._pending) - 1, self._progress
         if j < 0:  # the epoch's last step is in the call that ran last
             call, j = self._last, self._last_count - 1

@@ -38,8 +38,10 @@ class Eager:
     nothing where every operation runs as it is called (NumPy, CuPy, torch)."""
 
     # Steps a call may run (Model.train's steps_per_execution, None: nnx picks); a runner
-    # that runs one step per call leaves it.
+    # that runs one step per call leaves it. And the steps the train call runs at most, which
+    # the loop sets before prepare.
     steps_per_execution: int | None = 1
+    steps_in_call: int | None = None
 
     def __init__(self, model: Any, guard: bool = True) -> None:
         self.model, self.guard = model, guard

@@ -94,6 +94,7 @@ class TrainLoop:
         guard = self.on_nan != "ignore"
         self.runner = self.choose(X, guard)  # how the steps run: Model.train's choice
         first = 1 if resume is None else self._resume(resume)
+        self.runner.steps_in_call = (epochs - first + 1) * self.steps
         self.runner.prepare(self.steps)
         # The epoch and the iteration count the run began at: a divergence found later (a
         # compiled run's) is placed from them.

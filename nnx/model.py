@@ -169,7 +169,8 @@ class Model(Passes, ModelState):
         compiled code, across batches and epochs, so the host's work per step goes (at most
         128 a call; the history, printing, validation and checkpoints are as with one);
         ``None`` picks K: up to the next line, validation or checkpoint, and about half a
-        second of work, so Ctrl-C stays prompt. Eager steps ignore it.
+        second of work, so Ctrl-C stays prompt (one step a call in a call of under 20 steps).
+        Eager steps ignore it.
 
         ``runner``: a subclass of :class:`nnx.Runner` that runs the steps instead of the one
         nnx picks (eager, compiled, or coarse tasks on a Dask cluster): its ``step(X, y)`` is

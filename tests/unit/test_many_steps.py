@@ -33,9 +33,10 @@ def _model(backend: Any, optimizer: Any = None) -> nnx.Model:
 
 @pytest.fixture(scope="module")
 def eager() -> tuple[dict[str, np.ndarray], dict[str, list[float]], nnx.Model]:
-    """The reference: 5 epochs of 50, 50, 20 rows, shuffled, on NumPy."""
+    """The reference: 7 epochs of 50, 50, 20 rows, shuffled, on NumPy (21 steps: enough
+    that K left out runs many steps a call)."""
     model = _model("numpy")
-    history = model.train(X, Y, epochs=5, batch_size=50, shuffle=True, verbose=0)
+    history = model.train(X, Y, epochs=7, batch_size=50, shuffle=True, verbose=0)
     return _host(model), history, model
 
 
@@ -44,13 +45,14 @@ def test_k_steps_per_call_are_k_eager_steps(K: Any, eager: Any) -> None:
     """Calls that end inside an epoch, span epochs, and stop at the ragged last batch."""
     state, history, reference = eager
     model = _model(JAX)
-    got = model.train(X, Y, epochs=5, batch_size=50, shuffle=True, verbose=0, steps_per_execution=K)
+    got = model.train(X, Y, epochs=7, batch_size=50, shuffle=True, verbose=0, steps_per_execution=K)
+    assert sorted(model.compiled_step.loops) == [20, 50]
     _assert_close(_host(model), state)
     assert got.keys() == history.keys()
     for key, values in history.items():
         np.testing.assert_allclose(got[key], values, rtol=RTOL, err_msg=key)
     # What the eager step leaves on the host, the same.
-    assert type(model.optimizer.iterations) is int and model.optimizer.iterations == 15
+    assert type(model.optimizer.iterations) is int and model.optimizer.iterations == 21
     assert model.optimizer.current_learning_rate == reference.optimizer.current_learning_rate
     assert model.loss.accumulated_count == reference.loss.accumulated_count == 120
     np.testing.assert_allclose(
@@ -62,10 +64,21 @@ def test_k_steps_per_call_are_k_eager_steps(K: Any, eager: Any) -> None:
 
 def test_one_compile_serves_every_k() -> None:
     model = _model(JAX)
-    for K in (3, 5, None, 100):
-        model.train(X, Y, epochs=2, batch_size=50, verbose=0, steps_per_execution=K)
+    for K, epochs in ((3, 2), (5, 2), (None, 7), (100, 2)):
+        model.train(X, Y, epochs=epochs, batch_size=50, verbose=0, steps_per_execution=K)
     # One program for the 50-row batches, one for the 20-row ragged batch, whatever K was.
     assert model.compiled_step.traces == 2
+    assert sorted(model.compiled_step.loops) == [20, 50]
+
+
+def test_left_to_nnx_a_short_call_runs_one_step_a_call() -> None:
+    """Below 20 steps a train call, the loop's setup costs more than it saves."""
+    model, reference = _model(JAX), _model("numpy")
+    got = model.train(X, Y, epochs=2, batch_size=50, verbose=0)  # 6 steps
+    assert model.compiled_step.loops == {} and model.compiled_step.traces == 2
+    want = reference.train(X, Y, epochs=2, batch_size=50, verbose=0)
+    np.testing.assert_allclose(got["loss"], want["loss"], rtol=RTOL)
+    model.train(X, Y, epochs=7, batch_size=50, verbose=0)  # 21 steps: the loop
     assert sorted(model.compiled_step.loops) == [20, 50]
 
 
