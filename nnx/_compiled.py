@@ -77,8 +77,8 @@ class CompiledStep:
         self.count_slots = _state.declared(parts, "counts")
         self.shape_counts: dict[tuple[Any, ...], list[int]] = {}
         self.epoch_counts = [0] * len(self.count_slots)  # the counts of the epoch so far
-        self._draws: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
-        self._drawing = any(layer.draws_on_host for layer in model.layers)
+        self.draws: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
+        self.drawing = any(layer.draws_on_host for layer in model.layers)
         # The running sums travel in one array with the step's figures (the sums, then the
         # penalty): the figures of a step are the sums the next step starts from, and every
         # array a call returns costs the host microseconds. At an epoch's start they are zeros,
@@ -136,10 +136,10 @@ class CompiledStep:
         optimizer.pre_update_params()  # this step's factors, as the eager step computes them
         factors = tuple(getattr(optimizer, name) for name in optimizer.step_factors)
         key = (X.shape, y.shape)  # tuples, as the standard has them
-        draws = self._draws.get(key)
+        draws = self.draws.get(key)
         if draws is None:  # a batch shape not seen yet: a new program
             self._new_program()
-            draws = self._draws[key] = self._record_draws(X) if self._drawing else []
+            draws = self.draws[key] = self.record_draws(X) if self.drawing else []
         drawn = [layer.backend.asarray(draw(rng), dtype) for layer, rng, draw, _, dtype in draws]
         slots = self.slots
         state = [getattr(holder, name) for holder, name in slots]
@@ -184,7 +184,7 @@ class CompiledStep:
             return
         tracing.warn_programs(self.traces)
         self.shape_counts.clear()
-        self._draws.clear()
+        self.draws.clear()
         self._compiled = self.backend.compiler.compile(self.pure, donate=(0,))
 
     def epoch_figures(self) -> tuple[Any, Any, Any, Any]:
@@ -217,7 +217,7 @@ class CompiledStep:
         self._tripped = True
         return float(to_numpy(record[1])), int(to_numpy(record[2]))
 
-    def _record_draws(self, X: Any) -> list[tuple[Any, ...]]:
+    def record_draws(self, X: Any) -> list[tuple[Any, ...]]:
         """What the layers draw in a forward pass over a batch like ``X``: one eager pass in
         which every draw is noted (zeros stand in), with every part put back after it."""
         noted: list[tuple[Any, ...]] = []

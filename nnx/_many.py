@@ -11,7 +11,8 @@ every K up to ``CAPACITY`` for a batch shape; a ragged last batch is a call of i
 host counts each step as the eager step does when it takes the token (``optimizer.iterations``,
 and the step's factors, which go in as a table); the figures of a step or an epoch come from
 the call's per-step rows.
-Layers that draw on the host (Dropout's masks) are left to ``Compiled``, a step a call.
+Layers that draw on the host draw at the token too, from their generators in the eager
+order; a call's draws (Dropout's masks) go in as one table per layer.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from nnx import _state
 from nnx import _tracing as tracing
 from nnx._runners import Compiled
 from nnx._step import CallFigures, EpochFigures, Figure, StepFigures
-from nnx.data import rows_table
+from nnx.data import rows_table, stacked
 
 __all__ = ["CAPACITY", "ManySteps"]
 
@@ -33,6 +34,7 @@ __all__ = ["CAPACITY", "ManySteps"]
 CAPACITY = 128
 # Seconds of work one call does at most when K is left to nnx, so Ctrl-C stays prompt.
 _SECONDS_PER_CALL = 0.5
+_DRAWS_BYTES = 2**26  # a call's host draws at most (64 MiB): fewer steps a call above it
 _FEW = 20  # steps in a train call below which nnx runs one step a call (K left out)
 _TOKEN = object()  # what the runner's batches give as X: the token is in y
 
@@ -46,13 +48,13 @@ class ManySteps(Compiled):
             Compiled.accepts(model, X, compile, per_call)
             and per_call != 1
             and model.backend.compiler.loop is not None
-            and not any(layer.draws_on_host for layer in model.layers)
         )
 
     def __init__(self, model: Any, guard: bool = True) -> None:
         super().__init__(model, guard)
         self._pending: list[tuple[Any, int, int]] = []  # tokens not run yet
         self._factors: list[list[float]] = []  # their steps' factors (step_factors)
+        self._drawn: list[list[Any]] = []  # their host draws (Dropout's masks), in order
         self._call = CallFigures(self)  # the call the pending tokens will make
         self._tokens: list[tuple[Any, Any]] = []  # an epoch's, kept when not shuffling
         self._sent: tuple[list[list[float]], Any] = ([], None)  # the last factors sent
@@ -97,7 +99,7 @@ class ManySteps(Compiled):
         order, place, size = y
         if self._pending and size != self._pending[-1][2]:  # another shape: another program
             self.flush()
-        pending = self._pending
+        pending, (_, capacity) = self._pending, self._program(size)
         if not pending:
             self._before = self.model.optimizer.iterations
         pending.append(y)
@@ -108,8 +110,10 @@ class ManySteps(Compiled):
         optimizer.pre_update_params()  # the step's factors, worked out in float64
         self._factors.append([getattr(optimizer, name) for name in optimizer.step_factors])
         optimizer.post_update_params()
+        if self.compiled.drawing:  # type: ignore[union-attr]  # now: the eager step's order
+            self._drawn.append([draw(rng) for _, rng, draw, _, _ in self._draws(size)])
         row = StepFigures(self._call, len(pending) - 1)
-        if len(pending) >= self._limit:
+        if len(pending) >= min(self._limit, capacity):
             self.flush()
         return row  # type: ignore[return-value]
 
@@ -144,22 +148,27 @@ class ManySteps(Compiled):
         if not pending:
             return
         assert compiled is not None
+        drawn, self._drawn = self._drawn, []
         self._pending, self._call, self._factors = [], CallFigures(self), []
         X, y, full, steps = self._data
         size, backend = pending[0][2], self.model.backend
+        program, capacity = self._program(size)
         table = None
         if pending[0][0] is not None:  # shuffled: the rows each step takes, padded
             places = [(order, place) for order, place, _ in pending]
-            table = backend.asarray(rows_table(places, size, full, CAPACITY))
-        program = self._program(size)
+            table = backend.asarray(rows_table(places, size, full, capacity))
+        draws = [  # each layer's draws of the call's steps, one table each, padded
+            backend.asarray(stacked([step[k] for step in drawn], capacity), dtype)
+            for k, (*_, dtype) in enumerate(self._draws(size) if drawn else [])
+        ]
         state = [getattr(holder, name) for holder, name in compiled.slots]
         state.append(compiled.iterations)
-        factors += [factors[0]] * (CAPACITY - len(factors))  # padded, never read
+        factors += [factors[0]] * (capacity - len(factors))  # padded, never read
         if factors != self._sent[0]:  # a constant rate (SGD without decay) is sent once
             self._sent = (factors, backend.asarray(factors, self.model.dtype))
         try:
             state, figures, record, rows = program(
-                state, compiled.figures, compiled.record, X, y, table, self._sent[1],
+                state, compiled.figures, compiled.record, X, y, table, self._sent[1], draws,
                 pending[0][1], len(pending), full, steps,
             )  # fmt: skip
         except Exception as err:
@@ -200,19 +209,34 @@ class ManySteps(Compiled):
             self._known[progress] = counts
         return counts
 
-    def _program(self, size: int) -> Any:
-        """The compiled loop for batches of ``size`` rows, made on first use."""
+    def _program(self, size: int) -> tuple[Any, int]:
+        """The compiled loop for batches of ``size`` rows, made on first use, and the most
+        steps a call of it runs: fewer than ``CAPACITY`` where each step's host draws are
+        large (a call's draws come in as one table, padded to that many steps)."""
         compiled = self.compiled
         assert compiled is not None
         if size not in compiled.loops and len(compiled.loops) >= tracing.MAX_PROGRAMS:
             tracing.warn_programs(compiled.traces)  # the old programs go
             compiled.loops.clear()
         if size not in compiled.loops:
-            compiled.loops[size] = _loop(compiled, size, self.width)
-        return compiled.loops[size]
+            drawn = sum(8 * math.prod(shape) for *_, shape, _ in self._draws(size))
+            capacity = max(1, min(CAPACITY, _DRAWS_BYTES // max(drawn, 1)))
+            compiled.loops[size] = (_loop(compiled, size, self.width, capacity), capacity)
+        return compiled.loops[size]  # type: ignore[no-any-return]
+
+    def _draws(self, size: int) -> list[tuple[Any, ...]]:
+        """What the layers draw in a step on ``size`` rows (``CompiledStep.record_draws``)."""
+        compiled, (X, y) = self.compiled, self._data[:2]
+        assert compiled is not None
+        if not compiled.drawing:
+            return []
+        key = ((size, *X.shape[1:]), (size, *y.shape[1:]))
+        if key not in compiled.draws:
+            compiled.draws[key] = compiled.record_draws(X[:size, ...])
+        return compiled.draws[key]  # type: ignore[no-any-return]
 
 
-def _loop(compiled: Any, size: int, width: int) -> Any:
+def _loop(compiled: Any, size: int, width: int, capacity: int) -> Any:
     """``compiled``'s step as a compiled loop over batches of ``size`` rows cut from the whole
     data: each step takes rows ``table[i]`` (shuffled) or the ``place``-th run of ``size``
     rows from ``place * full``; the running sums start again where ``place`` is 0."""
@@ -221,7 +245,7 @@ def _loop(compiled: Any, size: int, width: int) -> Any:
 
     def program(
         state: Any, carried: Any, record: Any, X: Any, y: Any, table: Any, factors: Any,
-        start: Any, count: Any, full: Any, steps: Any,
+        draws: Any, start: Any, count: Any, full: Any, steps: Any,
     ) -> Any:  # fmt: skip
         offsets = xp.arange(size)
 
@@ -235,9 +259,11 @@ def _loop(compiled: Any, size: int, width: int) -> Any:
             batch_X, batch_y = xp.take(X, rows, axis=0), xp.take(y, rows, axis=0)
             carried = xp.where(place == 0, xp.zeros_like(carried), carried)
             # The step's factors, from the host (1 - 0.999**t in float32 is off by 1e-5).
-            mine = xp.take(factors, xp.reshape(i, (1,)), axis=0)[0, ...]
+            at = xp.reshape(i, (1,))
+            mine = tuple(xp.take(factors, at, axis=0)[0, k] for k in range(n))
+            drawn = [xp.take(d, at, axis=0)[0, ...] for d in draws]  # this step's masks
             state, new_record, out = compiled.pure(
-                state, carried, record, batch_X, batch_y, [], tuple(mine[k] for k in range(n))
+                state, carried, record, batch_X, batch_y, drawn, mine
             )
             data_loss, reg_loss, accuracy, figures = out
             accuracy = math.nan if accuracy is None else accuracy
@@ -245,7 +271,7 @@ def _loop(compiled: Any, size: int, width: int) -> Any:
             row = xp.concat([head, figures])
             return (state, figures, new_record if compiled.guard else record), row
 
-        rows = xp.zeros((CAPACITY, width), dtype=dtype)
+        rows = xp.zeros((capacity, width), dtype=dtype)
         (state, carried, record), rows = backend.compiler.loop(
             count, body, (state, carried, record), rows
         )

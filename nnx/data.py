@@ -228,6 +228,14 @@ def shuffled_order(rng: np.random.Generator, n_samples: int) -> np.ndarray:
     return rng.permutation(n_samples)
 
 
+def stacked(arrays: list[Any], rows: int) -> np.ndarray:
+    """``arrays`` (host arrays of one shape) stacked along a new first axis, padded with
+    zeros to ``rows``: one step's draws a row (many steps per call)."""
+    table = np.zeros((rows, *np.shape(arrays[0])), dtype=np.asarray(arrays[0]).dtype)
+    table[: len(arrays)] = arrays
+    return table
+
+
 def rows_table(steps: list[tuple[Any, int]], size: int, every: int, rows: int) -> np.ndarray:
     """The sample indices of the batches of ``size`` rows that ``steps`` take, one step a row
     of a (``rows``, ``size``) table padded with zeros: (epoch order, place) pairs, a batch

@@ -173,8 +173,8 @@ def compiled_problems(
     Batches, shuffling, dropout, L1/L2 penalties and Adam with decay: everything the step
     carries or draws. The compiled run must also trace its step once. With
     ``steps_per_execution`` K > 1, K steps a call (calls that end inside an epoch and span
-    epochs), without dropout (host draws run one step a call) and with a ragged last batch:
-    one trace per batch shape.
+    epochs, the masks of their steps in one table) and a ragged last batch: one trace per
+    batch shape.
     """
     import nnx  # the Model, which this module's layer-by-layer runs do not need
 
@@ -186,8 +186,7 @@ def compiled_problems(
             model = nnx.Model(seed=7)
             model.add(nnx.Dense(2, 32, seed=1, dtype=dtype, weight_regularizer_l2=5e-4))
             model.add(nnx.ReLU())
-            if not many:
-                model.add(nnx.Dropout(0.2, seed=3))
+            model.add(nnx.Dropout(0.2, seed=3))
             model.add(nnx.Dense(32, 3, seed=2, dtype=dtype, bias_regularizer_l1=1e-4))
             model.add(nnx.Softmax())
             model.set(

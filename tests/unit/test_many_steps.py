@@ -28,7 +28,7 @@ from compiled_models import model as compiled_model  # noqa: E402
 
 
 def _model(backend: Any, optimizer: Any = None) -> nnx.Model:
-    return compiled_model(backend, optimizer, dropout=False)  # Dropout: a step a call
+    return compiled_model(backend, optimizer, dropout=False)  # Dropout: its own test
 
 
 @pytest.fixture(scope="module")
@@ -182,15 +182,26 @@ def test_eager_steps_ignore_it() -> None:
         assert getattr(model, "compiled_step", None) is None
 
 
-def test_layers_that_draw_on_the_host_run_one_compiled_step_a_call() -> None:
-    with nnx.use_backend(JAX):
-        model = nnx.Model(seed=0)
-        model.add(nnx.Dense(2, 8, seed=1))
-        model.add(nnx.Dropout(0.1, seed=2))
-        model.add(nnx.Dense(8, 3, seed=3))
-        model.add(nnx.Softmax())
-        model.set(loss=nnx.CategoricalCrossentropy(), optimizer=nnx.Adam())
-    model.finalize()
-    model.train(X, Y, epochs=3, verbose=0, steps_per_execution=8)
-    assert model.compiled_step.loops == {}  # the per-step program ran
-    assert model.optimizer.iterations == 3
+@pytest.mark.parametrize("draws_bytes", [None, 1])
+def test_dropout_draws_the_eager_masks_in_calls_of_many_steps(
+    draws_bytes: Any, monkeypatch
+) -> None:
+    """Each step's masks come from the layer's host generator in the eager order, one table a
+    call; where a step's draws are large, a call runs fewer steps (here: 1 byte allowed, so
+    one step a call), with the same numbers."""
+    import nnx._many
+
+    if draws_bytes is not None:
+        monkeypatch.setattr(nnx._many, "_DRAWS_BYTES", draws_bytes)
+    runs = []
+    for backend, K in (("numpy", None), (JAX, 4)):
+        model = compiled_model(backend)  # with Dropout(0.2)
+        history = model.train(
+            X, Y, epochs=7, batch_size=50, shuffle=True, verbose=0, steps_per_execution=K
+        )
+        runs.append((_host(model), history, model))
+    (want, want_history, _), (got, got_history, model) = runs
+    _assert_close(got, want)
+    np.testing.assert_allclose(got_history["loss"], want_history["loss"], rtol=RTOL)
+    capacities = {size: capacity for size, (_, capacity) in model.compiled_step.loops.items()}
+    assert capacities == ({20: 1, 50: 1} if draws_bytes else {20: 128, 50: 128})

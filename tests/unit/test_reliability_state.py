@@ -104,13 +104,16 @@ def test_the_compiled_step_honours_a_change_as_the_eager_step_does(change):
     np.testing.assert_allclose(compiled, eager, rtol=2e-5, atol=1e-6)
 
 
-def test_a_new_batch_size_every_call_is_counted_warned_and_bounded():
+@pytest.mark.parametrize("per_call", [1, 4])  # one step a call, and many (their own programs)
+def test_a_new_batch_size_every_call_is_counted_warned_and_bounded(per_call):
     _jax()
     model = _model("jax")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for batch_size in range(3, 13):  # ten shapes, one call each
-            model.train(X, Y, epochs=1, batch_size=batch_size, verbose=0)
+            model.train(
+                X, Y, epochs=1, batch_size=batch_size, verbose=0, steps_per_execution=per_call
+            )
     step = model.compiled_step
     # Every batch shape once: each size, and the short last batches (1 for 7; 3 and 10 are
     # sizes already).
