@@ -68,12 +68,12 @@ class ManySteps(Compiled):
         self._known: dict[tuple[int, int], list[int]] = {}  # counts per progress
         self._last, self._last_count = self._call, 0
         self.width = len(compiled.sum_slots) + 4  # a step's row: 3 figures, sums, penalty
-        # K, or one step a call until the first call measured one (K follows from it); the
-        # first calls run 8, 16, ... steps, so that the device starts while the host goes on.
         seconds, K = compiled.seconds_per_step, self.steps_per_execution
         # Left to nnx, a call of a few steps runs one step a call: measured on S, the loop's
         # setup costs more than it saves below about 20 steps.
         self._single = K is None and (self.steps_in_call or _FEW) < _FEW
+        # K, or one step a call until the first call measured one (K follows from it); the
+        # first calls run 8, 16, ... steps, so that the device starts while the host goes on.
         self._target = min(K, CAPACITY) if K else CAPACITY if seconds is None else _limit(seconds)
         self._limit = 1 if K is None and seconds is None else min(8, self._target)
 
