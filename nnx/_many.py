@@ -99,9 +99,10 @@ class ManySteps(Compiled):
         order, place, size = y
         if self._pending and size != self._pending[-1][2]:  # another shape: another program
             self.flush()
-        pending, (_, capacity) = self._pending, self._program(size)
-        if not pending:
+        pending = self._pending
+        if not pending:  # a call starts: how many steps it takes is fixed until it runs
             self._before = self.model.optimizer.iterations
+            self._room = min(self._limit, self._program(size)[1])
         pending.append(y)
         # Where the epoch is: full batches so far, and the ragged last batch's size once run.
         full, ragged = (0, 0) if place == 0 else self._progress
@@ -113,7 +114,7 @@ class ManySteps(Compiled):
         if self.compiled.drawing:  # type: ignore[union-attr]  # now: the eager step's order
             self._drawn.append([draw(rng) for _, rng, draw, _, _ in self._draws(size)])
         row = StepFigures(self._call, len(pending) - 1)
-        if len(pending) >= min(self._limit, capacity):
+        if len(pending) >= self._room:
             self.flush()
         return row  # type: ignore[return-value]
 
