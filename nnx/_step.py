@@ -162,13 +162,18 @@ def _as_they_are(output: Any) -> Any:
 class Figures:
     """The figures of an epoch that a compiled step returns together in one array (the running
     sums, then the penalty), brought to the host once, when one of them is first read, and
-    divided there by the counts the host keeps. ``read()`` gives (those numbers, the counts)."""
+    divided there by the counts the host keeps. ``read()`` gives (those numbers, the counts):
+    ``source()``, or a subclass's own."""
 
-    __slots__ = ("host", "read")
+    __slots__ = ("host", "source")
 
-    def __init__(self, read: Callable[[], tuple[list[float], list[int]]]) -> None:
-        self.read = read
+    def __init__(self, source: Callable[[], tuple[list[float], list[int]]] | None) -> None:
+        self.source = source
         self.host: list[float] | None = None
+
+    def read(self) -> tuple[list[float], list[int]]:
+        assert self.source is not None  # a subclass without one reads for itself
+        return self.source()
 
     def __getitem__(self, index: int) -> float:
         """(loss, data loss, regularization loss, accuracy)[index]."""
@@ -266,7 +271,8 @@ class EpochFigures(Figures):
     __slots__ = ("call", "j", "progress")
 
     def __init__(self, call: CallFigures, j: int, progress: tuple[int, int]) -> None:
-        self.call, self.j, self.progress, self.host = call, j, progress, None
+        super().__init__(None)
+        self.call, self.j, self.progress = call, j, progress
 
-    def read(self) -> tuple[list[float], list[int]]:  # type: ignore[override]
+    def read(self) -> tuple[list[float], list[int]]:
         return self.call.row(self.j)[3:], self.call.runner.counts_after(self.progress)
