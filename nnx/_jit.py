@@ -78,11 +78,15 @@ class CompiledFunction:
         for optimizer in optimizers:  # a fixed state from the first call on
             optimizer.make_state(layers)
         slots = _slots(parts, layers, optimizers)
-        for holder, name in slots:  # a running sum starts as the number 0.0: as an array of
-            # the dtype it will have (a weakly typed 0.0 would compile a second program)
+        # A running sum starts as the number 0.0: as an array of the dtype it will have (the
+        # parameters', or the accuracy's count dtype), else the second call compiles again.
+        held = [value for h, name in slots if _xp.is_array(value := getattr(h, name))]
+        floats = held[0].dtype if held else backend.dtype("float32")
+        for holder, name in slots:
             if not _xp.is_array(value := getattr(holder, name)):
-                dtype = getattr(holder, "count_dtype", backend.dtype("float32"))
-                setattr(holder, name, backend.asarray(value, dtype))
+                setattr(
+                    holder, name, backend.asarray(value, getattr(holder, "count_dtype", floats))
+                )
         arrays = [i for i, value in enumerate(given) if _xp.is_array(value)]
         static = tuple(
             ("part", parts.index(value)) if isinstance(value, Component) else
