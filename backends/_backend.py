@@ -57,12 +57,19 @@ class Compiler:
         the new carry and a row, for ``i`` from 0 to ``count`` (a traced integer: one program
         serves every count), and row ``i`` of ``rows`` (an array of at least ``count`` rows)
         is set to it. None: the library has no such loop, and a caller loops in Python.
+    by_default : bool
+        Whether code that may compile, and is not told to, does (``Model.train``'s
+        ``compile=None``): True where compiling pays from the first seconds (JAX, whose eager
+        steps dispatch every operation); False where a compile costs more than most short
+        runs save (``torch.compile``: seconds per batch shape), so it waits for
+        ``compile=True``.
     """
 
     compile: Callable[..., Callable[..., Any]]
     traced_types: tuple[type, ...] = ()
     ready: Callable[[Any], bool] = _finished
     loop: Callable[..., tuple[Any, Any]] | None = None
+    by_default: bool = True
 
 
 @dataclass(frozen=True)

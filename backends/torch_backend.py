@@ -1,4 +1,8 @@
-"""PyTorch through array-api-compat: CPU, or CUDA where one is present (``NNX_DEVICE=cuda``)."""
+"""PyTorch through array-api-compat: CPU, or CUDA where one is present (``NNX_DEVICE=cuda``).
+
+Its compiler is ``torch.compile`` (``backends.torch_compile``), used where asked for
+(``compile=True``): a compile takes seconds per batch shape.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from backends._backend import Backend, BackendError, install_hint
+from backends.torch_compile import torch_compiler
 from backends.torch_kernels import torch_kernels
 
 
@@ -57,4 +62,5 @@ def make(device: Any = None) -> Backend:
         version=torch.__version__,
         kernels=torch_kernels(torch),
         detach=lambda array: array.detach(),
+        compiler=torch_compiler(torch, dev),
     )

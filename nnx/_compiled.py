@@ -79,19 +79,17 @@ class CompiledStep:
         self.epoch_counts = [0] * len(self.count_slots)  # the counts of the epoch so far
         self.draws: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
         self.drawing = any(layer.draws_on_host for layer in model.layers)
-        # The running sums travel in one array with the step's figures (the sums, then the
-        # penalty): the figures of a step are the sums the next step starts from, and every
-        # array a call returns costs the host microseconds. At an epoch's start they are zeros,
-        # made once (a small array costs 70-150 us on JAX's CPU) and never donated.
-        self._zeros = backend.xp.zeros(
+        # The running sums travel in one array with the step's figures (the sums, the penalty):
+        # a step's figures are the next step's sums, and each array returned costs microseconds.
+        # At an epoch's start, zeros made once (70-150 us on JAX's CPU), never donated.
+        self._zeros = self.xp.zeros(
             (len(self.sum_slots) + 1,), dtype=model.dtype, device=backend.device
         )
         self.figures = self._zeros
         self.record: tuple[Any, ...] = ()
-        self._finite: Any = None  # compiled helpers, made on first use (non_finite, put_sums)
+        self._finite: Any = None  # helpers, made on first use (non_finite, put_sums)
         self._split: Any = None
-        self._tripped = True
-        self._place = 0  # the step's place in its epoch
+        self._tripped, self._place = True, 0  # _place: the step's place in its epoch
         self.counted: int | None = None  # the count the device's array holds, when known
         self._compiled = backend.compiler.compile(self.pure, donate=(0,))
         self.loops: dict[int, Any] = {}  # its body looped, per batch size (nnx._many)
@@ -196,17 +194,23 @@ class CompiledStep:
 
     def non_finite(self) -> str | None:
         """``_state.non_finite`` with its check compiled: one call, not a dispatch an op."""
-        self._finite = self._finite or self.backend.compiler.compile(_state.finite_flags(self.xp))
+        self._finite = self._finite or self._helper(_state.finite_flags(self.xp))
         flags = self._finite([getattr(holder, name) for holder, name in self.slots])
         if all(self.backend.to_numpy(flags).tolist()):
             return None  # the every-call case; else the slow path names the array
         return _state.non_finite(self.model.layers, self.model.optimizer, self._finite)
 
+    def _helper(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        """A boundary's helper, compiled where that is cheap (JAX: 50 ms; each op a dispatch),
+        not where it costs seconds (torch's: 2 s for the check, to save 0.1 ms a boundary)."""
+        by_default = self.backend.compiler.by_default
+        return self.backend.compiler.compile(function) if by_default else function
+
     def put_sums(self) -> None:
         """The epoch's running sums onto the loss and the accuracy (``accumulated_sum``), as
         an eager step leaves them; the runner asks at the end of a call, not every step."""
         n = len(self.sum_slots)  # one compiled call: each index would be a dispatch of its own
-        self._split = self._split or self.backend.compiler.compile(lambda a: list(a[:n]))
+        self._split = self._split or self._helper(lambda a: list(a[:n]))
         _state.put(self.sum_slots, self._split(self.figures))
 
     def divergence(self, record: tuple[Any, ...]) -> tuple[float, int] | None:
@@ -259,9 +263,7 @@ class CompiledStep:
         def feed(layer: Any, rng: Any, draw: Any, shape: Any, dtype: Any) -> Any:
             return drawn.pop(0)
 
-        def guard(
-            loss: Any,
-        ) -> None:  # the optimizer's writers read "keep" (see nnx._tracing.guarded)
+        def guard(loss: Any) -> None:  # the optimizer's writers read "keep" (nnx._tracing.guarded)
             finite = xp.isfinite(loss)
             checked.update(loss=loss, finite=finite, keep=finite & ~record[0])
 

@@ -139,7 +139,8 @@ class Compiled(Eager):
 
     @staticmethod
     def accepts(model: Any, X: Any, compile: bool | None, per_call: int | None = 1) -> bool:
-        return model.backend.compiler is not None and compile is not False
+        compiler = model.backend.compiler
+        return compiler is not None and (compile or (compile is None and compiler.by_default))
 
     def prepare(self, steps: int) -> None:
         model = self.model

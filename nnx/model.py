@@ -156,10 +156,12 @@ class Model(Passes, ModelState):
         ``checkpoint_every`` epochs; ``resume=PATH`` loads such a file into this model and runs
         the remaining epochs, giving the parameters an uninterrupted run would have.
 
-        ``compile``: on a backend that compiles (JAX), the training step (forward, loss,
-        backward, update) is traced once and compiled, and every step runs that code; ``None``
-        (the default) compiles where the backend can, ``False`` runs the step eagerly, as on
-        NumPy. Both give the same numbers within float rounding. A compiled step reads nothing
+        ``compile``: on a backend that compiles (JAX, torch), the training step (forward,
+        loss, backward, update) is traced once and compiled, and every step runs that code;
+        ``None`` (the default) compiles where the backend's compiler pays from the start (JAX;
+        torch.compile takes seconds per batch shape, so torch compiles with ``True`` only),
+        ``False`` runs the step eagerly, as on NumPy. Both give the same numbers within float
+        rounding. A compiled step reads nothing
         from the device: the NaN check looks at the loss when the loop prints, validates,
         saves or ends, else one epoch late (a diverged step and all after it leave the model
         as it was, so the result is the same). The arrays of one step (``inputs``,

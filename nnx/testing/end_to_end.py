@@ -7,6 +7,7 @@ Host boundary: compares NumPy copies.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -193,9 +194,13 @@ MANY_ROW = "K steps per call = K eager steps"
 
 def _compiled_row(backend: Backend, dtype: str, problems_of: Any, name: str) -> Result:
     """For a backend that compiles: compiled equals eager, for the training step and for the
-    book's epoch through ``nnx.compile`` (``problems_of`` compares them)."""
+    book's epoch through ``nnx.compile`` (``problems_of`` compares them). On torch the step
+    row is "torch compiled = eager": torch.compile's program against torch's eager step."""
     try:
         worst, problems = problems_of(backend, dtype)
+    except BackendError as err:  # a compiler that cannot run here (no C++ compiler) says why
+        row = _result(backend, dtype, name, None, None, [str(err)])
+        return dataclasses.replace(row, status="skip")
     except Exception as err:
         return _result(backend, dtype, name, None, None, [f"raised {err!r}"])
     return _result(backend, dtype, name, None, worst, problems)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backends import Backend, load
+from backends import Backend, BackendError, load
 from nnx.testing import DTYPES, array_problems
 from nnx.testing.training import (
     OPTIMIZERS,
@@ -61,11 +61,14 @@ def test_initial_weights_are_bit_identical(backend: Backend, dtype: str) -> None
 @pytest.mark.parametrize("per_call", [1, 4], ids=["one step a call", "4 steps a call"])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_compiled_step_equals_eager_step(backend: Backend, dtype: str, per_call: int) -> None:
-    """Where a backend compiles (JAX), Model.train's compiled step gives the eager numbers,
+    """Where a backend compiles (JAX, torch), Model.train's compiled step gives the eager numbers,
     one step a call or K steps a call (``steps_per_execution``)."""
     if backend.compiler is None:
         pytest.skip(f"{backend.name} does not compile functions (Backend.compiler is None)")
     if dtype == "float64" and not backend.float64:
         pytest.skip(f"{backend.name} on {backend.device} has no float64{backend.float64_hint}")
-    worst, problems = compiled_problems(backend, dtype, steps_per_execution=per_call)
+    try:
+        worst, problems = compiled_problems(backend, dtype, steps_per_execution=per_call)
+    except BackendError as err:  # torch.compile without a C++ compiler says so
+        pytest.skip(str(err))
     assert not problems, f"{backend.name} ({backend.device}, {dtype}): {problems}"
