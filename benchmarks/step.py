@@ -213,10 +213,17 @@ def build_all(
     if hasattr(nnx, "Model"):
         impls.append(nnx_model(spec, X, y, params, backend))
     if torch_device is not None:
-        from torch_eager import torch_autograd_step, torch_step
+        from torch_eager import torch_autograd_step, torch_compiled_step, torch_step
 
         impls.append(torch_step(spec, X, y, params, torch_device))
         impls.append(torch_autograd_step(spec, X, y, params, torch_device))
+        if spec.name in "ML":  # torch's compiler: nnx's step and torch's own, and eager
+            if backend != "torch":  # else "nnx Model" is nnx's eager torch step
+                impls.append(nnx_model(spec, X, y, params, "torch", name="nnx torch eager"))
+            impls.append(
+                nnx_model(spec, X, y, params, "torch", compile=True, name="nnx torch compiled")
+            )
+            impls.append(torch_compiled_step(spec, X, y, params, torch_device))
     impls.append(matmul_floor(spec, X, params, backend))
     if torch_device is not None and backend != "torch":
         impls.append(matmul_floor(spec, X, params, "torch", torch_device, "torch matmul floor"))
@@ -271,6 +278,7 @@ def report(spec: Spec, times: dict[str, float]) -> list[str]:
         ("nnx.compile(book loop)", ("nnx jax compiled",)),
         ("nnx jax, K=100", ("jax.jit step", "jax lax.scan 100")),
         ("nnx jax, defaults", ("jax.jit step", "jax lax.scan 100")),
+        ("nnx torch compiled", ("torch.compile", "nnx torch eager", "nnx Model")),
     ):
         if name in times:
             ratios = [f"{name}/{r} = {times[name] / times[r]:.2f}" for r in refs if r in times]

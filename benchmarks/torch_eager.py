@@ -139,6 +139,47 @@ def torch_autograd_step(
     )
 
 
+def torch_compiled_step(
+    spec: Spec, X: np.ndarray, y: np.ndarray, params: list, device: str
+) -> Impl:
+    """(d'') The autograd step as torch's own guide compiles it: the module's forward and the
+    loss (and the accuracy nnx reports) under ``torch.compile``, whose backward AOTAutograd
+    compiles with it, and ``torch.optim.Adam``'s step compiled apart, as its tutorial on
+    compiling the optimizer does (``loss.backward()`` splits the two). Inductor, fullgraph.
+    """
+    import torch
+
+    dev = torch.device(device)
+    Xt = torch.from_numpy(X).to(dev)
+    yt = torch.from_numpy(y).to(dev)
+    model, loss_fn, optimizer = torch_module(spec, params, dev)
+
+    @torch.compile(fullgraph=True)
+    def forward() -> tuple[Any, Any]:
+        outputs = model(Xt)
+        accuracy = (outputs.argmax(dim=1) == yt).float().mean()
+        return loss_fn(outputs, yt), accuracy
+
+    @torch.compile(fullgraph=False)
+    def update() -> None:
+        optimizer.step()
+
+    def run(k: int) -> None:
+        for _ in range(k):
+            optimizer.zero_grad(set_to_none=True)
+            loss, _ = forward()
+            loss.backward()
+            update()
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    return Impl(
+        "torch.compile", "torch", run, sync, lambda: [p.detach() for p in model.parameters()]
+    )
+
+
 def torch_module(spec: Spec, params: list, dev: Any) -> tuple[Any, Any, Any]:
     """``(nn.Sequential, CrossEntropyLoss, torch.optim optimizer)`` from the same weights."""
     import torch
