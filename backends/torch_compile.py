@@ -22,7 +22,7 @@ the eager step does, so nothing is donated.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,75 +36,95 @@ _CXX = ("g++", "c++", "clang++")
 def torch_compiler(torch: Any, device: Any) -> Compiler:
     from torch._subclasses.fake_tensor import FakeTensor
     from torch.fx.experimental.proxy_tensor import make_fx
-    from torch.utils import _pytree as pytree
+
+    tensor_type = torch.Tensor
+
+    def kind(leaf: Any) -> Any:
+        """What a program is made for: an array's shape and dtype, any number, else the value
+        (None where the leaf is compiled in, not an input)."""
+        if isinstance(leaf, (tensor_type, np.ndarray)):
+            return (tuple(leaf.shape), leaf.dtype, getattr(leaf, "device", None))
+        if isinstance(leaf, (int, float)) and not isinstance(leaf, bool):
+            return float
+        return None
+
+    def as_input(leaf: Any) -> Any:
+        # A number as a float64 0-d tensor: Python computes in doubles, and so does the
+        # program (torch gives an int64 counter times 1e-3 its default dtype, float32: a
+        # decayed learning rate of float32 precision); a 0-d tensor does not raise a float32
+        # array's dtype. Host arrays move, as jax.jit takes NumPy's.
+        if isinstance(leaf, tensor_type):
+            return leaf
+        if isinstance(leaf, np.ndarray):
+            return torch.as_tensor(leaf, device=device)
+        return torch.tensor(leaf, dtype=torch.float64, device=device)
 
     def compile(function: Callable[..., Any], donate: Sequence[int] = ()) -> Callable[..., Any]:
-        _refuse_without_cxx(torch, device)
-        programs: dict[Any, tuple[list[int], Callable[..., Any], dict[str, Any]]] = {}
+        _refuse_without_cxx(device)
+        programs: dict[Any, tuple[Callable[..., Any], Any, list[Any]]] = {}
 
         def call(*args: Any) -> Any:
-            leaves, spec = pytree.tree_flatten(args)
-            key = (spec, tuple(_kind(torch, leaf) for leaf in leaves))
+            leaves: list[Any] = []
+            spec = _flatten(args, leaves)
+            kinds = [kind(leaf) for leaf in leaves]
+            key = (spec, *(k if k is not None else ("value", v) for k, v in zip(kinds, leaves)))  # noqa: B905
+            arrays = [as_input(v) for k, v in zip(kinds, leaves) if k is not None]  # noqa: B905
             program = programs.get(key)
-            inputs = [i for i, leaf in enumerate(leaves) if _is_input(torch, leaf)]
-            arrays = [_tensor(torch, leaves[i], device) for i in inputs]
             if program is None:
-                program = programs[key] = _trace(function, leaves, spec, inputs, arrays)
-            _, compiled, out = program
+                program = programs[key] = trace(function, leaves, kinds, spec, arrays)
+            compiled, out_spec, constants = program
             results = iter(compiled(*arrays))
-            flat = [next(results) if made else value for made, value in out["leaves"]]
-            return pytree.tree_unflatten(flat, out["spec"])
+            return _unflatten(
+                out_spec, iter([next(results) if c is _MADE else c for c in constants])
+            )
 
         return call
 
-    def _trace(
-        function: Callable[..., Any], leaves: list[Any], spec: Any, inputs: list[int], arrays: Any
-    ) -> tuple[list[int], Callable[..., Any], dict[str, Any]]:
-        out: dict[str, Any] = {}
+    def trace(
+        function: Callable[..., Any], leaves: list[Any], kinds: list[Any], spec: Any, arrays: Any
+    ) -> tuple[Callable[..., Any], Any, list[Any]]:
+        """The program for calls like this one: compiled, its results' structure, and the
+        results that are not tensors (compiled in; ``_MADE`` marks the tensors' places)."""
+        out: list[Any] = []
 
         def flat(*tensors: Any) -> list[Any]:
-            given = list(leaves)
-            for i, tensor in zip(inputs, tensors, strict=True):
-                given[i] = tensor
-            results, out["spec"] = pytree.tree_flatten(
-                function(*pytree.tree_unflatten(given, spec))
-            )
-            made = [isinstance(r, torch.Tensor) for r in results]
-            out["leaves"] = [(m, None if m else r) for m, r in zip(made, results, strict=True)]
-            return [r for r, m in zip(results, made, strict=True) if m]
+            given = iter(tensors)
+            args = _unflatten(spec, iter([next(given) if k else v for k, v in zip(kinds, leaves)]))  # noqa: B905
+            results: list[Any] = []
+            out.append(_flatten(function(*args), results))
+            out.append([_MADE if isinstance(r, tensor_type) else r for r in results])
+            return [r for r in results if isinstance(r, tensor_type)]
 
         graph = make_fx(flat, tracing_mode="fake")(*arrays)
-        return inputs, torch.compile(graph, fullgraph=True, dynamic=False), out
+        return torch.compile(graph, fullgraph=True, dynamic=False), out[0], out[1]
 
     return Compiler(compile, traced_types=(FakeTensor,), by_default=False)
 
 
-def _is_input(torch: Any, leaf: Any) -> bool:
-    return isinstance(leaf, (torch.Tensor, np.ndarray)) or (
-        isinstance(leaf, (int, float)) and not isinstance(leaf, bool)
-    )
+# Where a result is a tensor the program returns (in a program's list of results).
+_MADE = object()
 
 
-def _kind(torch: Any, leaf: Any) -> Any:
-    """What a program is made for: an array's shape and dtype, any number, else the value."""
-    if isinstance(leaf, (torch.Tensor, np.ndarray)):
-        return (tuple(leaf.shape), str(leaf.dtype), getattr(leaf, "device", "host"))
-    return "number" if _is_input(torch, leaf) else ("value", leaf)
+def _flatten(tree: Any, leaves: list[Any]) -> Any:
+    """The structure of nested lists, tuples and dicts (hashable), their leaves appended to
+    ``leaves``: torch's pytree does this too, at 100 us a step's arguments."""
+    if isinstance(tree, (list, tuple)):
+        return (type(tree), tuple(_flatten(item, leaves) for item in tree))
+    if isinstance(tree, dict):
+        return (dict, tuple(tree), tuple(_flatten(item, leaves) for item in tree.values()))
+    leaves.append(tree)
+    return None
 
 
-def _tensor(torch: Any, leaf: Any, device: Any) -> Any:
-    # A number as a float64 0-d tensor: Python computes in doubles, and so does the program
-    # (torch would give an int64 counter times 1e-3 its default dtype, float32, and a decayed
-    # learning rate of float32 precision); a 0-d tensor does not raise a float32 array's dtype.
-    # Host arrays move, as jax.jit takes NumPy's.
-    if isinstance(leaf, torch.Tensor):
-        return leaf
-    if isinstance(leaf, np.ndarray):
-        return torch.as_tensor(leaf, device=device)
-    return torch.tensor(leaf, dtype=torch.float64, device=device)
+def _unflatten(spec: Any, leaves: Iterator[Any]) -> Any:
+    if spec is None:
+        return next(leaves)
+    if spec[0] is dict:
+        return dict(zip(spec[1], [_unflatten(s, leaves) for s in spec[2]]))  # noqa: B905
+    return spec[0](_unflatten(s, leaves) for s in spec[1])
 
 
-def _refuse_without_cxx(torch: Any, device: Any) -> None:
+def _refuse_without_cxx(device: Any) -> None:
     """Inductor builds CPU kernels with a C++ compiler: say so in one line where none is."""
     import os
 
