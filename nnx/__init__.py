@@ -14,10 +14,10 @@ from nnx._export import ExportError
 
 # nnx.compile, as flax has nnx.jit; left out of __all__, so that `from nnx import *` keeps
 # the builtin compile.
-from nnx._jit import compile as compile  # noqa: A004
+from nnx._run.function import compile as compile  # noqa: A004
 
 # The eager runner, and the base of every runner of the training step (Model.train(runner=)).
-from nnx._runners import Eager as Runner
+from nnx._run.runners import Eager as Runner
 from nnx._step import NonFiniteLossError
 from nnx._version import __version__
 from nnx._xp import Array

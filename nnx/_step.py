@@ -219,7 +219,7 @@ def batches(
 
 
 class CallFigures:
-    """The per-step rows of one call of many steps (``nnx._many``: data loss, regularization
+    """The per-step rows of one call of many steps (``nnx._run.many``: data loss, regularization
     loss, accuracy, running sums, penalty), read from the device once, when a figure of one of
     its steps is first read or the next call has started; ``epochs``: the epoch figures to
     fill in then. ``runner``: the runner that makes the call (``flush``, ``counts_after``,

@@ -157,7 +157,7 @@ def device_fast(x: Any) -> Any:
     return device if device is not None else array_api_compat.device(x)
 
 
-# Set while a compiler traces nnx's code or a graph is built for export (nnx._compiled,
+# Set while a compiler traces nnx's code or a graph is built for export (nnx._run.compiled,
 # nnx._export). A context variable, not a flag on a class: an eager step in another thread (or
 # task) keeps its fast paths, and nothing a trace made is left in the constants' table.
 _PLAIN: ContextVar[bool] = ContextVar("nnx_plain_operations", default=False)

@@ -13,9 +13,9 @@ from tqdm import tqdm
 
 from backends import Backend, BackendError
 from nnx import _summary, data
-from nnx._choose import choose
 from nnx._component import common_backend
 from nnx._model_state import ModelState
+from nnx._run.choose import choose
 from nnx._step import Passes
 from nnx._train import TrainLoop
 from nnx._xp import Array

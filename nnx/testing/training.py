@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backends import Backend
-from nnx._runners import materialize_state
+from nnx._run.runners import materialize_state
 from nnx._state import state_slots
 from nnx.activations import ReLU
 from nnx.datasets import spiral_data

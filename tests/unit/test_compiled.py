@@ -1,4 +1,4 @@
-"""The compiled training step (``nnx._compiled``) on the jax backend.
+"""The compiled training step (``nnx._run.compiled``) on the jax backend.
 
 Compiled and eager runs of the same model give the same numbers within float32 rounding, the
 step is traced once per train call, checkpoints resume bit for bit, a NaN stops training where

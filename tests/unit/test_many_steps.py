@@ -189,10 +189,10 @@ def test_dropout_draws_the_eager_masks_in_calls_of_many_steps(
     """Each step's masks come from the layer's host generator in the eager order, one table a
     call; where a step's draws are large, a call runs fewer steps (here: 1 byte allowed, so
     one step a call), with the same numbers."""
-    import nnx._many
+    import nnx._run.many
 
     if draws_bytes is not None:
-        monkeypatch.setattr(nnx._many, "_DRAWS_BYTES", draws_bytes)
+        monkeypatch.setattr(nnx._run.many, "_DRAWS_BYTES", draws_bytes)
     runs = []
     for backend, K in (("numpy", None), (JAX, 4)):
         model = compiled_model(backend)  # with Dropout(0.2)

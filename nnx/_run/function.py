@@ -32,7 +32,7 @@ from typing import Any
 from nnx import _state, _xp
 from nnx._component import Component, common_backend
 from nnx._layer import Layer
-from nnx._tracing import frozen, name_the_part
+from nnx._run.tracing import frozen, name_the_part
 from nnx.optimizers import Optimizer
 
 __all__ = ["compile"]

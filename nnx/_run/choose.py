@@ -1,13 +1,13 @@
-"""The one place that picks how a step runs (see ``nnx._runners``)."""
+"""The one place that picks how a step runs (see ``nnx._run.runners``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from nnx._checks import whole_number
-from nnx._distributed import DataParallel
-from nnx._many import ManySteps
-from nnx._runners import Compiled, Eager, Lazy
+from nnx._run.distributed import DataParallel
+from nnx._run.many import ManySteps
+from nnx._run.runners import Compiled, Eager, Lazy
 
 __all__ = ["choose"]
 

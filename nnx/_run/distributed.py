@@ -1,12 +1,12 @@
 """Data-parallel training on a Dask cluster: coarse tasks, one reduction per step.
 
-With ``nnx._cluster``, the one module of nnx that talks to ``dask.distributed`` (a host
+With ``nnx._run.cluster``, the one module of nnx that talks to ``dask.distributed`` (a host
 boundary, as ``io`` is for files). On the ``dask`` backend, with a ``distributed.Client``
 active and the data as dask arrays, a training step is a handful of tasks instead of one per
 array operation per chunk:
 
 1. per chunk of the batch, on the worker that holds it: nnx's own forward and backward pass
-   on the worker's NumPy (a copy of the model, ``nnx._replica``), returning the chunk's
+   on the worker's NumPy (a copy of the model, ``nnx._run.replica``), returning the chunk's
    gradients scaled by ``rows / batch_rows`` and its sums of losses and hits;
 2. a tree sum of those: the scaled gradients add up to the gradient of the mean loss over the
    whole batch (``mean = sum over chunks of rows / batch_rows * chunk mean``; a penalty's
@@ -31,13 +31,13 @@ import operator
 import uuid
 from typing import Any
 
-from nnx import _cluster as cluster
-from nnx import _replica as worker
 from nnx import _state
-from nnx._cluster import Survivor
-from nnx._runners import Eager, kept
+from nnx._run import cluster as cluster
+from nnx._run import replica as worker
+from nnx._run.cluster import Survivor
+from nnx._run.runners import Eager, kept
+from nnx._run.tracing import signature
 from nnx._step import NonFiniteLossError, batches
-from nnx._tracing import signature
 
 __all__ = ["DataParallel"]
 

@@ -19,12 +19,12 @@ host generators as in the eager step) come in as inputs. The host keeps the book
 numbers alongside (``optimizer.iterations``, ``accumulated_count``).
 
 The other Python numbers the step reads (hyperparameters, penalties, a regression accuracy's
-precision) are compiled in as constants: ``nnx._tracing.signature`` lists them (each part's
+precision) are compiled in as constants: ``nnx._run.tracing.signature`` lists them (each part's
 ``config()``), and a change makes a new step.
 
 No host read happens inside a step. The NaN guard is arrays too, and wraps the step, not the
 formulas: a step whose loss is not finite leaves the whole state as it was (the optimizer's two
-state writers are wrapped for the trace: ``nnx._tracing.guarded``), and so does every step
+state writers are wrapped for the trace: ``nnx._run.tracing.guarded``), and so does every step
 after it, and a record keeps the first such loss and the iteration it happened at. The training
 loop reads that record when it reads from the device anyway (printing, validation, checkpoints,
 the last epoch) and otherwise one epoch late, so the device runs ahead of the host.
@@ -37,7 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nnx import _state, _xp
-from nnx import _tracing as tracing
+from nnx._run import tracing as tracing
 from nnx._step import Figure, Figures
 
 __all__ = ["CompiledStep"]
@@ -60,7 +60,7 @@ class CompiledStep:
         How many times the step was traced (compiled): once per batch shape.
     slots, sum_slots, count_slots, iterations, figures, record, counted, shape_counts
         What it carries from call to call (see ``__init__`` and ``prepare``); ``pure`` is its
-        body: ``nnx._many`` runs both in its loop.
+        body: ``nnx._run.many`` runs both in its loop.
     """
 
     def __init__(self, model: Any, guard: bool) -> None:
@@ -92,7 +92,7 @@ class CompiledStep:
         self._tripped, self._place = True, 0  # _place: the step's place in its epoch
         self.counted: int | None = None  # the count the device's array holds, when known
         self._compiled = backend.compiler.compile(self.pure, donate=(0,))
-        self.loops: dict[int, Any] = {}  # its body looped, per batch size (nnx._many)
+        self.loops: dict[int, Any] = {}  # its body looped, per batch size (nnx._run.many)
         self.seconds_per_step: float | None = None  # measured by the loop's first call
 
     def prepare(self, steps: int) -> None:
@@ -263,7 +263,7 @@ class CompiledStep:
         def feed(layer: Any, rng: Any, draw: Any, shape: Any, dtype: Any) -> Any:
             return drawn.pop(0)
 
-        def guard(loss: Any) -> None:  # the optimizer's writers read "keep" (nnx._tracing.guarded)
+        def guard(loss: Any) -> None:  # the optimizer's writers read "keep" (tracing.guarded)
             finite = xp.isfinite(loss)
             checked.update(loss=loss, finite=finite, keep=finite & ~record[0])
 

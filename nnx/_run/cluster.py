@@ -1,4 +1,4 @@
-"""What ``nnx._distributed`` needs from ``dask`` and ``distributed`` besides its tasks: the
+"""What ``nnx._run.distributed`` needs from ``dask`` and ``distributed`` besides its tasks: the
 active client, the workers' nnx, the chunks of a batch, arrays over a task's result, and a
 runner that survives the loss of its workers (``Survivor``).
 """
@@ -9,9 +9,9 @@ import operator
 from typing import Any, NoReturn
 
 from backends import BackendError, install_hint
-from nnx import _replica as worker
 from nnx import _state, _version
-from nnx._runners import kept
+from nnx._run import replica as worker
+from nnx._run.runners import kept
 
 __all__ = ["Survivor", "check_workers", "chunks", "client", "item"]
 

@@ -1,4 +1,4 @@
-"""What the workers run for ``nnx._distributed``: nnx's own passes on a copy of the model.
+"""What the workers run for ``nnx._run.distributed``: nnx's own passes on a copy of the model.
 
 Every function here is a task: it gets the model's copy (:class:`Replica`, rebuilt once per
 worker on its own backend), the arrays of a future (parameters, optimizer state) and a chunk

@@ -1,7 +1,7 @@
 """How a step runs, chosen in one place: eager, eager on a lazy library, compiled, or in coarse
 tasks on a Dask cluster.
 
-``Model`` and the training loop name no mode: ``nnx._choose`` asks each runner in turn whether
+``Model`` and the training loop name no mode: ``nnx._run.choose`` asks each runner in turn whether
 it takes this model and data (``accepts``), and the loop calls the same methods of whichever
 answered: ``step`` for each batch, ``epoch_figures`` after an epoch, ``divergence`` where it
 reads the device anyway, and ``evaluate``/``predict`` outside training. Every runner runs the
@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from nnx import _state
-from nnx._compiled import CompiledStep
+from nnx._run.compiled import CompiledStep
+from nnx._run.tracing import signature
 from nnx._step import batches
-from nnx._tracing import signature
 
 __all__ = ["Compiled", "Eager", "Lazy", "kept", "materialize_state"]
 
@@ -129,7 +129,7 @@ class Lazy(Eager):
 
 
 class Compiled(Eager):
-    """The step compiled by the backend's compiler (``nnx._compiled``), kept across ``train``
+    """The step compiled by the backend's compiler (``nnx._run.compiled``), kept across ``train``
     calls while the numbers compiled into it stay the same. Nothing is read from the device
     inside a step: the loop asks ``divergence`` when it reads anyway."""
 

@@ -1,5 +1,5 @@
 """What a compiled step reads as constants, and what it refuses: the checks that keep a traced
-step honest (``nnx._compiled``).
+step honest (``nnx._run.compiled``).
 
 A compiled step bakes the parts' Python numbers in (``signature``: a change makes a new step),
 counts in 32-bit integers, returns a new array for every slot of the state, and cannot run a

@@ -22,8 +22,8 @@ import time
 from typing import Any
 
 from nnx import _state
-from nnx import _tracing as tracing
-from nnx._runners import Compiled
+from nnx._run import tracing as tracing
+from nnx._run.runners import Compiled
 from nnx._step import CallFigures, EpochFigures, Figure, StepFigures
 from nnx.data import rows_table, stacked
 
