@@ -1,6 +1,7 @@
 """A checkpoint's training record: what a resumed run needs besides the model's state (the
-epoch, the history, the arguments that fix the order of the batches, the generators of the
-layers that draw their own random numbers), written and read back checked."""
+epoch, the history, the arguments that fix the order of the batches; and in files written
+before the state held them, the generators of the layers that draw their own random numbers),
+written and read back checked."""
 
 from __future__ import annotations
 
@@ -20,16 +21,12 @@ HISTORY_KEYS = frozenset(
 def write(
     model: Any, path: Any, epoch: int, history: dict[str, list[float]], arguments: Any
 ) -> None:
-    """Save ``model`` and the record of a run at the end of ``epoch`` to ``path``."""
-    # Layers that draw from a generator of their own (a seeded Dropout) resume its draws.
-    dropout = {
-        str(i): state
-        for i, layer in enumerate(model.layers)
-        if (state := layer.random_state()) is not None
-    }
+    """Save ``model`` and the record of a run at the end of ``epoch`` to ``path``. The layers'
+    own generators (a seeded Dropout) are in the model's state (``layers.<i>.random_state``);
+    files written before that keep them in the record's ``dropout_rng``, still read."""
     # JSON has no NaN (a model without accuracy records NaN): store null instead.
     stored = {k: [None if math.isnan(v) else v for v in vs] for k, vs in history.items()}
-    training = {"epoch": epoch, "history": stored, "dropout_rng": dropout, "arguments": arguments}
+    training = {"epoch": epoch, "history": stored, "arguments": arguments}
     io.save_checkpoint(model, path, training)
 
 

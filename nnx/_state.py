@@ -1,11 +1,12 @@
 """A model's training state as one flat, ordered mapping of arrays, and the way back.
 
 The keys name where each array lives: ``layers.3.weights`` is the parameter ``weights`` of
-``model.layers[3]``, ``layers.3.weight_momentums`` the optimizer's state kept for it, and
-``optimizer.iterations`` the step counter (a 0-d integer array). Everything here reads the
-parts' declarations (``Layer.parameters``, ``Optimizer.state_kinds``): model files,
-checkpoints and ``Model.to`` go through these two functions, and a new layer needs no change
-here.
+``model.layers[3]``, ``layers.3.weight_momentums`` the optimizer's state kept for it,
+``optimizer.iterations`` the step counter (a 0-d integer array), and ``layers.2.random_state``
+the state of a layer's own host generator (a seeded Dropout: ten int32 numbers). Everything
+here reads the parts' declarations (``Layer.parameters``, ``Optimizer.state_kinds``,
+``Layer.random_state``): model files, checkpoints and ``Model.to`` go through these two
+functions, and a new layer needs no change here.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 ITERATIONS = "optimizer.iterations"
+RANDOM = "random_state"  # layers.<i>.random_state: a layer's own host generator
 
 
 def state_slots(layers: list[Any], optimizer: Any) -> dict[str, tuple[Any, str]]:
@@ -53,27 +55,39 @@ def declared(parts: list[Any], kind: str) -> list[tuple[Any, str]]:
 
 
 def get_state(layers: list[Any], optimizer: Any) -> dict[str, Any]:
-    """The parameters of ``layers``, the state of ``optimizer`` (None: parameters only) and
-    its step counter, as arrays of the backend; the arrays are the layers' own, not copies."""
+    """The parameters of ``layers``, the state of ``optimizer`` (None: parameters only), its
+    step counter and the layers' own generators (``random_state``), as arrays of the
+    backend; the parameters and the optimizer's state are the layers' own, not copies."""
     state = {
         key: getattr(layer, name) for key, (layer, name) in state_slots(layers, optimizer).items()
     }
     if optimizer is not None:
         state[ITERATIONS] = optimizer.backend.asarray(optimizer.iterations, optimizer.xp.int64)
+        state.update(_generators(layers))
     return state
 
 
 def host_state(layers: list[Any], optimizer: Any) -> dict[str, Any]:
     """:func:`get_state` as NumPy copies (files, moves): copies, because torch's ``.numpy()``
     shares memory and updates are in place."""
-    state = {
-        key: layer.backend.to_numpy(getattr(layer, name)).copy()
-        for key, (layer, name) in state_slots(layers, optimizer).items()
+    state = get_state(layers, optimizer)
+    owners = [optimizer if key == ITERATIONS else layers[int(key.split(".")[1])] for key in state]
+    return {
+        key: owner.backend.to_numpy(value).copy()
+        for (key, value), owner in zip(state.items(), owners, strict=True)
     }
-    if optimizer is not None:
-        counter = optimizer.backend.asarray(optimizer.iterations, optimizer.xp.int64)
-        state[ITERATIONS] = optimizer.backend.to_numpy(counter).copy()
-    return state
+
+
+def _generators(layers: list[Any]) -> dict[str, Any]:
+    """``layers.<i>.random_state``: the state of each layer's own host generator (a seeded
+    Dropout), so a resumed run draws the masks an uninterrupted one would."""
+    from nnx.data import generator_array  # host numbers
+
+    return {
+        f"layers.{i}.{RANDOM}": layer.backend.asarray(generator_array(state), layer.xp.int32)
+        for i, layer in enumerate(layers)
+        if (state := layer.random_state()) is not None
+    }
 
 
 def put(slots: list[tuple[Any, str]], values: Any) -> None:
@@ -116,7 +130,8 @@ def set_state(layers: list[Any], optimizer: Any, state: dict[str, Any]) -> None:
     """Put ``state`` (as :func:`get_state` gives it; host or backend arrays) into ``layers``
     and ``optimizer`` (None: parameters only).
 
-    Every parameter is required; optimizer state and the counter are taken where present. A
+    Every parameter is required; optimizer state, the counter and the layers' generators
+    (with an optimizer) are taken where present. A
     mapping with the counter is a whole training state: optimizer state it lacks is removed
     (it starts from zeros again, as at step 0), so no stale momentum outlives a reset counter.
     Everything is checked before anything changes: an unknown key, a missing parameter, a
@@ -127,17 +142,27 @@ def set_state(layers: list[Any], optimizer: Any, state: dict[str, Any]) -> None:
     }
     missing = [key for key, (layer, name, _) in slots.items() if name in layer.parameters]
     missing = [key for key in missing if key not in state]
-    known = set(slots) | ({ITERATIONS} if optimizer is not None else set())
+    generators = {f"layers.{i}.{RANDOM}": layer for i, layer in enumerate(layers)}
+    generators = {key: layer for key, layer in generators.items() if layer.random_state()}
+    known = set(slots) | ({ITERATIONS, *generators} if optimizer is not None else set())
     unexpected = [key for key in state if key not in known]
     if missing or unexpected:
         raise ValueError(
             f"the state does not fit the model (missing: {', '.join(missing) or 'none'}; "
             f"unexpected: {', '.join(unexpected) or 'none'})."
         )
-    checked = {}
+    checked: dict[str, Any] = {}
     for key, value in state.items():
         if key == ITERATIONS:
             checked[key] = _iterations(optimizer, value)
+        elif key in generators:
+            from nnx.data import generator_state  # host numbers
+
+            owner = generators[key]
+            value = (
+                value if is_host_data(value) else owner.backend.to_numpy(owner.adopt(value, key))
+            )
+            checked[key] = generator_state(value, key)
         else:
             layer, name, parameter = slots[key]
             where = f"layer {key.split('.')[1]} ({layer})"
@@ -152,6 +177,8 @@ def set_state(layers: list[Any], optimizer: Any, state: dict[str, Any]) -> None:
     for key, value in checked.items():  # all checked: only now change the model
         if key == ITERATIONS:
             optimizer.restore_iterations(value)
+        elif key in generators:
+            generators[key].set_random_state(value)
         else:
             layer, name, _ = slots[key]
             setattr(layer, name, value)

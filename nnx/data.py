@@ -244,3 +244,48 @@ def rows_table(steps: list[tuple[Any, int]], size: int, every: int, rows: int) -
     for j, (order, place) in enumerate(steps):
         table[j] = order[place * every : place * every + size]
     return table
+
+
+# A host generator's state as numbers (NumPy's PCG64, which Backend.rng makes): its 128-bit
+# state and increment as four 32-bit words each, then the cached 32-bit draw and its flag, as
+# int32 (their bits): every backend holds int32 (JAX without x64 has no 64-bit integers).
+_GENERATOR = "PCG64"
+_WORDS = (96, 64, 32, 0)
+
+
+def generator_array(state: dict[str, Any]) -> np.ndarray:
+    """A generator's ``bit_generator.state`` as ten int32 numbers: the state mapping keeps
+    it beside the parameters (a checkpoint resumes a Dropout layer's masks)."""
+    if state.get("bit_generator") != _GENERATOR:
+        raise ValueError(f"expected a {_GENERATOR} generator, got {state.get('bit_generator')!r}")
+    inner = state["state"]
+    words = [(inner[name] >> shift) & 0xFFFFFFFF for name in ("state", "inc") for shift in _WORDS]
+    words += [state["has_uint32"], state["uinteger"]]
+    return np.array(words, dtype=np.uint32).view(np.int32)
+
+
+def generator_state(array: Any, where: str) -> dict[str, Any]:
+    """:func:`generator_array` read back; ValueError naming ``where`` if it is not ten int32
+    numbers that NumPy takes as a generator's state."""
+    host = np.asarray(array)
+    if host.shape != (10,) or host.dtype != np.int32:
+        raise ValueError(
+            f"{where}: expected a generator's state as 10 int32 numbers, got shape "
+            f"{host.shape} and dtype {host.dtype}."
+        )
+    words = [int(word) for word in host.view(np.uint32)]
+    numbers = [sum(word << shift for word, shift in zip(words[i : i + 4], _WORDS)) for i in (0, 4)]  # noqa: B905
+    has, cached = words[8:]
+    if has not in (0, 1):
+        raise ValueError(f"{where}: not a generator's state (its cached-draw flag is {has}).")
+    state: dict[str, Any] = {
+        "bit_generator": _GENERATOR,
+        "state": {"state": numbers[0], "inc": numbers[1]},
+        "has_uint32": has,
+        "uinteger": cached,
+    }
+    try:
+        np.random.PCG64().state = state  # type: ignore[assignment]  # what NumPy refuses
+    except (ValueError, TypeError, OverflowError) as err:
+        raise ValueError(f"{where}: not a generator's state ({err}).") from None
+    return state

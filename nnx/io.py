@@ -1,7 +1,8 @@
 """Model files (host boundary: arrays travel as NumPy on their way to and from disk).
 
 A model file is one safetensors file: the tensors are the model's state as ``Model.get_state``
-gives it (``layers.0.weights``, ``layers.0.weight_momentums``, ..., ``optimizer.iterations``),
+gives it (``layers.0.weights``, ``layers.0.weight_momentums``, ..., ``optimizer.iterations``,
+and ``layers.<i>.random_state`` for a seeded Dropout's generator),
 and the architecture is JSON in the metadata key ``"nnx"``: each part's class and ``config()``.
 Reading executes nothing from a file: safetensors holds raw numbers, the metadata is plain JSON,
 and class names are looked up in fixed tables (``nnx._rebuild``). Writes are atomic. Files of
@@ -21,7 +22,7 @@ import numpy as np
 from nnx._component import resolve
 from nnx._file import ModelFileError, check_ranges, check_writable, read, write
 from nnx._rebuild import LAYERS, PARTS, build, layer_classes, layer_specs, part_spec, tables
-from nnx._state import ITERATIONS, host_state, set_state
+from nnx._state import ITERATIONS, RANDOM, host_state, set_state
 from nnx._xp import dtype_name
 
 __all__ = [
@@ -168,9 +169,10 @@ def load_parameters(model: Any, path: str | os.PathLike[str]) -> None:
     """
     path = Path(path)
     _, tensors = _read(path)
-    in_file = sorted(
-        {int(m[1]) for key in tensors if (m := re.fullmatch(r"layers\.(\d+)\.(\w+)", key))}
-    )
+    in_file = sorted(  # the layers with parameters: not a Dropout's generator
+        {int(m[1]) for key in tensors if (m := re.fullmatch(r"layers\.(\d+)\.(\w+)", key))
+         and m[2] != RANDOM}
+    )  # fmt: skip
     layers = [(i, layer) for i, layer in enumerate(model.layers) if layer.trainable]
     if len(in_file) != len(layers):
         raise ModelFileError(

@@ -28,7 +28,9 @@ def _header(path: Path) -> dict:
 
 
 def _state_equal(model: nnx.Model, prefix: str) -> None:
-    state = model.get_state()
+    # The state now also holds the layers' own generators (layers.<i>.random_state), which
+    # format-2 checkpoints kept in their training record: the losses above check their draws.
+    state = {k: v for k, v in model.get_state().items() if not k.endswith(".random_state")}
     expected = {k.removeprefix(prefix): EXPECTED[k] for k in EXPECTED.files if k.startswith(prefix)}
     assert list(state) == list(expected)
     for name, array in state.items():

@@ -181,6 +181,10 @@ def _fresh() -> nnx.Model:
     return model
 
 
+# A generator's state, as records before layers.<i>.random_state held them.
+_GENERATOR = np.random.default_rng(5).bit_generator.state
+
+
 def _edit(path: Path, change) -> None:
     import safetensors
     import safetensors.numpy
@@ -204,8 +208,9 @@ def _edit(path: Path, change) -> None:
         lambda t: t.update(dropout_rng={"1": {"bit_generator": "nonsense"}}),
         lambda t: t.pop("epoch"),
         lambda t: t.update(epoch=float("inf")),  # "epoch": 1e400 in the file's JSON
-        lambda t: t.update(dropout_rng={"2": t["dropout_rng"]["1"]}),  # ReLU: no generator
-        lambda t: t.update(dropout_rng={"-1": t["dropout_rng"]["1"]}),
+        # Records written before the state held the generators keep them as dropout_rng.
+        lambda t: t.update(dropout_rng={"2": _GENERATOR}),  # ReLU: no generator
+        lambda t: t.update(dropout_rng={"-1": _GENERATOR}),
         lambda t: t["history"].update(loss=t["history"]["loss"][:1]),
         lambda t: t["history"].update(extra=t["history"]["loss"]),
         lambda t: t["history"].update(loss=[float("inf")] * 4),

@@ -120,3 +120,73 @@ def test_set_refuses_a_class_before_changing_anything():
         model.set(optimizer=nnx.SGD)
     assert hasattr(model.layers[0], "weight_momentums")
     assert isinstance(model.optimizer, nnx.Adam)
+
+
+def _dropout_model(backend="numpy", seed=5):
+    with nnx.use_backend(backend):
+        model = nnx.Model(seed=0)
+        model.add(nnx.Dense(2, 16, seed=1))
+        model.add(nnx.ReLU())
+        model.add(nnx.Dropout(0.3, seed=seed))
+        model.add(nnx.Dense(16, 3, seed=2))
+        model.add(nnx.Softmax())
+        model.set(loss=nnx.CategoricalCrossentropy(), optimizer=nnx.Adam(0.02))
+    model.finalize()
+    return model
+
+
+def _host(model):
+    return {k: np.array(backends.to_numpy(v)) for k, v in model.get_state().items()}
+
+
+@pytest.mark.parametrize("library", ["numpy", "array_api_strict", "jax", "torch"])
+def test_a_seeded_dropout_generator_is_in_the_state_and_comes_back(library):
+    """The generator is state like the parameters: set_state(get_state()) at any point and
+    the run goes on drawing the masks it would have drawn."""
+    try:
+        backends.load(library)
+    except backends.BackendError as err:  # an extra not installed
+        pytest.skip(str(err))
+    model = _dropout_model(library)
+    model.train(X, Y, epochs=2, verbose=0)
+    state = model.get_state()
+    assert "layers.2.random_state" in state and "layers.2.random_state" not in model.get_state(
+        optimizer=False
+    )
+    generator = backends.to_numpy(state["layers.2.random_state"])
+    assert generator.dtype == np.int32 and generator.shape == (10,)  # every backend holds int32
+    saved = _host(model)
+    model.train(X, Y, epochs=3, verbose=0)
+    after = _host(model)
+    model.set_state(saved)
+    model.train(X, Y, epochs=3, verbose=0)
+    for key, value in _host(model).items():
+        np.testing.assert_array_equal(value, after[key], err_msg=key)
+
+
+def test_a_model_file_keeps_the_generator_and_an_unseeded_dropout_has_none(tmp_path):
+    model = _dropout_model()
+    model.train(X, Y, epochs=2, verbose=0)
+    model.save(tmp_path / "m.nnx")
+    model.train(X, Y, epochs=2, verbose=0)
+    loaded = nnx.Model.load(tmp_path / "m.nnx")
+    loaded.train(X, Y, epochs=2, verbose=0)
+    for key, value in _host(loaded).items():
+        np.testing.assert_array_equal(value, _host(model)[key], err_msg=key)
+    assert not any(k.endswith("random_state") for k in _dropout_model(seed=None).get_state())
+
+
+@pytest.mark.parametrize(
+    "value",
+    [np.zeros(9, np.int32), np.zeros(10, np.int64), np.array([0] * 8 + [2, 0], np.int32)],
+    ids=["short", "signed", "cached flag 2"],
+)
+def test_a_damaged_generator_is_refused_and_nothing_changes(value, tmp_path):
+    model = _dropout_model()
+    model.train(X, Y, epochs=1, verbose=0)
+    before = _host(model)
+    state = {**model.get_state(), "layers.2.random_state": value}
+    with pytest.raises(ValueError, match="layers.2.random_state"):
+        model.set_state(state)
+    for key, array in _host(model).items():
+        np.testing.assert_array_equal(array, before[key], err_msg=key)
