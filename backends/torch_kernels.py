@@ -20,36 +20,41 @@ def torch_kernels(torch: Any) -> dict[str, Callable[..., None]]:
     ``_foreach`` call per operation for all tensors (no fused multiply-adds: the plain form's
     bits). Adam takes ``torch.optim``'s own fused kernel where this torch has it.
     """
-    f = torch
+    # torch's multi-tensor operations (torch._foreach_<op>: one call for all tensors), named
+    # once here; the formulas below read as the plain ones.
+    add_, sub_, mul, mul_ = (torch._foreach_add_, torch._foreach_sub_,
+                             torch._foreach_mul, torch._foreach_mul_)  # fmt: skip
+    div, div_, sqrt, sqrt_ = (torch._foreach_div, torch._foreach_div_,
+                              torch._foreach_sqrt, torch._foreach_sqrt_)  # fmt: skip
 
     def sgd(
         params: list, grads: list, momentums: list | None = None, *, lr: float, momentum: float
     ) -> None:
         if momentums is None:
-            f._foreach_add_(params, f._foreach_mul(grads, -lr))  # -lr * g
+            add_(params, mul(grads, -lr))  # -lr * g
             return
-        f._foreach_mul_(momentums, momentum)  # m = momentum * m - lr * g
-        f._foreach_sub_(momentums, f._foreach_mul(grads, lr))
-        f._foreach_add_(params, momentums)
+        mul_(momentums, momentum)  # m = momentum * m - lr * g
+        sub_(momentums, mul(grads, lr))
+        add_(params, momentums)
 
     def _adaptive(params: list, grads: list, caches: list, lr: float, epsilon: float) -> None:
-        updates = f._foreach_mul(grads, -lr)  # -lr * g / (sqrt(c) + eps)
-        roots = f._foreach_sqrt(caches)
-        f._foreach_add_(roots, epsilon)
-        f._foreach_div_(updates, roots)
-        f._foreach_add_(params, updates)
+        updates = mul(grads, -lr)  # -lr * g / (sqrt(c) + eps)
+        roots = sqrt(caches)
+        add_(roots, epsilon)
+        div_(updates, roots)
+        add_(params, updates)
 
     def adagrad(params: list, grads: list, caches: list, *, lr: float, epsilon: float) -> None:
-        f._foreach_add_(caches, f._foreach_mul(grads, grads))  # c = c + g**2
+        add_(caches, mul(grads, grads))  # c = c + g**2
         _adaptive(params, grads, caches, lr, epsilon)
 
     def rmsprop(
         params: list, grads: list, caches: list, *, lr: float, epsilon: float, rho: float
     ) -> None:
-        f._foreach_mul_(caches, rho)  # c = rho * c + (1 - rho) * g**2
-        squares = f._foreach_mul(grads, grads)
-        f._foreach_mul_(squares, 1 - rho)
-        f._foreach_add_(caches, squares)
+        mul_(caches, rho)  # c = rho * c + (1 - rho) * g**2
+        squares = mul(grads, grads)
+        mul_(squares, 1 - rho)
+        add_(caches, squares)
         _adaptive(params, grads, caches, lr, epsilon)
 
     def foreach_adam(
@@ -64,20 +69,20 @@ def torch_kernels(torch: Any) -> dict[str, Callable[..., None]]:
         beta_2: float,
         step: int,
     ) -> None:
-        f._foreach_mul_(momentums, beta_1)  # m = beta_1 * m + (1 - beta_1) * g
-        f._foreach_add_(momentums, f._foreach_mul(grads, 1 - beta_1))
-        f._foreach_mul_(caches, beta_2)  # c = beta_2 * c + (1 - beta_2) * g**2
-        squares = f._foreach_mul(grads, grads)
-        f._foreach_mul_(squares, 1 - beta_2)
-        f._foreach_add_(caches, squares)
+        mul_(momentums, beta_1)  # m = beta_1 * m + (1 - beta_1) * g
+        add_(momentums, mul(grads, 1 - beta_1))
+        mul_(caches, beta_2)  # c = beta_2 * c + (1 - beta_2) * g**2
+        squares = mul(grads, grads)
+        mul_(squares, 1 - beta_2)
+        add_(caches, squares)
         # p += -lr * (m / (1 - beta_1**step)) / (sqrt(c / (1 - beta_2**step)) + eps)
-        updates = f._foreach_div(momentums, 1 - beta_1**step)
-        roots = f._foreach_div(caches, 1 - beta_2**step)
-        f._foreach_sqrt_(roots)
-        f._foreach_add_(roots, epsilon)
-        f._foreach_mul_(updates, -lr)
-        f._foreach_div_(updates, roots)
-        f._foreach_add_(params, updates)
+        updates = div(momentums, 1 - beta_1**step)
+        roots = div(caches, 1 - beta_2**step)
+        sqrt_(roots)
+        add_(roots, epsilon)
+        mul_(updates, -lr)
+        div_(updates, roots)
+        add_(params, updates)
 
     def fused_adam(
         params: list,
