@@ -139,6 +139,13 @@ def _run_options(group: Any) -> None:
         help="the model file to write (default: model.nnx)",
     )
     group.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    group.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        help="compile the training step with the backend's compiler (default: where that pays "
+        "from the start, as on jax; torch.compile takes seconds per batch shape, so torch "
+        "compiles with --compile); --no-compile runs it eagerly",
+    )
 
 
 def train(args: argparse.Namespace) -> int:
@@ -157,6 +164,11 @@ def train(args: argparse.Namespace) -> int:
             f"the {backend.name} backend is inference-only (it builds graphs for export); "
             "train on numpy, cupy, torch or jax, then nnx export MODEL.nnx MODEL.onnx."
         )
+    if args.compile and backend.compiler is None:
+        raise CommandLineError(
+            f"--compile: the {backend.name} backend cannot compile its step (jax and torch "
+            "can); leave --compile out."
+        )
     recipe = data.RECIPES[args.dataset]
     X, y = data.load(args.dataset, "train")
     X_test, y_test = data.load(args.dataset, "test")
@@ -169,7 +181,8 @@ def train(args: argparse.Namespace) -> int:
     with np.errstate(all="ignore"):
         history = model.train(X, y, epochs=args.epochs or recipe.epochs,
                               batch_size=args.batch_size, print_every=args.print_every,
-                              shuffle=args.batch_size is not None)  # fmt: skip
+                              shuffle=args.batch_size is not None,
+                              compile=args.compile)  # fmt: skip
         loss, accuracy = model.evaluate(X_test, y_test, verbose=0)
     model.save(args.output)
     print(f"final accuracy {history['accuracy'][-1]:.3f}, loss {figure(history['loss'][-1])} "

@@ -97,6 +97,7 @@ def test_a_deeper_network_trains_with_sgd(tmp_path: Path, capsys):
         (["--momentum", "nan"], "expected --momentum as a finite number >= 0"),
         (["--momentum", "0.5"], "--momentum applies to --optimizer sgd, got --optimizer adam"),
         (["--seed", "-1"], "expected --seed >= 0"),
+        (["--compile"], "--compile: the numpy backend cannot compile its step"),
     ],
 )
 def test_train_checks_every_option_before_printing(argv, words, tmp_path: Path, capsys):
@@ -109,6 +110,18 @@ def test_train_checks_every_option_before_printing(argv, words, tmp_path: Path, 
     assert code == 1 and captured.out == ""
     assert words in captured.err and len(captured.err.strip().splitlines()) == 1
     assert "batch_size" not in captured.err and not (tmp_path / "m.nnx").exists()
+
+
+def test_train_compiles_on_torch_when_asked(tmp_path: Path, capsys):
+    """torch trains eagerly unless --compile: then torch.compile compiles the step."""
+    pytest.importorskip("torch", reason='torch is not installed; pip install -e ".[torch]"')
+    argv = ["train", "--backend", "torch", "--epochs", "3", "-o", str(tmp_path / "m.nnx")]
+    code = main([*argv, "--compile"])
+    captured = capsys.readouterr()
+    if code and "C++ compiler" in captured.err:
+        pytest.skip(captured.err.strip())
+    assert code == 0, captured.err
+    assert "final accuracy" in captured.out and nnx.Model.load(tmp_path / "m.nnx").layers
 
 
 def test_train_refuses_to_overwrite_before_training(tmp_path: Path, capsys):
