@@ -21,6 +21,7 @@ the eager step does, so nothing is donated.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -126,12 +127,10 @@ def _unflatten(spec: Any, leaves: Iterator[Any]) -> Any:
 
 def _refuse_without_cxx(device: Any) -> None:
     """Inductor builds CPU kernels with a C++ compiler: say so in one line where none is."""
-    import os
-
     if device.type != "cpu" or os.environ.get("CXX") or any(map(shutil.which, _CXX)):
         return
     raise BackendError(
-        "torch: compile=True needs a C++ compiler for torch.compile on the CPU (Inductor "
-        f"builds its kernels with one; none of {', '.join(_CXX)} is on PATH); install g++, or "
-        "leave compile out to train eagerly."
+        "torch: compiling needs a C++ compiler on the CPU (torch.compile's Inductor builds its "
+        f"kernels with one; none of {', '.join(_CXX)} is on PATH); install g++, or run eagerly "
+        "(Model.train without compile=True, the function without nnx.compile)."
     )
