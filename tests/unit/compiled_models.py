@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 
 import backends
 import nnx
@@ -42,3 +43,17 @@ def assert_close(a: dict[str, Any], b: dict[str, Any]) -> None:
     assert a.keys() == b.keys()
     for key in a:
         np.testing.assert_allclose(a[key], b[key], rtol=RTOL, atol=ATOL, err_msg=key)
+
+
+def assert_stop_alike(models: list[nnx.Model], **train: Any) -> None:
+    """Each model's ``train(X, Y, **train)`` raises NonFiniteLossError: the same message, a
+    finite state left behind, and the states close to the first (the eager reference)."""
+    messages, states = [], []
+    for each in models:
+        with pytest.raises(nnx.NonFiniteLossError) as info:
+            each.train(X, Y, **train)
+        messages.append(str(info.value))
+        states.append(host(each))
+        assert all(np.isfinite(value).all() for value in states[-1].values())
+    assert messages[0] == messages[1]
+    assert_close(states[1], states[0])
