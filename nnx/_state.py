@@ -84,10 +84,24 @@ def _generators(layers: list[Any]) -> dict[str, Any]:
     from nnx.data import generator_array  # host numbers
 
     return {
-        f"layers.{i}.{RANDOM}": layer.backend.asarray(generator_array(state), layer.xp.int32)
-        for i, layer in enumerate(layers)
-        if (state := layer.random_state()) is not None
+        key: layer.backend.asarray(generator_array(layer.random_state()), layer.xp.int32)
+        for key, layer in _generator_layers(layers).items()
     }
+
+
+def _generator_layers(layers: list[Any]) -> dict[str, Any]:
+    """``layers.<i>.random_state`` -> the layer, for each layer with a generator of its own."""
+    return {
+        f"layers.{i}.{RANDOM}": layer
+        for i, layer in enumerate(layers)
+        if layer.random_state() is not None
+    }
+
+
+def _on_host(part: Any, value: Any, key: str) -> Any:
+    """``value`` for ``key`` as host data: read as it is, or adopted by ``part`` (refused if of
+    another backend) and brought over."""
+    return value if is_host_data(value) else part.backend.to_numpy(part.adopt(value, key))
 
 
 def put(slots: list[tuple[Any, str]], values: Any) -> None:
@@ -142,8 +156,7 @@ def set_state(layers: list[Any], optimizer: Any, state: dict[str, Any]) -> None:
     }
     missing = [key for key, (layer, name, _) in slots.items() if name in layer.parameters]
     missing = [key for key in missing if key not in state]
-    generators = {f"layers.{i}.{RANDOM}": layer for i, layer in enumerate(layers)}
-    generators = {key: layer for key, layer in generators.items() if layer.random_state()}
+    generators = _generator_layers(layers)
     known = set(slots) | ({ITERATIONS, *generators} if optimizer is not None else set())
     unexpected = [key for key in state if key not in known]
     if missing or unexpected:
@@ -158,11 +171,7 @@ def set_state(layers: list[Any], optimizer: Any, state: dict[str, Any]) -> None:
         elif key in generators:
             from nnx.data import generator_state  # host numbers
 
-            owner = generators[key]
-            value = (
-                value if is_host_data(value) else owner.backend.to_numpy(owner.adopt(value, key))
-            )
-            checked[key] = generator_state(value, key)
+            checked[key] = generator_state(_on_host(generators[key], value, key), key)
         else:
             layer, name, parameter = slots[key]
             where = f"layer {key.split('.')[1]} ({layer})"
@@ -198,8 +207,7 @@ def _slots(layers: list[Any], optimizer: Any) -> Iterator[tuple[str, Any, str, s
 def _iterations(optimizer: Any, value: Any) -> int:
     """The step counter as a Python int, from a 0-d integer array or an int. Host data is
     read as it is: through a backend without 64-bit integers (JAX) 2**31 would wrap."""
-    if not is_host_data(value):
-        value = optimizer.backend.to_numpy(optimizer.adopt(value, ITERATIONS))
+    value = _on_host(optimizer, value, ITERATIONS)
     number = whole_number(value) if tuple(getattr(value, "shape", ())) == () else None
     if number is None or number < 0:
         shape, dtype = tuple(getattr(value, "shape", ())), getattr(value, "dtype", type(value))
