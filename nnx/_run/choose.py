@@ -38,7 +38,7 @@ def choose(
     if compile and model.backend.compiler is None:
         raise ValueError(
             f"Model.train: compile=True, but the {model.backend.name} backend cannot compile "
-            "a function (jax can); leave compile out to train eagerly."
+            "a function (jax and torch can); leave compile out to train eagerly."
         )
     if runner is not None:
         if not (isinstance(runner, type) and issubclass(runner, Eager)):

@@ -1,7 +1,7 @@
 """The training step, compiled: ``Model.train_step`` as a pure function of (state, batch).
 
-A backend that can compile (``Backend.compiler``: JAX's ``jax.jit``) gets the model's own step,
-not a second one written for it. :class:`CompiledStep` wraps it in a function that
+A backend that can compile (``Backend.compiler``: ``jax.jit``, torch.compile) gets the model's
+own step, not a second one written for it. :class:`CompiledStep` wraps it in a function that
 
 1. loads the training state it is given (the arrays of ``Model.get_state``) into the layers
    and the optimizer, and the numbers of this step (``Optimizer.step_factors``: the learning
