@@ -19,7 +19,7 @@ from nnx import _record as record
 from nnx import io
 from nnx._checks import whole_number
 from nnx._interrupt import CtrlC, say_stopped
-from nnx._step import Figure, NonFiniteLossError, loss_diverged, state_diverged
+from nnx._step import Figures, NonFiniteLossError, loss_diverged, state_diverged
 from nnx.data import check_batch_size, shuffled_order
 
 __all__ = ["TrainLoop"]
@@ -30,6 +30,8 @@ _ON_NAN = ("raise", "warn", "ignore")
 _BAR_FIGURES_EVERY = 0.5
 # Lines a run prints when print_every is left out (the book's 10000 epochs print every 1000).
 _LINES_PER_RUN = 10
+# The history's keys for a runner's epoch figures, in their order there.
+_FIGURES = ("loss", "data_loss", "reg_loss", "accuracy")
 
 
 class TrainLoop:
@@ -74,7 +76,10 @@ class TrainLoop:
         self.batch_size = batch_size
         self.shuffle, self.verbose = shuffle, verbose
         self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every
+        # Numbers on the host (a resumed run's earlier epochs, the learning rate, validation),
+        # and this call's epoch figures as the runners gave them: read when training ends.
         self.history: dict[str, list[Any]] = {}
+        self._epochs: list[Any] = []
         self.ctrl_c = CtrlC()
 
     def run(
@@ -94,6 +99,8 @@ class TrainLoop:
         guard = self.on_nan != "ignore"
         self.runner = self.choose(X, guard)  # how the steps run: Model.train's choice
         first = 1 if resume is None else self._resume(resume)
+        for key in (*_FIGURES, "learning_rate"):  # the history's order of keys
+            self.history.setdefault(key, [])
         self.runner.steps_in_call = (epochs - first + 1) * self.steps
         self.runner.prepare(self.steps)
         # The epoch and the iteration count the run began at: a divergence found later (a
@@ -174,18 +181,15 @@ class TrainLoop:
             if bad is not None:
                 self._diverged(state_diverged(epoch, bad))
                 return False
-        total, data_loss, reg_loss, accuracy = self.runner.epoch_figures()
+        # The epoch's four figures as one object, read (from the device, where they are)
+        # only to print or when training ends.
+        figures = self.runner.epoch_figures()
         lr = model.optimizer.current_learning_rate
-        self._record(
-            ("loss", total),
-            ("data_loss", data_loss),
-            ("reg_loss", reg_loss),
-            ("accuracy", accuracy),
-            ("learning_rate", lr),
-        )
+        self._epochs.append(figures)
+        self.history["learning_rate"].append(lr)
         if self.verbose and self._printed(epoch):
             head = "training" if self.steps > 1 else f"epoch: {epoch}"
-            tqdm.write(_line(head, accuracy, data_loss, reg_loss, lr))
+            tqdm.write(_line(head, figures[3], figures[1], figures[2], lr))
         self._show_figures(bar)
         return True
 
@@ -194,10 +198,10 @@ class TrainLoop:
         them, at most every ``_BAR_FIGURES_EVERY`` seconds (each read waits for the device)
         and once more at the end, so the bar left on screen shows the final figures."""
         clock = time.perf_counter()
-        if bar.disable or not self.history or (clock < self._bar_figures_at and not last):
+        if bar.disable or not self._epochs or (clock < self._bar_figures_at and not last):
             return
         self._bar_figures_at = clock + _BAR_FIGURES_EVERY
-        loss, accuracy = float(self.history["loss"][-1]), float(self.history["accuracy"][-1])
+        loss, accuracy = float(self._epochs[-1][0]), float(self._epochs[-1][3])
         bar.set_postfix_str(f"loss: {loss:.3f}, acc: {accuracy:.3f}", refresh=last)
 
     def _must_read(self, epoch: int) -> bool:
@@ -224,6 +228,7 @@ class TrainLoop:
         bad_epoch, step = self._first + done // self.steps, done % self.steps
         for values in self.history.values():
             del values[bad_epoch - 1 :]
+        del self._epochs[bad_epoch - self._first :]
         self.model.optimizer.restore_iterations(at)
         self._diverged(loss_diverged(loss, bad_epoch, step, self.model.optimizer))
         return True
@@ -248,21 +253,31 @@ class TrainLoop:
         return {"batch_size": self.batch_size, "shuffle": bool(self.shuffle)}
 
     def _host_history(self) -> dict[str, list[float]]:
-        """The history as floats; device scalars come over in one transfer per figure (a
-        compiled run's, in one transfer per epoch: a compiled library's ``stack`` of a
-        thousand arrays is a thousand-input function to compile)."""
+        """The history as floats, this call's epochs after those a checkpoint brought."""
+        history = {key: list(values) for key, values in self.history.items()}
+        rows, on_device = [], False
+        for figures in self._epochs:  # a compiled run's: filled by one transfer per call
+            if isinstance(figures, Figures):
+                if figures.host is None:
+                    figures[0]  # noqa: B018  # (read from the device)
+                figures = figures.host
+            else:  # the eager runner's: numbers or device scalars
+                on_device = True
+            rows.append(figures)
+        for key, column in zip(_FIGURES, zip(*rows, strict=True), strict=False):
+            history[key] += self._on_host(column) if on_device else column
+        return {key: values for key, values in history.items() if values}  # none: no epoch
+
+    def _on_host(self, values: Any) -> list[float]:
+        """Numbers and device scalars as floats: the scalars (the eager runner's figures) in one
+        transfer. One per figure: a compiled library's ``stack`` of a thousand arrays is a
+        thousand-input function to compile."""
+        arrays = [v for v in values if not isinstance(v, (int, float))]
+        if not arrays:
+            return list(map(float, values))
         backend = self.model.backend
-        result = {}
-        for key, values in self.history.items():
-            arrays = [v for v in values if not isinstance(v, (float, Figure, int))]
-            if not arrays:
-                result[key] = list(map(float, values))
-                continue
-            host = iter(backend.to_numpy(backend.xp.stack(arrays)).tolist() if arrays else [])
-            result[key] = [
-                float(v) if isinstance(v, (int, float, Figure)) else next(host) for v in values
-            ]
-        return result
+        host = iter(backend.to_numpy(backend.xp.stack(arrays)).tolist())
+        return [float(v) if isinstance(v, (int, float)) else next(host) for v in values]
 
     def _printed(self, epoch: int) -> bool:
         """Whether an epoch prints its lines: every ``epochs_every`` epochs, and the last."""

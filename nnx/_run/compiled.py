@@ -38,7 +38,7 @@ from typing import Any
 
 from nnx import _state, _xp
 from nnx._run import tracing as tracing
-from nnx._step import Figure, Figures
+from nnx._step import Figures
 
 __all__ = ["CompiledStep"]
 
@@ -185,12 +185,11 @@ class CompiledStep:
         self.draws.clear()
         self._compiled = self.backend.compiler.compile(self.pure, donate=(0,))
 
-    def epoch_figures(self) -> tuple[Any, Any, Any, Any]:
-        """(loss, data loss, regularization loss, accuracy) of the epoch so far, as numbers
-        when ``float()`` reads them: all four read from the device when the first is read."""
+    def epoch_figures(self) -> Any:
+        """(loss, data loss, regularization loss, accuracy) of the epoch so far, indexed 0
+        to 3: all four read from the device when the first is read."""
         array, counts, to_numpy = self.figures, self.epoch_counts, self.backend.to_numpy
-        figures = Figures(lambda: (to_numpy(array).tolist(), counts))
-        return tuple(Figure(figures, i) for i in range(4))  # type: ignore[return-value]
+        return Figures(lambda: (to_numpy(array).tolist(), counts))  # type: ignore[return-value]
 
     def non_finite(self) -> str | None:
         """``_state.non_finite`` with its check compiled: one call, not a dispatch an op."""

@@ -24,7 +24,7 @@ from typing import Any
 from nnx import _state
 from nnx._run import tracing as tracing
 from nnx._run.runners import Compiled
-from nnx._step import CallFigures, EpochFigures, Figure, StepFigures
+from nnx._step import CallFigures, EpochFigures, StepFigures
 from nnx.data import rows_table, stacked
 
 __all__ = ["CAPACITY", "ManySteps"]
@@ -118,7 +118,7 @@ class ManySteps(Compiled):
             self.flush()
         return row  # type: ignore[return-value]
 
-    def epoch_figures(self) -> tuple[Any, Any, Any, Any]:
+    def epoch_figures(self) -> Any:
         if self._single:
             return super().epoch_figures()
         call, j, progress = self._call, len(self._pending) - 1, self._progress
@@ -126,7 +126,7 @@ class ManySteps(Compiled):
             call, j = self._last, self._last_count - 1
         figures = EpochFigures(call, j, progress)
         call.epochs.append(figures)
-        return Figure(figures, 0), Figure(figures, 1), Figure(figures, 2), Figure(figures, 3)
+        return figures  # type: ignore[return-value]
 
     def boundary(self, last: bool, check: bool) -> str | None:
         self.flush()

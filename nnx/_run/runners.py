@@ -79,8 +79,10 @@ class Eager:
         """One training step; (data loss, regularization loss, accuracy) of the batch."""
         return self.model.train_step(X, y, self.guard)  # type: ignore[no-any-return]
 
-    def epoch_figures(self) -> tuple[Any, Any, Any, Any]:
-        """(loss, data loss, regularization loss, accuracy) of the epoch's steps so far."""
+    def epoch_figures(self) -> Any:
+        """(loss, data loss, regularization loss, accuracy) of the epoch's steps so far, as
+        anything indexed 0 to 3 (a tuple here): the loop keeps it whole and reads an index
+        only to print a line, so a runner may leave the figures on the device until then."""
         model = self.model
         data_loss, reg_loss = model.loss.calculate_accumulated(include_regularization=True)
         accuracy = model.accuracy.calculate_accumulated() if model.accuracy else math.nan
@@ -166,7 +168,7 @@ class Compiled(Eager):
             self.compiled.put_sums()
         return self.compiled.non_finite() if check else None
 
-    def epoch_figures(self) -> tuple[Any, Any, Any, Any]:
+    def epoch_figures(self) -> Any:
         """The figures the compiled step computed with the epoch's last step, read from the
         device together, when one of them is first read."""
         assert self.compiled is not None
