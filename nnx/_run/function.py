@@ -24,6 +24,7 @@ runs as it is.
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,49 +52,32 @@ class CompiledFunction:
         functools.update_wrapper(self, function)
         self.function, self.traces = function, 0
         self._programs: dict[Any, tuple[Any, dict[str, Any]]] = {}
+        self._plans: dict[tuple[int, ...], _Plan] = {}
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         given = [*args, *kwargs.values()]
-        parts = _all_parts([value for value in given if isinstance(value, Component)])
-        if not parts:
-            raise TypeError(
-                f"nnx.compile: {self.function.__name__} got no nnx parts (layers, losses, "
-                "optimizers) as arguments; pass the parts it uses as arguments."
-            )
-        try:
-            backend = common_backend(parts)
-        except TypeError as err:
-            raise TypeError(f"nnx.compile: {str(err).split(': ', 1)[1]}") from None
-        if backend.compiler is None:
+        plan = self._plan([value for value in given if isinstance(value, Component)])
+        if plan is None:
             return self.function(*args, **kwargs)
-        for part in parts:
-            if getattr(part, "draws_on_host", False):
-                raise TypeError(
-                    f"nnx.compile: {part} draws its random numbers on the host; a compiled "
-                    "function would freeze one draw. Call it without nnx.compile, or train the "
-                    "model with Model.train, which hands the draws in."
-                )
-        optimizers = [part for part in parts if isinstance(part, Optimizer)]
-        layers = [part for part in parts if isinstance(part, Layer)]
+        parts, slots, optimizers = plan.parts, plan.slots, plan.optimizers
         for optimizer in optimizers:  # a fixed state from the first call on
-            optimizer.make_state(layers)
-        slots = _slots(parts, layers, optimizers)
+            optimizer.make_state(plan.layers)
         # A running sum starts as the number 0.0: as an array of the dtype it will have (the
         # parameters', or the accuracy's count dtype), else the second call compiles again.
-        held = [value for h, name in slots if _xp.is_array(value := getattr(h, name))]
-        floats = held[0].dtype if held else backend.dtype("float32")
-        for holder, name in slots:
-            if not _xp.is_array(value := getattr(holder, name)):
-                setattr(
-                    holder, name, backend.asarray(value, getattr(holder, "count_dtype", floats))
-                )
-        arrays = [i for i, value in enumerate(given) if _xp.is_array(value)]
+        numbers = [(h, name) for h, name in slots if isinstance(getattr(h, name), (int, float))]
+        if numbers:
+            held = [value for h, name in slots if _xp.is_array(value := getattr(h, name))]
+            floats = held[0].dtype if held else plan.backend.dtype("float32")
+            for holder, name in numbers:
+                dtype = getattr(holder, "count_dtype", floats)
+                setattr(holder, name, plan.backend.asarray(getattr(holder, name), dtype))
+        arrays = [i for i, value in enumerate(given) if _maybe_array(value)]
         static = tuple(
             ("part", parts.index(value)) if isinstance(value, Component) else
             ("array",) if i in arrays else ("value", value)
             for i, value in enumerate(given)
         )  # fmt: skip
-        key = (static, tuple(kwargs), tuple(map(id, parts)), _numbers(parts))
+        key = (static, tuple(kwargs), tuple(map(id, parts)), plan.numbers(), id(plan.backend))
         try:
             program = self._programs.get(key)
         except TypeError:  # an unhashable argument: a list, a dict
@@ -126,6 +110,40 @@ class CompiledFunction:
         for (holder, name), added in zip(_counts(parts), counted["counts"], strict=True):
             setattr(holder, name, getattr(holder, name) + added)
         return result
+
+    def _plan(self, arguments: list[Any]) -> _Plan | None:
+        """What calls with these parts as arguments share, worked out at the first of them
+        (the parts they hold, their backend, the state's slots); None where the backend has
+        no compiler. Kept per parts: a book loop's call costs its host work every epoch."""
+        key = tuple(map(id, arguments))
+        plan = self._plans.get(key)
+        if (
+            plan is not None
+            and all(a is b for a, b in zip(plan.arguments, arguments, strict=True))
+            and all(part.backend is plan.backend for part in arguments)  # none moved (to())
+        ):
+            return plan
+        parts = _all_parts(arguments)
+        if not parts:
+            raise TypeError(
+                f"nnx.compile: {self.function.__name__} got no nnx parts (layers, losses, "
+                "optimizers) as arguments; pass the parts it uses as arguments."
+            )
+        try:
+            backend = common_backend(parts)
+        except TypeError as err:
+            raise TypeError(f"nnx.compile: {str(err).split(': ', 1)[1]}") from None
+        if backend.compiler is None:
+            return None
+        for part in parts:
+            if getattr(part, "draws_on_host", False):
+                raise TypeError(
+                    f"nnx.compile: {part} draws its random numbers on the host; a compiled "
+                    "function would freeze one draw. Call it without nnx.compile, or train the "
+                    "model with Model.train, which hands the draws in."
+                )
+        plan = self._plans[key] = _Plan(arguments, parts, backend)
+        return plan
 
     def _make(
         self,
@@ -166,6 +184,41 @@ class CompiledFunction:
         return backend.compiler.compile(pure, donate=(0,)), counted
 
 
+class _Plan:
+    """The parts of calls of a compiled function with the same parts as arguments, and what
+    follows from them alone."""
+
+    def __init__(self, arguments: list[Any], parts: list[Any], backend: Any) -> None:
+        self.arguments, self.parts, self.backend = arguments, parts, backend
+        self.optimizers = [part for part in parts if isinstance(part, Optimizer)]
+        self.layers = [part for part in parts if isinstance(part, Layer)]
+        for optimizer in self.optimizers:  # its slots exist from here on
+            optimizer.make_state(self.layers)
+        self.slots = _slots(parts, self.layers, self.optimizers)
+        self._configs: list[Any] = []
+        self._numbers: tuple[Any, ...] = ()
+
+    def numbers(self) -> tuple[Any, ...]:
+        """The Python numbers the parts read (``config()``), compiled in: recomputed when a
+        config differs from the copy kept of the last one (a list changed in place too)."""
+        configs = [part.config() for part in self.parts]
+        if configs != self._configs:
+            self._configs = copy.deepcopy(configs)
+            self._numbers = tuple(
+                (type(part), frozen(config))
+                for part, config in zip(self.parts, configs, strict=True)
+            )
+        return self._numbers
+
+
+def _maybe_array(value: Any) -> bool:
+    """``_xp.is_array``, with the common arguments (numbers, strings, parts) answered first:
+    the library's check costs a microsecond a value, every call."""
+    if isinstance(value, (int, float, str, tuple, Component)) or value is None:
+        return False
+    return _xp.is_array(value)
+
+
 def _all_parts(parts: list[Any]) -> list[Any]:
     """``parts`` and the parts they hold (``parts`` declared: the fused loss's), once each."""
     found: list[Any] = []
@@ -189,12 +242,6 @@ def _slots(parts: list[Any], layers: list[Any], optimizers: list[Any]) -> list[t
 
 def _counts(parts: list[Any]) -> list[tuple[Any, str]]:
     return _state.declared(parts, "counts")
-
-
-def _numbers(parts: list[Any]) -> tuple[Any, ...]:
-    """The Python numbers the parts read (``config()``), compiled in: copies, so that a list
-    changed in place counts as a change."""
-    return tuple((type(part), frozen(part.config())) for part in parts)
 
 
 def _refuse_hidden_parts(function: Callable[..., Any], parts: list[Any]) -> None:

@@ -82,6 +82,24 @@ def test_a_python_number_argument_is_compiled_in_and_a_new_value_compiles_again(
     assert step.traces == 2 and not np.allclose(first, again)
 
 
+def test_a_part_whose_numbers_change_between_calls_compiles_again():
+    """What a call works out from its parts is kept across calls with the same parts; a number
+    a part reads (its ``config()``) changed in between still compiles a new program, which
+    trains as the eager epoch with that number does, and other parts get their own."""
+    _jax()
+    compiled, eager = _parts("jax"), _parts("jax")
+    step = nnx.compile(epoch)
+    losses = [_run(step, compiled, 2), _run(epoch, eager, 2)]
+    for parts in (compiled, eager):
+        parts[4].learning_rate = 0.05  # the book's optimizer, retuned between epochs
+    losses[0] += _run(step, compiled, 3)
+    losses[1] += _run(epoch, eager, 3)
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+    assert step.traces == 2
+    _run(step, _parts("jax"), 1)
+    assert step.traces == 3  # other parts: a program of their own
+
+
 def test_on_a_backend_without_a_compiler_the_function_runs_as_it_is():
     compiled, plain = _parts("numpy"), _parts("numpy")
     assert _run(nnx.compile(epoch), compiled, 5) == _run(epoch, plain, 5)
