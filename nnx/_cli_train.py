@@ -19,6 +19,7 @@ from nnx._cli_common import (
     refuse_overwrite,
     select_backend,
 )
+from nnx._run.choose import cannot_compile
 
 __all__ = ["add_train_arguments", "train"]
 
@@ -164,11 +165,8 @@ def train(args: argparse.Namespace) -> int:
             f"the {backend.name} backend is inference-only (it builds graphs for export); "
             "train on numpy, cupy, torch or jax, then nnx export MODEL.nnx MODEL.onnx."
         )
-    if args.compile and backend.compiler is None:
-        raise CommandLineError(
-            f"--compile: the {backend.name} backend cannot compile its step (jax and torch "
-            "can); leave --compile out."
-        )
+    if args.compile and (why := cannot_compile(backend)):  # before the first line prints
+        raise CommandLineError(f"--compile: {why}; leave --compile out.")
     recipe = data.RECIPES[args.dataset]
     X, y = data.load(args.dataset, "train")
     X_test, y_test = data.load(args.dataset, "test")

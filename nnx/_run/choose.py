@@ -9,7 +9,7 @@ from nnx._run.distributed import DataParallel
 from nnx._run.many import ManySteps
 from nnx._run.runners import Compiled, Eager, Lazy
 
-__all__ = ["choose"]
+__all__ = ["cannot_compile", "choose"]
 
 # Asked in this order; the first that accepts runs the step. Eager accepts every model.
 RUNNERS: tuple[Any, ...] = (DataParallel, ManySteps, Compiled, Lazy, Eager)
@@ -35,10 +35,9 @@ def choose(
         )
     if compile not in (None, True, False):
         raise ValueError(f"Model.train: expected compile as True, False or None, got {compile!r}.")
-    if compile and model.backend.compiler is None:
+    if compile and (why := cannot_compile(model.backend)):
         raise ValueError(
-            f"Model.train: compile=True, but the {model.backend.name} backend cannot compile "
-            "a function (jax and torch can); leave compile out to train eagerly."
+            f"Model.train: compile=True, but {why}; leave compile out to train eagerly."
         )
     if runner is not None:
         if not (isinstance(runner, type) and issubclass(runner, Eager)):
@@ -50,3 +49,10 @@ def choose(
         made = next(r for r in RUNNERS if r.accepts(model, X, compile, per_call)).make(model, guard)
     made.steps_per_execution = per_call
     return made
+
+
+def cannot_compile(backend: Any) -> str | None:
+    """Why ``backend`` cannot take ``compile=True`` (for an error message), or None."""
+    if backend.compiler is None:
+        return f"the {backend.name} backend cannot compile its step (jax and torch can)"
+    return None
