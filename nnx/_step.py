@@ -15,7 +15,6 @@ from nnx.losses import CategoricalCrossentropy, SoftmaxCategoricalCrossentropy
 __all__ = [
     "CallFigures",
     "EpochFigures",
-    "Figure",
     "Figures",
     "NonFiniteLossError",
     "Passes",
@@ -189,18 +188,6 @@ class Figures:
         self.host = [means[0] + reg, means[0], reg, accuracy]
 
 
-class Figure:
-    """One of :class:`Figures`, a number when ``float()`` reads it."""
-
-    __slots__ = ("figures", "index")
-
-    def __init__(self, figures: Figures, index: int) -> None:
-        self.figures, self.index = figures, index
-
-    def __float__(self) -> float:
-        return self.figures[self.index]
-
-
 def batches(
     xp: Any, X: Any, y: Any, batch_size: int | None, order: Any = None
 ) -> Iterator[tuple[Any, Any]]:
@@ -261,8 +248,8 @@ class StepFigures:
     def __getitem__(self, index: int) -> float:
         return self.call.row(self.j)[index]
 
-    def __iter__(self) -> Iterator[Figure]:
-        return iter([Figure(self, 0), Figure(self, 1), Figure(self, 2)])  # type: ignore[arg-type]
+    def __iter__(self) -> Iterator[float]:  # unpacked only to print the step's line
+        return iter(self.call.row(self.j)[:3])
 
 
 class EpochFigures(Figures):

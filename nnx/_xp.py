@@ -79,16 +79,6 @@ def is_array(data: Any) -> bool:
     return bool(array_api_compat.is_array_api_obj(data))
 
 
-def is_dtype(xp: Any, value: Any) -> bool:
-    """Whether ``value`` is one of the float dtypes of ``xp``."""
-    if is_array(value) and not isinstance(value, type):  # arrays compare element by element
-        return False
-    try:
-        return any(value == getattr(xp, name) for name in ("float32", "float64"))
-    except TypeError:
-        return False
-
-
 def dtype_name(xp: Any, dtype: Any) -> str:
     """``"float64"`` or ``"float32"``: the name of a float dtype of ``xp``."""
     return "float64" if dtype == xp.float64 else "float32"
