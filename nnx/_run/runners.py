@@ -18,6 +18,7 @@ from typing import Any
 
 from nnx import _state
 from nnx._run.compiled import CompiledStep
+from nnx._run.inference import CompiledPasses
 from nnx._run.tracing import signature
 from nnx._step import batches
 
@@ -173,6 +174,46 @@ class Compiled(Eager):
         device together, when one of them is first read."""
         assert self.compiled is not None
         return self.compiled.epoch_figures()
+
+    def evaluate(self, X: Any, y: Any, batch_size: int | None) -> tuple[float, float]:
+        """As the eager runner's, each batch one compiled call (``nnx._run.inference``)."""
+        passes = self._passes()
+        if passes is not None:
+            try:
+                return passes.evaluate(X, y, batch_size)
+            except Exception:  # noqa: S110  # the eager pass raises a real error again
+                pass
+        result = super().evaluate(X, y, batch_size)
+        if passes is not None:  # it fails compiled only: eager from now on
+            passes.works = False
+        return result
+
+    def predict(self, X: Any, batch_size: int | None) -> Any:
+        """As the eager runner's, each batch one compiled call (``nnx._run.inference``)."""
+        passes = self._passes()
+        if passes is not None:
+            try:
+                return passes.predict(X, batch_size)
+            except Exception:  # noqa: S110  # as in evaluate
+                pass
+        result = super().predict(X, batch_size)
+        if passes is not None:
+            passes.works = False
+        return result
+
+    def _passes(self) -> CompiledPasses | None:
+        """The model's compiled evaluation and prediction, kept while its numbers stay the
+        same; None where they run eagerly: a compiler that does not pay from the start
+        (torch.compile: seconds a batch shape, to save a fraction of a millisecond), or a
+        part that could not be traced."""
+        model = self.model
+        if not model.backend.compiler.by_default:
+            return None
+        runners = kept(model)
+        passes = runners.get("passes")
+        if passes is None or passes.signature != signature(model):
+            passes = runners["passes"] = CompiledPasses(model)
+        return passes if passes.works else None  # type: ignore[no-any-return]
 
     def divergence(self, now: bool) -> tuple[float, int] | None:
         """Whether a step's loss was not finite: (that loss, its iteration), or None.
