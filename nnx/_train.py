@@ -1,7 +1,8 @@
 """The training loop behind ``Model.train``: batches, the book's printed lines, progress, history.
 
 Figures stay on the device as 0-d arrays while training runs; they come to the host only
-to be printed, and all together when training ends.
+to be printed, saved in a checkpoint or shown on the progress bar (twice a second), and all
+together when training ends.
 """
 
 from __future__ import annotations
@@ -181,8 +182,8 @@ class TrainLoop:
             if bad is not None:
                 self._diverged(state_diverged(epoch, bad))
                 return False
-        # The epoch's four figures as one object, read (from the device, where they are)
-        # only to print or when training ends.
+        # The epoch's four figures as one object, read (from the device, where they are) to
+        # print, to save a checkpoint, on the progress bar, and when training ends.
         figures = self.runner.epoch_figures()
         lr = model.optimizer.current_learning_rate
         self._epochs.append(figures)
@@ -256,14 +257,14 @@ class TrainLoop:
         """The history as floats, this call's epochs after those a checkpoint brought."""
         history = {key: list(values) for key, values in self.history.items()}
         rows, on_device = [], False
-        for figures in self._epochs:  # a compiled run's: filled by one transfer per call
+        for figures in self._epochs:  # a compiled run's: one transfer per call or epoch
             if isinstance(figures, Figures):
                 if figures.host is None:
                     figures[0]  # noqa: B018  # (read from the device)
                 figures = figures.host
-            else:  # the eager runner's: numbers or device scalars
+            else:  # the eager runner's (or one's own): numbers or device scalars
                 on_device = True
-            rows.append(figures)
+            rows.append([figures[i] for i in range(len(_FIGURES))])
         for key, column in zip(_FIGURES, zip(*rows, strict=True), strict=False):
             history[key] += self._on_host(column) if on_device else column
         return {key: values for key, values in history.items() if values}  # none: no epoch

@@ -214,9 +214,9 @@ class _Plan:
 def _maybe_array(value: Any) -> bool:
     """``_xp.is_array``, with the common arguments (numbers, strings, parts) answered first:
     the library's check costs a microsecond a value, every call."""
-    if isinstance(value, (int, float, str, tuple, Component)) or value is None:
+    if type(value) in (int, float, bool, str, tuple) or value is None:  # not NumPy scalars
         return False
-    return _xp.is_array(value)
+    return not isinstance(value, Component) and _xp.is_array(value)
 
 
 def _all_parts(parts: list[Any]) -> list[Any]:

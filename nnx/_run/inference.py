@@ -39,9 +39,21 @@ class CompiledPasses:
         self.sum_slots = _state.declared(parts, "sums")
         self.count_slots = _state.declared(parts, "counts")
         self.added: dict[tuple[Any, ...], list[int]] = {}  # counts a batch shape adds
+        self.shapes: set[int] = set()  # the batch sizes compiled (see ``takes``)
         compile = self.backend.compiler.compile
         self._score, self._forward = compile(self._pure_score), compile(self._pure_forward)
         self.works = True  # False once a part could not be traced: the eager passes run
+
+    def takes(self, X: Any, batch_size: int | None) -> bool:
+        """Whether these passes run ``X`` compiled: each new batch shape is a compile (tens of
+        milliseconds), so past ``MAX_PROGRAMS`` shapes (a ``predict`` of every request size)
+        new shapes run eagerly, as each would cost more to compile than to run."""
+        n = X.shape[0]
+        if n == 0:
+            return False
+        size = n if batch_size is None else min(batch_size, n)
+        rows = {size, n % size or size}
+        return len(self.shapes | rows) <= tracing.MAX_PROGRAMS
 
     def evaluate(self, X: Any, y: Any, batch_size: int | None) -> tuple[float, float]:
         """(loss, accuracy) over ``X``, ``y``, as the eager pass gives them."""
@@ -71,12 +83,14 @@ class CompiledPasses:
 
     # -- traced once per batch shape ---------------------------------------------------------
     def _pure_forward(self, params: list[Any], X: Any) -> Any:
+        self.shapes.add(X.shape[0])
         with self._borrowed():
             _state.put(self.slots, params)
             return self.model.forward(X, training=False)
 
     def _pure_score(self, params: list[Any], X: Any, y: Any) -> list[Any]:
         model = self.model
+        self.shapes.add(X.shape[0])
         with self._borrowed():
             _state.put(self.slots, params)
             _state.put(self.sum_slots, [0.0] * len(self.sum_slots))

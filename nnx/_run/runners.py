@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 import weakref
 from collections.abc import Iterator
 from typing import Any
@@ -177,28 +178,32 @@ class Compiled(Eager):
 
     def evaluate(self, X: Any, y: Any, batch_size: int | None) -> tuple[float, float]:
         """As the eager runner's, each batch one compiled call (``nnx._run.inference``)."""
-        passes = self._passes()
-        if passes is not None:
-            try:
-                return passes.evaluate(X, y, batch_size)
-            except Exception:  # noqa: S110  # the eager pass raises a real error again
-                pass
-        result = super().evaluate(X, y, batch_size)
-        if passes is not None:  # it fails compiled only: eager from now on
-            passes.works = False
-        return result
+        return self._compiled_or_eager("evaluate", X, y, batch_size)  # type: ignore[no-any-return]
 
     def predict(self, X: Any, batch_size: int | None) -> Any:
         """As the eager runner's, each batch one compiled call (``nnx._run.inference``)."""
-        passes = self._passes()
-        if passes is not None:
-            try:
-                return passes.predict(X, batch_size)
-            except Exception:  # noqa: S110  # as in evaluate
-                pass
-        result = super().predict(X, batch_size)
-        if passes is not None:
-            passes.works = False
+        return self._compiled_or_eager("predict", X, batch_size)
+
+    def _compiled_or_eager(self, method: str, X: Any, *args: Any) -> Any:
+        """The compiled pass, or the eager one where it fails: an error of the data or the
+        model comes again from the eager pass; where only the compiled pass fails (a part
+        that cannot be traced), the passes stay eager for the model, and a warning says why."""
+        passes, batch_size = self._passes(), args[-1]
+        if passes is None or not passes.takes(X, batch_size):
+            return getattr(super(), method)(X, *args)
+        try:
+            return getattr(passes, method)(X, *args)
+        except Exception as err:  # noqa: BLE001  # the eager pass below raises a real error
+            failure = err
+        result = getattr(super(), method)(X, *args)
+        passes.works = False
+        warnings.warn(
+            f"Model.{method} runs eagerly on this model from now on: its compiled pass failed "
+            f"({type(failure).__name__}: {str(failure).splitlines()[0] if str(failure) else ''})"
+            ", and the eager pass gives the same numbers.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
         return result
 
     def _passes(self) -> CompiledPasses | None:

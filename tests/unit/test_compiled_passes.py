@@ -9,6 +9,7 @@ cannot be traced.
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +33,25 @@ def _eager(model: nnx.Model) -> nnx.Runner:
     return nnx.Runner(model)
 
 
+def _no_eager_pass(monkeypatch: Any) -> None:
+    """From here on the eager passes fail: what answers is the compiled pass."""
+
+    def refuse(*args: Any) -> None:
+        raise AssertionError("the eager pass ran")
+
+    monkeypatch.setattr(nnx.Runner, "evaluate", refuse)
+    monkeypatch.setattr(nnx.Runner, "predict", refuse)
+
+
 @pytest.mark.parametrize("batch_size", [None, 64, 50])  # 50: a ragged last batch
-def test_evaluate_and_predict_give_the_eager_figures(batch_size: Any) -> None:
+def test_evaluate_and_predict_give_the_eager_figures(batch_size: Any, monkeypatch: Any) -> None:
     model = _model(JAX)  # with Dropout: off in these passes
     model.train(X, Y, epochs=2, batch_size=32, verbose=0)
     Xd, yd = JAX.asarray(X), JAX.asarray(Y)
     expected = _eager(model).evaluate(Xd, yd, batch_size)
     eager_sums = (float(model.loss.accumulated_sum), model.loss.accumulated_count)
+    eager_outputs = JAX.to_numpy(_eager(model).predict(Xd, batch_size))
+    _no_eager_pass(monkeypatch)
     for _ in range(2):  # the second call runs the kept program
         loss, accuracy = model.evaluate(X, Y, batch_size=batch_size, verbose=0)
         np.testing.assert_allclose([loss, accuracy], expected, rtol=1e-6)
@@ -46,9 +59,19 @@ def test_evaluate_and_predict_give_the_eager_figures(batch_size: Any) -> None:
     assert model.loss.accumulated_count == eager_sums[1] == len(X)
     assert float(model.loss.accumulated_sum) == pytest.approx(eager_sums[0], rel=1e-6)
     outputs = JAX.to_numpy(model.predict(X, batch_size=batch_size))
-    eager = JAX.to_numpy(_eager(model).predict(Xd, batch_size))
-    np.testing.assert_allclose(outputs, eager, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(outputs, eager_outputs, rtol=1e-6, atol=1e-7)
     assert outputs.shape == (len(X), 3)
+
+
+def test_past_eight_batch_shapes_new_ones_run_eagerly() -> None:
+    """A predict of every request size would compile every time: from the ninth size on the
+    eager pass answers, with the same numbers."""
+    model = _model(JAX)
+    model.train(X, Y, epochs=1, verbose=0)
+    for rows in range(1, 12):
+        outputs = JAX.to_numpy(model.predict(X[:rows]))
+        eager = JAX.to_numpy(_eager(model).predict(JAX.asarray(X[:rows]), None))
+        np.testing.assert_allclose(outputs, eager, rtol=1e-6, atol=1e-7, err_msg=str(rows))
 
 
 def test_validation_during_training_gives_the_eager_history() -> None:
@@ -93,7 +116,10 @@ def test_a_part_that_cannot_be_traced_keeps_the_passes_eager() -> None:
     model.finalize()
     model.train(X, Y, epochs=2, verbose=0)  # training=True: the layer reads nothing
     expected = _eager(model).evaluate(JAX.asarray(X), JAX.asarray(Y), None)
-    for _ in range(2):
+    with pytest.warns(RuntimeWarning, match="evaluate runs eagerly on this model from now on"):
+        assert model.evaluate(X, Y, verbose=0) == pytest.approx(expected, rel=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once
         assert model.evaluate(X, Y, verbose=0) == pytest.approx(expected, rel=1e-6)
     outputs = JAX.to_numpy(model.predict(X))
     np.testing.assert_allclose(outputs, JAX.to_numpy(_eager(model).predict(JAX.asarray(X), None)))
