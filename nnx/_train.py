@@ -132,9 +132,7 @@ class TrainLoop:
         if not self._epoch(epoch, order, bar):
             return False
         if validation is not None:
-            val_loss, val_accuracy = self.runner.evaluate(*validation, self.batch_size)
-            self._record(("val_loss", val_loss), ("val_accuracy", val_accuracy))
-            self._print_validation(epoch)
+            self._validation(epoch, *self.runner.evaluate(*validation, self.batch_size))
         if self.ctrl_c.pressed:
             say_stopped(epoch)
             return False
@@ -284,13 +282,11 @@ class TrainLoop:
         """Whether an epoch prints its lines: every ``epochs_every`` epochs, and the last."""
         return not epoch % self.epochs_every or epoch == self.epochs
 
-    def _record(self, *pairs: tuple[str, Any]) -> None:
-        for key, value in pairs:
-            self.history.setdefault(key, []).append(value)
-
-    def _print_validation(self, epoch: int) -> None:
+    def _validation(self, epoch: int, loss: float, accuracy: float) -> None:
+        """The epoch's validation figures into the history, and the book's line for them."""
+        self.history.setdefault("val_loss", []).append(loss)
+        self.history.setdefault("val_accuracy", []).append(accuracy)
         if self.verbose and self._printed(epoch):
-            loss, accuracy = self.history["val_loss"][-1], self.history["val_accuracy"][-1]
             tqdm.write(f"validation, acc: {accuracy:.3f}, loss: {loss:.3f}")
 
 
