@@ -165,11 +165,14 @@ def test_local_cluster_of_two_processes(data, client):
     # tracebacks, task specs), freed when Python's cycle collector runs: collected here, so
     # the test reads nnx's retention, not when CPython happens to collect (it failed 2 runs
     # in 8 without, with one step's 38 tasks still held; none in 8 with).
+    # Even so, one step's tasks sometimes stay held past 10 s (1 run in 4 here, with the code
+    # before and after 2026-12-06's fifth session alike): the bound allows that one step and
+    # still fails when the steps pile up (the second call's 4 steps: about 160 tasks).
     deadline = time.perf_counter() + 10
     while client.run_on_scheduler(_task_count) > tasks + 20 and time.perf_counter() < deadline:
         gc.collect()
         time.sleep(0.05)
-    assert client.run_on_scheduler(_task_count) <= tasks + 20
+    assert client.run_on_scheduler(_task_count) <= tasks + 60
     # A step's state is one future on the cluster; a layer's array is an item of it.
     assert len(model.trainable_layers[0].weights.__dask_graph__()) <= 2
     predictions = model.backend.to_numpy(model.predict(X_dask))
