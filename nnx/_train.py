@@ -268,9 +268,9 @@ class TrainLoop:
         return {key: values for key, values in history.items() if values}  # none: no epoch
 
     def _on_host(self, values: Any) -> list[float]:
-        """Numbers and device scalars as floats: the scalars (the eager runner's figures) in one
-        transfer. One per figure: a compiled library's ``stack`` of a thousand arrays is a
-        thousand-input function to compile."""
+        """Numbers and device scalars (the eager runner's figures) as floats, the scalars
+        stacked into one transfer. The compiled runners' figures never come here: there a
+        ``stack`` of a thousand arrays would be a thousand-input function to compile."""
         arrays = [v for v in values if not isinstance(v, (int, float))]
         if not arrays:
             return list(map(float, values))

@@ -83,8 +83,9 @@ class Eager:
 
     def epoch_figures(self) -> Any:
         """(loss, data loss, regularization loss, accuracy) of the epoch's steps so far, as
-        anything indexed 0 to 3 (a tuple here): the loop keeps it whole and reads an index
-        only to print a line, so a runner may leave the figures on the device until then."""
+        anything indexed 0 to 3 (a tuple here): the loop keeps it whole and reads it only to
+        print a line, save a checkpoint, show the progress bar and when training ends, so a
+        runner may leave the figures on the device until then."""
         model = self.model
         data_loss, reg_loss = model.loss.calculate_accumulated(include_regularization=True)
         accuracy = model.accuracy.calculate_accumulated() if model.accuracy else math.nan
