@@ -82,18 +82,17 @@ class CompiledStep:
         # The running sums travel in one array with the step's figures (the sums, the penalty):
         # a step's figures are the next step's sums, and each array returned costs microseconds.
         # At an epoch's start, zeros made once (70-150 us on JAX's CPU), never donated.
-        self._zeros = self.xp.zeros(
-            (len(self.sum_slots) + 1,), dtype=model.dtype, device=backend.device
-        )
+        size = (len(self.sum_slots) + 1,)
+        self._zeros = self.xp.zeros(size, dtype=model.dtype, device=backend.device)
         self.figures = self._zeros
         self.record: tuple[Any, ...] = ()
-        self._finite: Any = None  # helpers, made on first use (non_finite, put_sums)
-        self._split: Any = None
+        self._ends: Any = None  # the boundary's helper, made on first use
         self._tripped, self._place = True, 0  # _place: the step's place in its epoch
         self.counted: int | None = None  # the count the device's array holds, when known
         self._compiled = backend.compiler.compile(self.pure, donate=(0,))
         self.loops: dict[int, Any] = {}  # its body looped, per batch size (nnx._run.many)
         self.seconds_per_step: float | None = None  # measured by the loop's first call
+        self.sent: tuple[list[list[float]], Any] = ([], None)  # the loop's factors, on device
 
     def prepare(self, steps: int) -> None:
         """Ready for a ``train`` call: the state as the model holds it now, no divergence.
@@ -191,26 +190,28 @@ class CompiledStep:
         array, counts, to_numpy = self.figures, self.epoch_counts, self.backend.to_numpy
         return Figures(lambda: (to_numpy(array).tolist(), counts))  # type: ignore[return-value]
 
-    def non_finite(self) -> str | None:
-        """``_state.non_finite`` with its check compiled: one call, not a dispatch an op."""
-        self._finite = self._finite or self._helper(_state.finite_flags(self.xp))
-        flags = self._finite([getattr(holder, name) for holder, name in self.slots])
-        if all(self.backend.to_numpy(flags).tolist()):
-            return None  # the every-call case; else the slow path names the array
-        return _state.non_finite(self.model.layers, self.model.optimizer, self._finite)
-
-    def _helper(self, function: Callable[..., Any]) -> Callable[..., Any]:
-        """A boundary's helper, compiled where that is cheap (JAX: 50 ms; each op a dispatch),
-        not where it costs seconds (torch's: 2 s for the check, to save 0.1 ms a boundary)."""
-        by_default = self.backend.compiler.by_default
-        return self.backend.compiler.compile(function) if by_default else function
-
-    def put_sums(self) -> None:
-        """The epoch's running sums onto the loss and the accuracy (``accumulated_sum``), as
-        an eager step leaves them; the runner asks at the end of a call, not every step."""
-        n = len(self.sum_slots)  # one compiled call: each index would be a dispatch of its own
-        self._split = self._split or self._helper(lambda a: list(a[:n]))
-        _state.put(self.sum_slots, self._split(self.figures))
+    def boundary(self, last: bool, check: bool) -> str | None:
+        """The runner's boundary (``Eager.boundary``) in one compiled call, not a dispatch an
+        op: with ``check``, the key of an array of the state that holds NaN or infinity, else
+        None; at the end of a call (``last``), the epoch's running sums onto the loss and the
+        accuracy (``accumulated_sum``), as an eager step leaves them."""
+        if not (check or last):
+            return None
+        if self._ends is None:  # compiled where that is cheap (JAX: 50 ms; else each op is a
+            # dispatch), not where it costs seconds (torch: 2 s, to save 0.1 ms a boundary)
+            n, flags = len(self.sum_slots), _state.finite_flags(self.xp)
+            compiler = self.backend.compiler
+            ends = lambda s, a: (flags(s) if s else None, list(a[:n]))  # noqa: E731
+            self._ends = compiler.compile(ends) if compiler.by_default else ends
+        state = [getattr(holder, name) for holder, name in self.slots] if check else []
+        found, sums = self._ends(state, self.figures)
+        if last:
+            _state.put(self.sum_slots, sums)
+        found = self.backend.to_numpy(found).tolist() if check else []
+        if all(found):
+            return None  # the every-call case
+        keys = _state.state_slots(self.model.layers, self.model.optimizer)
+        return next(key for key, ok in zip(keys, found, strict=True) if not ok)
 
     def divergence(self, record: tuple[Any, ...]) -> tuple[float, int] | None:
         """(the first non-finite loss, the iteration of its step) that ``record`` holds, or
@@ -293,7 +294,5 @@ class CompiledStep:
                 xp.where(first, xp.astype(loss, bad_loss.dtype), bad_loss),
                 xp.where(first, iterations, bad_at),
             )
-        if not _xp.is_array(accuracy):
-            accuracy = None
-        out = (data_loss, reg_loss, accuracy, figures)
+        out = (data_loss, reg_loss, accuracy if _xp.is_array(accuracy) else None, figures)
         return new, record if self.guard else (), out

@@ -57,7 +57,6 @@ class ManySteps(Compiled):
         self._drawn: list[list[Any]] = []  # their host draws (Dropout's masks), in order
         self._call = CallFigures(self)  # the call the pending tokens will make
         self._tokens: list[tuple[Any, Any]] = []  # an epoch's, kept when not shuffling
-        self._sent: tuple[list[list[float]], Any] = ([], None)  # the last factors sent
 
     def prepare(self, steps: int) -> None:
         super().prepare(steps)
@@ -66,7 +65,9 @@ class ManySteps(Compiled):
         self._before = self.model.optimizer.iterations  # the host's count before them
         self._progress = (0, 0)  # the epoch's steps so far (see step)
         self._known: dict[tuple[int, int], list[int]] = {}  # counts per progress
-        self._last, self._last_count = self._call, 0
+        # The call that ran last: none yet (an empty call, so the first call's flush does not
+        # wait for that call itself, but goes on to the next tokens while the device runs it).
+        self._last, self._last_count = CallFigures(self), 0
         self.width = len(compiled.sum_slots) + 4  # a step's row: 3 figures, sums, penalty
         seconds, K = compiled.seconds_per_step, self.steps_per_execution
         # Left to nnx, a call of a few steps runs one step a call: measured on S, the loop's
@@ -165,11 +166,11 @@ class ManySteps(Compiled):
         state = [getattr(holder, name) for holder, name in compiled.slots]
         state.append(compiled.iterations)
         factors += [factors[0]] * (capacity - len(factors))  # padded, never read
-        if factors != self._sent[0]:  # a constant rate (SGD without decay) is sent once
-            self._sent = (factors, backend.asarray(factors, self.model.dtype))
+        if factors != compiled.sent[0]:  # a constant rate (SGD without decay) is sent once
+            compiled.sent = (factors, backend.asarray(factors, self.model.dtype))
         try:
             state, figures, record, rows = program(
-                state, compiled.figures, compiled.record, X, y, table, self._sent[1], draws,
+                state, compiled.figures, compiled.record, X, y, table, compiled.sent[1], draws,
                 pending[0][1], len(pending), full, steps,
             )  # fmt: skip
         except Exception as err:

@@ -167,9 +167,7 @@ class Compiled(Eager):
     def boundary(self, last: bool, check: bool) -> str | None:
         """As the eager runner's, with the check compiled: one call instead of an op each."""
         assert self.compiled is not None
-        if last:
-            self.compiled.put_sums()
-        return self.compiled.non_finite() if check else None
+        return self.compiled.boundary(last, check)
 
     def epoch_figures(self) -> Any:
         """The figures the compiled step computed with the epoch's last step, read from the

@@ -180,6 +180,28 @@ def test_a_state_that_overflows_under_a_finite_loss_stops_training():
         model.train(big, Y, epochs=5, verbose=0, validation_data=(X, Y))
 
 
+@pytest.mark.parametrize("K", [1, 100])
+def test_a_compiled_run_names_the_array_that_overflowed_as_the_eager_run_does(K):
+    """The compiled boundary checks the state and hands back the running sums in one call:
+    both must still say what the eager loop says."""
+    _jax()
+    big = (X * 1e30).astype(np.float32)
+    messages = []
+    for backend in ("numpy", "jax"):
+        with pytest.raises(nnx.NonFiniteLossError) as error:
+            _model(backend).train(big, Y, epochs=5, verbose=0, steps_per_execution=K)
+        messages.append(str(error.value))
+    assert "after epoch 5, layers.0.weight_cache" in messages[1]
+    assert messages[0] == messages[1]
+    sums = []  # the end of a call leaves the epoch's sums on the loss, as the eager step does
+    for backend in ("numpy", "jax"):
+        model = _model(backend)
+        model.train(X, Y, epochs=3, verbose=0, steps_per_execution=K, on_nan="ignore")
+        model.train(X, Y, epochs=2, verbose=0, steps_per_execution=K)
+        sums.append(float(model.loss.calculate_accumulated()))
+    np.testing.assert_allclose(sums[1], sums[0], rtol=1e-4)
+
+
 def test_on_nan_warn_returns_the_epochs_before_the_state_overflowed():
     model, big = _overflowing()
     model.train(X, Y, epochs=2, verbose=0)
