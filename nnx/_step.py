@@ -216,16 +216,20 @@ class CallFigures:
 
     def __init__(self, runner: Any) -> None:
         self.runner, self.rows = runner, None
-        self.host: list[list[float]] | None = None
+        self.host: Any = None  # the rows on the host, one array
         self.epochs: list[EpochFigures] = []
 
     def fetch(self) -> None:
         if self.host is not None or self.rows is None:
             return
-        self.host = host = self.runner.model.backend.to_numpy(self.rows).tolist()
-        counts = self.runner.counts_after
+        self.host = self.runner.model.backend.to_numpy(self.rows)
+        # As lists only while the epochs are filled: a list per step kept until training ends
+        # would be thousands of objects to free when the call returns.
+        rows, counts, known = self.host.tolist(), self.runner.counts_after, (None, None)
         for epoch in self.epochs:
-            epoch.fill(host[epoch.j][3:], counts(epoch.progress))
+            if epoch.progress != known[0]:  # the same for every epoch of a full-batch run
+                known = (epoch.progress, counts(epoch.progress))
+            epoch.fill(rows[epoch.j][3:], known[1])
         self.epochs = []
 
     def row(self, j: int) -> list[float]:
@@ -234,7 +238,7 @@ class CallFigures:
         self.fetch()
         if self.host is None:  # never ran (training stopped before it)
             return [math.nan] * self.runner.width
-        return self.host[j]
+        return self.host[j].tolist()  # type: ignore[no-any-return]
 
 
 class StepFigures:
@@ -258,7 +262,8 @@ class EpochFigures(Figures):
     __slots__ = ("call", "j", "progress")
 
     def __init__(self, call: CallFigures, j: int, progress: tuple[int, int]) -> None:
-        super().__init__(None)
+        # Made every epoch of a many-steps run: Figures.__init__ inline, one call less.
+        self.source = self.host = None
         self.call, self.j, self.progress = call, j, progress
 
     def read(self) -> tuple[list[float], list[int]]:

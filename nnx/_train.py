@@ -259,10 +259,10 @@ class TrainLoop:
             if isinstance(figures, Figures):
                 if figures.host is None:
                     figures[0]  # noqa: B018  # (read from the device)
-                figures = figures.host
+                rows.append(figures.host)  # already the four floats: no copy per epoch
             else:  # the eager runner's (or one's own): numbers or device scalars
                 on_device = True
-            rows.append([figures[i] for i in range(len(_FIGURES))])
+                rows.append([figures[i] for i in range(len(_FIGURES))])
         for key, column in zip(_FIGURES, zip(*rows, strict=True), strict=False):
             history[key] += self._on_host(column) if on_device else column
         return {key: values for key, values in history.items() if values}  # none: no epoch
