@@ -181,11 +181,11 @@ class Figures:
         return self.host[index]  # type: ignore[index]
 
     def fill(self, numbers: list[float], counts: list[int]) -> None:
-        """The figures from the sums and the penalty (``numbers``) and the ``counts``."""
-        *sums, reg = numbers
-        means = [total / max(count, 1) for total, count in zip(sums, counts, strict=True)]
-        accuracy = means[1] if len(means) > 1 else math.nan
-        self.host = [means[0] + reg, means[0], reg, accuracy]
+        """The figures from ``numbers`` (the loss's running sum, the accuracy's if there is
+        one, then the penalty) and the ``counts`` (run once an epoch: written out, no loop)."""
+        loss, reg = numbers[0] / (counts[0] or 1), numbers[-1]
+        accuracy = numbers[1] / (counts[1] or 1) if len(counts) > 1 else math.nan
+        self.host = [loss + reg, loss, reg, accuracy]
 
 
 def batches(

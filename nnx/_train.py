@@ -143,50 +143,50 @@ class TrainLoop:
 
     def _epoch(self, epoch: int, order: Any, bar: Any) -> bool:
         """One pass over the data; False when the loss diverged and training must stop."""
-        model = self.model
+        model, runner, ctrl_c = self.model, self.runner, self.ctrl_c
         model.loss.new_pass()
         if model.accuracy is not None:
             model.accuracy.new_pass()
-        if self.steps > 1 and self.verbose and self._printed(epoch):
+        printed = bool(self.verbose and self._printed(epoch))
+        if self.steps > 1 and printed:
             tqdm.write(f"epoch: {epoch}")
+        every, last = self.steps_every if printed else 0, self.steps - 1
         for step, (batch_X, batch_y) in enumerate(
-            self.runner.batches(self.X, self.y, self.batch_size, order)
+            runner.batches(self.X, self.y, self.batch_size, order)
         ):
             try:  # (data loss, regularization loss, accuracy): unpacked only to print
-                figures = self.runner.step(batch_X, batch_y)
+                figures = runner.step(batch_X, batch_y)
             except NonFiniteLossError as err:
                 self._diverged(loss_diverged(err.args[0], epoch, step, model.optimizer))
                 return False
             bar.update(1)
-            last = step == self.steps - 1
-            every = self.steps_every
-            printing = bool(
-                self.verbose and every and (not step % every or last) and self._printed(epoch)
-            )
-            if (printing or self.ctrl_c.pressed) and self._diverged_late(epoch, now=True):
+            printing = bool(every and (not step % every or step == last))
+            if not (printing or ctrl_c.pressed):  # the quiet step: nothing to read
+                continue
+            if self._diverged_late(epoch, now=True):
                 return False
             if printing:
                 data_loss, reg_loss, accuracy = figures
                 lr = model.optimizer.current_learning_rate
                 tqdm.write(_line(f"step: {step}", accuracy, data_loss, reg_loss, lr))
-            if self.ctrl_c.pressed:
+            if ctrl_c.pressed:
                 break
-        boundary = self._must_read(epoch)
+        boundary = self._must_read(epoch, printed)
         if self._diverged_late(epoch, now=boundary):
             return False
         if boundary:
-            last = epoch == self.epochs or self.ctrl_c.pressed
-            bad = self.runner.boundary(last, check=self.on_nan != "ignore")
+            last_epoch = epoch == self.epochs or ctrl_c.pressed
+            bad = runner.boundary(last_epoch, check=self.on_nan != "ignore")
             if bad is not None:
                 self._diverged(state_diverged(epoch, bad))
                 return False
         # The epoch's four figures as one object, read (from the device, where they are) to
         # print, to save a checkpoint, on the progress bar, and when training ends.
-        figures = self.runner.epoch_figures()
+        figures = runner.epoch_figures()
         lr = model.optimizer.current_learning_rate
         self._epochs.append(figures)
         self.history["learning_rate"].append(lr)
-        if self.verbose and self._printed(epoch):
+        if printed:
             head = "training" if self.steps > 1 else f"epoch: {epoch}"
             tqdm.write(_line(head, figures[3], figures[1], figures[2], lr))
         self._show_figures(bar)
@@ -203,12 +203,12 @@ class TrainLoop:
         loss, accuracy = float(self._epochs[-1][0]), float(self._epochs[-1][3])
         bar.set_postfix_str(f"loss: {loss:.3f}, acc: {accuracy:.3f}", refresh=last)
 
-    def _must_read(self, epoch: int) -> bool:
+    def _must_read(self, epoch: int, printed: bool) -> bool:
         """Whether the host reads from the device after this epoch anyway (or the run ends)."""
         return bool(
             epoch == self.epochs
             or self.ctrl_c.pressed
-            or (self.verbose and self._printed(epoch))
+            or printed
             or self.checkpoint is not None
             and (not epoch % self.checkpoint_every)
             or self.validation
