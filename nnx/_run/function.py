@@ -24,7 +24,6 @@ runs as it is.
 
 from __future__ import annotations
 
-import copy
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,7 +32,7 @@ from typing import Any
 from nnx import _state, _xp
 from nnx._component import Component, common_backend
 from nnx._layer import Layer
-from nnx._run.tracing import frozen, name_the_part
+from nnx._run.tracing import Numbers, name_the_part
 from nnx.optimizers import Optimizer
 
 __all__ = ["compile"]
@@ -195,20 +194,11 @@ class _Plan:
         for optimizer in self.optimizers:  # its slots exist from here on
             optimizer.make_state(self.layers)
         self.slots = _slots(parts, self.layers, self.optimizers)
-        self._configs: list[Any] = []
-        self._numbers: tuple[Any, ...] = ()
+        self._numbers = Numbers()
 
     def numbers(self) -> tuple[Any, ...]:
-        """The Python numbers the parts read (``config()``), compiled in: recomputed when a
-        config differs from the copy kept of the last one (a list changed in place too)."""
-        configs = [part.config() for part in self.parts]
-        if configs != self._configs:
-            self._configs = copy.deepcopy(configs)
-            self._numbers = tuple(
-                (type(part), frozen(config))
-                for part, config in zip(self.parts, configs, strict=True)
-            )
-        return self._numbers
+        """The Python numbers the parts read (``config()``), compiled in."""
+        return self._numbers.of(self.parts)
 
 
 def _maybe_array(value: Any) -> bool:

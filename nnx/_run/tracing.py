@@ -11,7 +11,9 @@ trace (``guarded``).
 
 from __future__ import annotations
 
+import copy
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +23,7 @@ from nnx._step import NonFiniteLossError
 __all__ = [
     "MAX_COUNT",
     "MAX_PROGRAMS",
+    "Numbers",
     "guarded",
     "in_model",
     "name_the_part",
@@ -33,10 +36,31 @@ __all__ = [
 
 def signature(model: Any) -> tuple[Any, ...]:
     """The Python numbers (and strings, flags) a step of ``model`` reads, as each part
-    declares them (``config()``): a compiled step is valid while these stay the same.
-    Copies, so that a list changed in place later counts as a change."""
+    declares them (``config()``): a compiled step is valid while these stay the same."""
     parts = [*model.layers, model.loss, model.optimizer, model.accuracy]
-    return tuple((type(part), frozen(part.config())) for part in parts if part is not None)
+    numbers = _NUMBERS.get(model) or _NUMBERS.setdefault(model, Numbers())
+    return numbers.of([part for part in parts if part is not None])
+
+
+class Numbers:
+    """The Python numbers of some parts (their ``config()``, with their classes), frozen into a
+    snapshot that a list changed in place later does not follow. Worked out again only when a
+    config differs from a copy of the last one: comparing costs about a microsecond a part,
+    freezing twenty for a small model, and a compiled run asks at every call."""
+
+    def __init__(self) -> None:
+        self._configs: list[Any] = []
+        self._snapshot: tuple[Any, ...] = ()
+
+    def of(self, parts: list[Any]) -> tuple[Any, ...]:
+        configs = [(type(part), part.config()) for part in parts]
+        if configs != self._configs:
+            self._configs = copy.deepcopy(configs)
+            self._snapshot = tuple((kind, frozen(config)) for kind, config in configs)
+        return self._snapshot
+
+
+_NUMBERS: weakref.WeakKeyDictionary[Any, Numbers] = weakref.WeakKeyDictionary()
 
 
 # The step counter and the divergence record's iteration are int32 on the device: JAX has no
