@@ -19,8 +19,9 @@ from tqdm import tqdm
 from nnx import _record as record
 from nnx import io
 from nnx._checks import whole_number
+from nnx._history import History
 from nnx._interrupt import CtrlC, say_stopped
-from nnx._step import Figures, NonFiniteLossError, loss_diverged, state_diverged
+from nnx._step import NonFiniteLossError, loss_diverged, state_diverged
 from nnx.data import check_batch_size, shuffled_order
 
 __all__ = ["TrainLoop"]
@@ -31,8 +32,6 @@ _ON_NAN = ("raise", "warn", "ignore")
 _BAR_FIGURES_EVERY = 0.5
 # Lines a run prints when print_every is left out (the book's 10000 epochs print every 1000).
 _LINES_PER_RUN = 10
-# The history's keys for a runner's epoch figures, in their order there.
-_FIGURES = ("loss", "data_loss", "reg_loss", "accuracy")
 
 
 class TrainLoop:
@@ -77,10 +76,7 @@ class TrainLoop:
         self.batch_size = batch_size
         self.shuffle, self.verbose = shuffle, verbose
         self.checkpoint, self.checkpoint_every = checkpoint, checkpoint_every
-        # Numbers on the host (a resumed run's earlier epochs, the learning rate, validation),
-        # and this call's epoch figures as the runners gave them: read when training ends.
-        self.history: dict[str, list[Any]] = {}
-        self._epochs: list[Any] = []
+        self.history = History(model.backend)
         self.ctrl_c = CtrlC()
 
     def run(
@@ -100,8 +96,6 @@ class TrainLoop:
         guard = self.on_nan != "ignore"
         self.runner = self.choose(X, guard)  # how the steps run: Model.train's choice
         first = 1 if resume is None else self._resume(resume)
-        for key in (*_FIGURES, "learning_rate"):  # the history's order of keys
-            self.history.setdefault(key, [])
         self.runner.steps_in_call = (epochs - first + 1) * self.steps
         self.runner.prepare(self.steps)
         # The epoch and the iteration count the run began at: a divergence found later (a
@@ -121,7 +115,7 @@ class TrainLoop:
                 if not self._one_epoch(epoch, seed, validation, bar):
                     break
             self._show_figures(bar, last=True)
-        return self._host_history()
+        return self.history.floats()
 
     def _one_epoch(self, epoch: int, seed: int, validation: Any, bar: Any) -> bool:
         """An epoch, its validation, Ctrl-C and its checkpoint; False when training stops."""
@@ -172,6 +166,8 @@ class TrainLoop:
             if ctrl_c.pressed:
                 break
         boundary = self._must_read(epoch, printed)
+        if boundary:  # before the wait for the device: the figures that arrived become floats
+            self.history.collect()
         if self._diverged_late(epoch, now=boundary):
             return False
         if boundary:
@@ -184,8 +180,7 @@ class TrainLoop:
         # print, to save a checkpoint, on the progress bar, and when training ends.
         figures = runner.epoch_figures()
         lr = model.optimizer.current_learning_rate
-        self._epochs.append(figures)
-        self.history["learning_rate"].append(lr)
+        self.history.add(figures, lr)
         if printed:
             head = "training" if self.steps > 1 else f"epoch: {epoch}"
             tqdm.write(_line(head, figures[3], figures[1], figures[2], lr))
@@ -197,10 +192,11 @@ class TrainLoop:
         them, at most every ``_BAR_FIGURES_EVERY`` seconds (each read waits for the device)
         and once more at the end, so the bar left on screen shows the final figures."""
         clock = time.perf_counter()
-        if bar.disable or not self._epochs or (clock < self._bar_figures_at and not last):
+        figures = self.history.last
+        if bar.disable or figures is None or (clock < self._bar_figures_at and not last):
             return
         self._bar_figures_at = clock + _BAR_FIGURES_EVERY
-        loss, accuracy = float(self._epochs[-1][0]), float(self._epochs[-1][3])
+        loss, accuracy = float(figures[0]), float(figures[3])
         bar.set_postfix_str(f"loss: {loss:.3f}, acc: {accuracy:.3f}", refresh=last)
 
     def _must_read(self, epoch: int, printed: bool) -> bool:
@@ -225,9 +221,7 @@ class TrainLoop:
         loss, at = found
         done = at - self._start  # steps of this run before the one that diverged
         bad_epoch, step = self._first + done // self.steps, done % self.steps
-        for values in self.history.values():
-            del values[bad_epoch - 1 :]
-        del self._epochs[bad_epoch - self._first :]
+        self.history.drop(bad_epoch - 1)
         self.model.optimizer.restore_iterations(at)
         self._diverged(loss_diverged(loss, bad_epoch, step, self.model.optimizer))
         return True
@@ -239,44 +233,18 @@ class TrainLoop:
         warnings.warn(message, RuntimeWarning, stacklevel=4)
 
     def _save_checkpoint(self, epoch: int) -> None:
-        history, arguments = self._host_history(), self._arguments()
+        history, arguments = self.history.floats(), self._arguments()
         record.write(self.model, self.checkpoint, epoch, history, arguments)
 
     def _resume(self, path: Any) -> int:
         """Load a checkpoint into the model; the first epoch still to run."""
-        epoch, self.history = record.read(self.model, path, self._arguments(), self.epochs)
+        epoch, earlier = record.read(self.model, path, self._arguments(), self.epochs)
+        self.history = History(self.model.backend, earlier)
         return epoch + 1
 
     def _arguments(self) -> dict[str, Any]:
         """What a resumed run must repeat to give the bits of an uninterrupted one."""
         return {"batch_size": self.batch_size, "shuffle": bool(self.shuffle)}
-
-    def _host_history(self) -> dict[str, list[float]]:
-        """The history as floats, this call's epochs after those a checkpoint brought."""
-        history = {key: list(values) for key, values in self.history.items()}
-        rows, on_device = [], False
-        for figures in self._epochs:  # a compiled run's: one transfer per call or epoch
-            if isinstance(figures, Figures):
-                if figures.host is None:
-                    figures[0]  # noqa: B018  # (read from the device)
-                rows.append(figures.host)  # already the four floats: no copy per epoch
-            else:  # the eager runner's (or one's own): numbers or device scalars
-                on_device = True
-                rows.append([figures[i] for i in range(len(_FIGURES))])
-        for key, column in zip(_FIGURES, zip(*rows, strict=True), strict=False):
-            history[key] += self._on_host(column) if on_device else column
-        return {key: values for key, values in history.items() if values}  # none: no epoch
-
-    def _on_host(self, values: Any) -> list[float]:
-        """Numbers and device scalars (the eager runner's figures) as floats, the scalars
-        stacked into one transfer. The compiled runners' figures never come here: there a
-        ``stack`` of a thousand arrays would be a thousand-input function to compile."""
-        arrays = [v for v in values if not isinstance(v, (int, float))]
-        if not arrays:
-            return list(map(float, values))
-        backend = self.model.backend
-        host = iter(backend.to_numpy(backend.xp.stack(arrays)).tolist())
-        return [float(v) if isinstance(v, (int, float)) else next(host) for v in values]
 
     def _printed(self, epoch: int) -> bool:
         """Whether an epoch prints its lines: every ``epochs_every`` epochs, and the last."""
@@ -284,8 +252,7 @@ class TrainLoop:
 
     def _validation(self, epoch: int, loss: float, accuracy: float) -> None:
         """The epoch's validation figures into the history, and the book's line for them."""
-        self.history.setdefault("val_loss", []).append(loss)
-        self.history.setdefault("val_accuracy", []).append(accuracy)
+        self.history.validation(loss, accuracy)
         if self.verbose and self._printed(epoch):
             tqdm.write(f"validation, acc: {accuracy:.3f}, loss: {loss:.3f}")
 

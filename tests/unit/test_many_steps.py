@@ -160,6 +160,22 @@ def test_on_nan_warn_keeps_the_history_before_the_diverged_epoch() -> None:
     assert iterations[0] == iterations[1]
 
 
+def test_a_divergence_read_after_its_epochs_reached_the_host_leaves_them_out() -> None:
+    """SGD at 5e3 diverges at step 13; calls of 8 steps bring epochs 9-16 to the host (and
+    the loop turns them into floats) before the loop reads the divergence at the end."""
+    histories = []
+    for backend in ("numpy", JAX):
+        model = _model(backend, lambda: nnx.SGD(learning_rate=5e3, momentum=0.9))
+        with pytest.warns(RuntimeWarning, match="the loss became"):
+            history = model.train(X, Y, epochs=30, verbose=0, on_nan="warn", steps_per_execution=8)
+        assert model.optimizer.iterations == 13
+        histories.append(history)
+    assert {key: len(values) for key, values in histories[1].items()} == dict.fromkeys(
+        histories[0], 13
+    )
+    np.testing.assert_allclose(histories[1]["loss"], histories[0]["loss"], rtol=1e-3)
+
+
 @pytest.mark.parametrize("bad", [0, -1, 2.5, "3", True])
 def test_steps_per_execution_must_be_a_whole_number(bad: Any) -> None:
     with pytest.raises(ValueError, match="steps_per_execution"):
