@@ -123,16 +123,18 @@ def borrowed(slots: list[tuple[Any, str]], parts: list[Any]) -> Iterator[None]:
             part.clear_step()
 
 
-def non_finite(layers: list[Any], optimizer: Any, flags: Any = None) -> str | None:
+def non_finite(layers: list[Any], optimizer: Any, found: list[bool] | None = None) -> str | None:
     """The key of the first array of the state that holds NaN or infinity, or None: one read
-    from the device for the whole state (the training loop asks at its boundaries). ``flags``:
-    :func:`finite_flags` compiled, where the backend would dispatch each operation alone."""
+    from the device for the whole state (the training loop asks at its boundaries). ``found``:
+    what :func:`finite_flags` gave for the state already, in its order (a compiled boundary
+    computes them in its own call)."""
     slots = state_slots(layers, optimizer)  # not the counter: an int
     if not slots:
         return None
-    flags = flags or finite_flags(layers[0].xp)
-    found = layers[0].backend.to_numpy(flags([getattr(h, n) for h, n in slots.values()]))
-    return next((key for key, ok in zip(slots, found.tolist(), strict=True) if not ok), None)
+    if found is None:
+        flags = finite_flags(layers[0].xp)([getattr(h, n) for h, n in slots.values()])
+        found = layers[0].backend.to_numpy(flags).tolist()
+    return next((key for key, ok in zip(slots, found, strict=True) if not ok), None)
 
 
 def finite_flags(xp: Any) -> Any:

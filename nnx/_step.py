@@ -225,11 +225,9 @@ class CallFigures:
         self.host = self.runner.model.backend.to_numpy(self.rows)
         # As lists only while the epochs are filled: a list per step kept until training ends
         # would be thousands of objects to free when the call returns.
-        rows, counts, known = self.host.tolist(), self.runner.counts_after, (None, None)
+        rows, counts = self.host.tolist(), self.runner.counts_after
         for epoch in self.epochs:
-            if epoch.progress != known[0]:  # the same for every epoch of a full-batch run
-                known = (epoch.progress, counts(epoch.progress))
-            epoch.fill(rows[epoch.j][3:], known[1])
+            epoch.fill(rows[epoch.j][3:], counts(epoch.progress))
         self.epochs = []
 
     def row(self, j: int) -> list[float]:
@@ -262,8 +260,7 @@ class EpochFigures(Figures):
     __slots__ = ("call", "j", "progress")
 
     def __init__(self, call: CallFigures, j: int, progress: tuple[int, int]) -> None:
-        # Made every epoch of a many-steps run: Figures.__init__ inline, one call less.
-        self.source = self.host = None
+        super().__init__(None)
         self.call, self.j, self.progress = call, j, progress
 
     def read(self) -> tuple[list[float], list[int]]:

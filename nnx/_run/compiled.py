@@ -210,8 +210,7 @@ class CompiledStep:
         found = self.backend.to_numpy(found).tolist() if check else []
         if all(found):
             return None  # the every-call case
-        keys = _state.state_slots(self.model.layers, self.model.optimizer)
-        return next(key for key, ok in zip(keys, found, strict=True) if not ok)
+        return _state.non_finite(self.model.layers, self.model.optimizer, found)
 
     def divergence(self, record: tuple[Any, ...]) -> tuple[float, int] | None:
         """(the first non-finite loss, the iteration of its step) that ``record`` holds, or
